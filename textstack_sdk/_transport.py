@@ -1,0 +1,868 @@
+"""The production Transport: urllib3 behind the ``_http`` seam.
+
+This is the only module that imports urllib3. urllib3's own retries and redirects are
+off; the small policies that replace them are pure functions here (``check_url``,
+``parse_retry_after``, ``retry_delay``, ``redirect_target``) so they can be tested
+without sockets. Every urllib3 / socket / ssl / http.client failure becomes a
+``TransportError`` in one place, ``_map_error``.
+
+Deadlines: besides the connect timeout, every request has an overall deadline. It is
+enforced below http.client, at each ``recv`` (``_DeadlineReader``), so a server that
+drips its status line, headers, chunk framing or body one byte at a time is cut off at
+the deadline just like one that never answers.
+
+Known limit: DNS resolution (``getaddrinfo``) blocks without a timeout; the deadline is
+checked again as soon as it returns.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import io
+import ipaddress
+import logging
+import math
+import os
+import random
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, cast
+from urllib.parse import urljoin
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    DecodeError,
+    EmptyPoolError,
+    InvalidChunkLength,
+    LocationParseError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
+from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.util import Retry, Timeout, parse_url
+
+from ._errors import ConfigurationError, TransportError
+from ._http import Request, Response
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["Urllib3Transport", "check_url", "parse_retry_after", "redirect_target", "retry_delay"]
+
+_log = logging.getLogger("textstack_sdk.http")
+
+_MIB = 1024 * 1024
+_MAX_TIMEOUT = 600.0
+_MAX_BACKOFF_DELAY = 10.0
+_READ_CHUNK = 64 * 1024
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers that name or authenticate one origin; never carried to another.
+_ORIGIN_BOUND_HEADERS = frozenset({"host", "authorization", "cookie", "proxy-authorization"})
+
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/\\?#]*)")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Printable ASCII and tab only: http.client would put an illegal value, or a value it
+# cannot encode, into its exception text, and the value may be a bearer token.
+_BAD_HEADER_VALUE = re.compile(r"[^\t\x20-\x7e]")
+_RETRY_AFTER_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+# parse_retry_after never returns more than this: "wait effectively forever", still finite.
+_RETRY_AFTER_CEILING = 1e9
+
+_DEFAULT_USER_AGENT = (
+    f"textstack-sdk/{__version__} "
+    f"Python/{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+)
+
+
+# ---------------------------------------------------------------------------
+# Pure policy
+
+
+def check_url(url: str) -> None:
+    """Refuses URLs the SDK must not talk to.
+
+    Allowed: ``https://`` to any host, and ``http://`` only to a loopback host
+    (127.0.0.0/8, ::1, ``localhost``) for local servers. Userinfo (``user:pw@``) is
+    refused because credentials in URLs end up in logs; so are whitespace and control
+    characters.
+
+    Args:
+        url: An absolute URL.
+
+    Raises:
+        ConfigurationError: The URL is refused; the message never repeats userinfo.
+    """
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError("URL must be a non-empty string")
+    if _UNSAFE_URL_CHARS.search(url):
+        raise ConfigurationError("URL must not contain whitespace or control characters")
+    authority = _AUTHORITY.match(url)
+    if authority is None:
+        raise ConfigurationError("URL must be absolute (https://host/...)")
+    if "@" in authority.group(1):
+        raise ConfigurationError("URL must not contain credentials (user:password@host)")
+    try:
+        parsed = parse_url(url)
+    except LocationParseError as exc:
+        raise ConfigurationError("URL cannot be parsed") from exc
+    scheme = (parsed.scheme or "").lower()
+    host = parsed.host or ""
+    if scheme not in _DEFAULT_PORTS:
+        raise ConfigurationError(f"URL scheme {scheme!r} is not supported; use https")
+    if not host:
+        raise ConfigurationError("URL has no host")
+    if scheme == "http" and not _is_loopback(host):
+        raise ConfigurationError(
+            f"plain http:// is only allowed to a loopback host, not {host!r}; use https"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.lower()
+    if name == "localhost":
+        return True
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Reads a ``Retry-After`` header: delay-seconds or an HTTP-date.
+
+    Args:
+        value: The header value, or None when absent.
+        now: The current wall-clock time (epoch seconds), for HTTP-dates.
+
+    Returns:
+        Seconds to wait (at most 1e9; callers cap it by their own bound), 0.0 for a date
+        in the past, or None when absent, malformed or negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _RETRY_AFTER_SECONDS.fullmatch(text):
+        return min(float(text), _RETRY_AFTER_CEILING)
+    if text[0] in "+-" or text[0].isdigit():
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+        target = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if not math.isfinite(target):
+        return None
+    return min(max(target - now, 0.0), _RETRY_AFTER_CEILING)
+
+
+def backoff_delay(attempt: int, base: float, rand: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random.
+
+    Args:
+        attempt: 0 for the first retry.
+        base: The delay before the first retry, before jitter.
+        rand: A source of floats in [0, 1), for tests.
+
+    Returns:
+        Seconds, at most ``_MAX_BACKOFF_DELAY``.
+    """
+    ceiling = min(_MAX_BACKOFF_DELAY, base * float(2 ** min(attempt, 16)))
+    return ceiling / 2 + ceiling / 2 * rand()
+
+
+def retry_delay(
+    status: int,
+    retry_after: Optional[str],
+    *,
+    attempt: int,
+    remaining: float,
+    now: float,
+    backoff: float,
+    max_retry_after: float,
+    rand: Callable[[], float] = random.random,
+) -> Optional[float]:
+    """Decides whether an idempotent request that got ``status`` is sent again.
+
+    502/503/504 are retried after ``Retry-After`` when given, else after a backoff.
+    429 is retried only when the server says when (``Retry-After``): without it the
+    caller's own pacing decides. A delay is capped by ``max_retry_after``; if it still
+    does not fit in the remaining deadline, the answer goes back to the caller at once
+    rather than sleeping into a timeout.
+
+    Args:
+        status: The response status.
+        retry_after: The ``Retry-After`` header value, or None.
+        attempt: How many retries were already made.
+        remaining: Seconds left before the overall deadline.
+        now: Wall-clock time for HTTP-dates.
+        backoff: The backoff base.
+        max_retry_after: The longest wait honoured.
+        rand: Jitter source.
+
+    Returns:
+        Seconds to sleep before retrying, or None to return the response as is.
+    """
+    if status not in _RETRY_STATUSES:
+        return None
+    delay = parse_retry_after(retry_after, now)
+    if delay is None:
+        if status == 429:
+            return None
+        delay = backoff_delay(attempt, backoff, rand)
+    delay = min(delay, max_retry_after)
+    return delay if delay < remaining else None
+
+
+def redirect_target(
+    *,
+    method: str,
+    has_body: bool,
+    has_authorization: bool,
+    url: str,
+    status: int,
+    location: Optional[str],
+) -> Optional[str]:
+    """Decides whether a 3xx answer is followed, and where to.
+
+    Followed only for GET/HEAD without a body; never from https to http; never to
+    another origin (scheme, host, port) when the request carries ``Authorization``;
+    never to a URL ``check_url`` refuses. A relative ``Location`` is resolved against
+    ``url``.
+
+    Args:
+        method: The request method.
+        has_body: Whether the request carries a body.
+        has_authorization: Whether the request carries an Authorization header.
+        url: The URL that answered.
+        status: The answer's status.
+        location: Its ``Location`` header, or None.
+
+    Returns:
+        The absolute URL to request next, or None to return the 3xx answer as is.
+    """
+    if status not in _REDIRECT_STATUSES or not location:
+        return None
+    if method not in ("GET", "HEAD") or has_body:
+        return None
+    target = urljoin(url, location.strip())
+    try:
+        check_url(target)
+        here, there = _origin(url), _origin(target)
+    except (ConfigurationError, LocationParseError):
+        return None
+    if here[0] == "https" and there[0] != "https":
+        return None
+    if here != there and has_authorization:
+        return None
+    return target
+
+
+# ---------------------------------------------------------------------------
+# The overall deadline, enforced at every recv
+
+_deadline_local = threading.local()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket reader that will not wait past a monotonic deadline. One thread at a time."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        # makefile() takes a reference on the socket that close() gives back, so the
+        # socket's descriptor is released exactly as with http.client's own reader.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readinto(self, buffer: WriteableBuffer) -> Optional[int]:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("overall deadline exceeded")
+        current = self._sock.gettimeout()
+        if current is None or remaining < current:
+            self._sock.settimeout(remaining)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """Hands http.client a deadline-bound reader instead of the socket's own file."""
+
+    __slots__ = ("_deadline", "_sock")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+class _DeadlineHTTPResponse(http.client.HTTPResponse):
+    """http.client's response reading through ``_DeadlineReader``. One thread at a time."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        deadline: Optional[float] = getattr(_deadline_local, "value", None)
+        if deadline is not None:
+            sock = cast(socket.socket, _DeadlineSocket(sock, deadline))
+        super().__init__(sock, 0, method, url)
+
+
+class _HTTPConnection(HTTPConnection):
+    """urllib3's connection with deadline-bound reads. One thread at a time."""
+
+    response_class = _DeadlineHTTPResponse
+    # A process-wide ``HTTPConnection.debuglevel = 1`` would print our headers to stdout.
+    debuglevel = 0
+
+
+class _HTTPSConnection(HTTPSConnection):
+    """urllib3's TLS connection with deadline-bound reads. One thread at a time."""
+
+    response_class = _DeadlineHTTPResponse
+    debuglevel = 0
+
+
+class _HTTPPool(HTTPConnectionPool):
+    """Thread-safe connection pool for one plain-HTTP host, using ``_HTTPConnection``."""
+
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    """Thread-safe connection pool for one HTTPS host, using ``_HTTPSConnection``."""
+
+    ConnectionCls = _HTTPSConnection
+
+
+# ---------------------------------------------------------------------------
+# Error mapping: the one place foreign exceptions become ours
+
+_NETWORK_ERRORS = (Urllib3Error, OSError, http.client.HTTPException)
+
+
+class _BodyTooLarge(Exception):
+    """Internal: the body passed max_response_bytes."""
+
+    def __init__(self, size: Optional[int]) -> None:
+        super().__init__()
+        self.size = size
+
+
+def _never_reached_server(exc: BaseException) -> bool:
+    """True when a failure happened before the server could have processed the request.
+
+    Connect failures (refused, DNS, connect timeout) qualify; so does a pooled
+    keep-alive connection the server had already closed (``RemoteDisconnected``: not a
+    single byte of answer).
+    """
+    if isinstance(exc, ConnectTimeoutError):
+        return True
+    if isinstance(exc, Urllib3ProtocolError):
+        return any(isinstance(a, http.client.RemoteDisconnected) for a in exc.args)
+    return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 16:
+        item = todo.pop()
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        todo.extend(a for a in item.args if isinstance(a, BaseException))
+        for linked in (item.__cause__, item.__context__):
+            if linked is not None:
+                todo.append(linked)
+    return seen
+
+
+def _describe(exc: BaseException, timed_out: bool) -> tuple[str, bool]:
+    """Returns (what happened, retryable) for a foreign exception. Never echoes data."""
+    if isinstance(exc, NameResolutionError):
+        return f"DNS lookup failed for {exc.conn.host!r}", True
+    if isinstance(exc, NewConnectionError):
+        refused = any(isinstance(e, ConnectionRefusedError) for e in _chain(exc))
+        return ("connection refused" if refused else "could not connect"), True
+    if isinstance(exc, ConnectTimeoutError):
+        return "connect timed out", True
+    if isinstance(exc, (ReadTimeoutError, socket.timeout)):
+        if timed_out:
+            return "timed out: the overall deadline passed", True
+        return "timed out waiting for the server", True
+    if isinstance(exc, (Urllib3SSLError, ssl.SSLError)):
+        verify = any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(exc))
+        if verify:
+            return "TLS certificate verification failed", False
+        return "TLS error", True
+    if isinstance(exc, DecodeError):
+        return "could not decode the response's Content-Encoding", False
+    if isinstance(exc, (ClosedPoolError, EmptyPoolError)):
+        return "transport is closed", False
+    causes = _chain(exc)
+    for cause in causes:
+        if isinstance(cause, InvalidChunkLength):
+            return "malformed chunked body", True
+        if isinstance(cause, http.client.IncompleteRead):
+            return "connection closed mid-body (incomplete body)", True
+    for cause in causes:
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "server closed the connection without answering", True
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by peer", True
+        if isinstance(cause, (socket.timeout, ReadTimeoutError)):
+            return "timed out", True
+        if isinstance(cause, http.client.HTTPException):
+            return f"malformed response ({type(cause).__name__})", True
+    if isinstance(exc, Urllib3ProtocolError):
+        return "connection broken", True
+    if isinstance(exc, OSError):
+        name = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+        return f"network error ({name})", True
+    return f"HTTP error ({type(exc).__name__})", True
+
+
+def _map_error(exc: BaseException, request: Request, deadline: float) -> TransportError:
+    """Turns any urllib3 / socket / ssl / http.client failure into a TransportError.
+
+    The message names the route and what happened, never headers or body bytes. Partial
+    bodies that http.client keeps on its IncompleteRead are dropped from the chain.
+    """
+    timed_out = time.monotonic() >= deadline
+    kind, retryable = _describe(exc, timed_out)
+    for cause in _chain(exc):
+        if isinstance(cause, http.client.IncompleteRead) and isinstance(
+            cause.partial, (bytes, bytearray)
+        ):
+            cause.partial = b""
+    route = request.route or request.method
+    return TransportError(f"{route}: {kind}", route=request.route, retryable=retryable)
+
+
+# ---------------------------------------------------------------------------
+# The transport
+
+_LIVE: weakref.WeakSet[Urllib3Transport] = weakref.WeakSet()
+
+
+def _renew_locks_in_child() -> None:
+    # A lock held by another thread at fork() stays held forever in the child.
+    for transport in list(_LIVE):
+        transport._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_locks_in_child)
+
+
+def _number(name: str, value: object, low: float, high: float, *, allow_low: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number")
+    number = float(value)
+    above_low = number >= low if allow_low else number > low
+    if not (math.isfinite(number) and above_low and number <= high):
+        bound = "[" if allow_low else "("
+        raise ConfigurationError(f"{name} must be in {bound}{low:g}, {high:g}], got {value!r}")
+    return number
+
+
+def _integer(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+class Urllib3Transport:
+    """Thread-safe HTTP transport on one urllib3 PoolManager, with deadlines and caps.
+
+    Every request gets a connect timeout and an overall deadline (``Request.timeout``
+    or ``timeout``) that bounds the whole exchange, retries and redirects included.
+    Bodies are capped at ``max_response_bytes``. Idempotent requests
+    (``Request.retry_safe``) are retried at most ``max_retries`` times after a connect
+    failure or a 502/503/504 (and a 429 that says ``Retry-After``); others never are.
+    Redirects are followed for GET/HEAD only, within one origin when the request is
+    authenticated, never from https to http. After ``fork()`` the child builds its own
+    pool on its first request.
+
+    Args:
+        timeout: Default overall deadline per request, in seconds.
+        connect_timeout: Bound on establishing a connection (None: the deadline only).
+        max_response_bytes: Largest body accepted, after any decoding.
+        max_retries: Most retries per request (retry_safe requests only).
+        backoff: First backoff delay in seconds; doubles per retry, capped at 10 s.
+        max_retry_after: Longest ``Retry-After`` honoured, in seconds.
+        max_redirects: Most redirects followed per request.
+        user_agent: The User-Agent sent when the request has none.
+        pool_maxsize: Connections kept alive per host.
+        ca_certs: CA bundle path for https (default: the system store).
+        ssl_context: An ``ssl.SSLContext`` for https.
+        sleep: Sleeps between retries (tests inject a recorder). Never asked to sleep
+            past the deadline.
+
+    Raises:
+        ConfigurationError: An option is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 15.0,
+        connect_timeout: Optional[float] = None,
+        max_response_bytes: int = 16 * _MIB,
+        max_retries: int = 2,
+        backoff: float = 0.2,
+        max_retry_after: float = 30.0,
+        max_redirects: int = 5,
+        user_agent: Optional[str] = None,
+        pool_maxsize: int = 16,
+        ca_certs: Optional[str] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        sleep: Optional[Callable[[float], None]] = None,
+    ) -> None:
+        self._timeout = _number("timeout", timeout, 0.0, _MAX_TIMEOUT, allow_low=False)
+        self._connect_timeout = (
+            self._timeout
+            if connect_timeout is None
+            else min(
+                self._timeout,
+                _number("connect_timeout", connect_timeout, 0.0, _MAX_TIMEOUT, allow_low=False),
+            )
+        )
+        self._max_bytes = _integer("max_response_bytes", max_response_bytes, 1, 1024 * _MIB)
+        self._max_retries = _integer("max_retries", max_retries, 0, 10)
+        self._backoff = _number("backoff", backoff, 0.0, _MAX_BACKOFF_DELAY, allow_low=True)
+        self._max_retry_after = _number(
+            "max_retry_after", max_retry_after, 0.0, _MAX_TIMEOUT, allow_low=True
+        )
+        self._max_redirects = _integer("max_redirects", max_redirects, 0, 20)
+        pool_size = _integer("pool_maxsize", pool_maxsize, 1, 1024)
+        if user_agent is None:
+            user_agent = _DEFAULT_USER_AGENT
+        elif (
+            not isinstance(user_agent, str)
+            or not user_agent
+            or len(user_agent) > 512
+            or _BAD_HEADER_VALUE.search(user_agent)
+        ):
+            raise ConfigurationError("user_agent must be 1-512 printable ASCII characters")
+        self._user_agent = user_agent
+        if ca_certs is not None and not isinstance(ca_certs, str):
+            raise ConfigurationError("ca_certs must be a path (str)")
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise ConfigurationError("ssl_context must be an ssl.SSLContext")
+        if sleep is not None and not callable(sleep):
+            raise ConfigurationError("sleep must be callable")
+        self._sleep: Callable[[float], None] = time.sleep if sleep is None else sleep
+
+        # urllib3 must not retry or redirect on its own: total=False also makes it raise
+        # the underlying error instead of wrapping it in MaxRetryError.
+        self._retry = Retry(total=False, redirect=False)
+        self._timeout_obj = Timeout(connect=self._connect_timeout, read=self._timeout)
+        self._pool_kw: dict[str, object] = {"maxsize": pool_size, "block": False}
+        if ca_certs is not None:
+            self._pool_kw["ca_certs"] = ca_certs
+        if ssl_context is not None:
+            self._pool_kw["ssl_context"] = ssl_context
+
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        self._pool = self._new_pool()
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"Urllib3Transport({state}, timeout={self._timeout:g})"
+
+    def _new_pool(self) -> urllib3.PoolManager:
+        pool = urllib3.PoolManager(
+            retries=self._retry,
+            timeout=self._timeout_obj,
+            **self._pool_kw,  # type: ignore[arg-type]
+        )
+        pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return pool
+
+    def _pool_after_fork(self) -> urllib3.PoolManager:
+        with self._lock:
+            pid = os.getpid()
+            if self._pid != pid:
+                inherited = self._pool
+                self._pool = self._new_pool()
+                self._pid = pid
+                # Closing only drops this process's copies of the descriptors; nothing
+                # is sent, so the parent's connections are unaffected.
+                inherited.clear()
+            return self._pool
+
+    def close(self) -> None:
+        """Closes pooled connections. Later requests raise TransportError."""
+        with self._lock:
+            self._closed = True
+            self._pool.clear()
+
+    def handle_request(self, request: Request) -> Response:
+        """Sends ``request``, following the retry and redirect policy.
+
+        Args:
+            request: The request to send.
+
+        Returns:
+            The final response, any status (including a 3xx not followed).
+
+        Raises:
+            TransportError: Network failure, deadline passed, body too large, or the
+                transport is closed.
+            ConfigurationError: The URL, a header or the timeout is refused.
+        """
+        if self._closed:
+            raise TransportError(
+                f"{request.route or request.method}: transport is closed",
+                route=request.route,
+                retryable=False,
+            )
+        pool = self._pool
+        if self._pid != os.getpid():
+            pool = self._pool_after_fork()
+        check_url(request.url)
+        if request.timeout is None:
+            budget = self._timeout
+            timeout_obj: Optional[Timeout] = self._timeout_obj
+        else:
+            budget = _number("Request.timeout", request.timeout, 0.0, _MAX_TIMEOUT, allow_low=False)
+            timeout_obj = None
+        headers = self._headers(request)
+        start = time.monotonic()
+        deadline = start + budget
+        method = request.method
+        url = request.url
+        body = request.body
+        retries = 0
+        redirects = 0
+        while True:
+            now = time.monotonic()
+            if timeout_obj is None:
+                remaining = deadline - now
+                if remaining <= 0:
+                    raise TransportError(
+                        f"{request.route or method}: timed out: the overall deadline passed",
+                        route=request.route,
+                    )
+                timeout_obj = Timeout(connect=min(self._connect_timeout, remaining), read=remaining)
+            try:
+                response = self._send(
+                    pool=pool,
+                    method=method,
+                    url=url,
+                    headers=headers,
+                    body=body,
+                    deadline=deadline,
+                    timeout_obj=timeout_obj,
+                )
+            except _BodyTooLarge as exc:
+                size = "" if exc.size is None else f" ({exc.size} bytes announced)"
+                raise TransportError(
+                    f"{request.route or method}: response body exceeds the limit of "
+                    f"{self._max_bytes} bytes{size}",
+                    route=request.route,
+                    retryable=False,
+                ) from exc
+            except _NETWORK_ERRORS as exc:
+                if (
+                    request.retry_safe
+                    and retries < self._max_retries
+                    and _never_reached_server(exc)
+                ):
+                    delay = backoff_delay(retries, self._backoff)
+                    if time.monotonic() + delay < deadline:
+                        self._log_retry(request, None, delay)
+                        self._sleep(delay)
+                        retries += 1
+                        timeout_obj = None
+                        continue
+                raise _map_error(exc, request, deadline) from exc
+            timeout_obj = None
+            status = response.status
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug(
+                    "%s -> %d, %d bytes, %.1f ms",
+                    request.route or method,
+                    status,
+                    len(response.body),
+                    (time.monotonic() - start) * 1000.0,
+                )
+            if request.retry_safe and status in _RETRY_STATUSES and retries < self._max_retries:
+                delay_or_none = retry_delay(
+                    status,
+                    response.headers.get("retry-after"),
+                    attempt=retries,
+                    remaining=deadline - time.monotonic(),
+                    now=time.time(),
+                    backoff=self._backoff,
+                    max_retry_after=self._max_retry_after,
+                )
+                if delay_or_none is not None:
+                    self._log_retry(request, status, delay_or_none)
+                    self._sleep(delay_or_none)
+                    retries += 1
+                    continue
+            if status in _REDIRECT_STATUSES and redirects < self._max_redirects:
+                target = redirect_target(
+                    method=method,
+                    has_body=body is not None,
+                    has_authorization=any(k.lower() == "authorization" for k in headers),
+                    url=url,
+                    status=status,
+                    location=response.headers.get("location"),
+                )
+                if target is not None:
+                    if _origin(target) != _origin(url):
+                        headers = {
+                            k: v
+                            for k, v in headers.items()
+                            if k.lower() not in _ORIGIN_BOUND_HEADERS
+                        }
+                    url = target
+                    redirects += 1
+                    continue
+            return response
+
+    def _headers(self, request: Request) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        names: dict[str, str] = {}
+        for name, value in request.headers:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ConfigurationError(f"{request.route or request.method}: bad header name")
+            if _BAD_HEADER_VALUE.search(value):
+                raise ConfigurationError(
+                    f"{request.route or request.method}: header {name!r} has a value with "
+                    "control or non-ASCII characters"
+                )
+            lowered = name.lower()
+            previous = names.get(lowered)
+            if previous is not None:
+                del headers[previous]
+            names[lowered] = name
+            headers[name] = value
+        if "user-agent" not in names:
+            headers["User-Agent"] = self._user_agent
+        # identity: the API's JSON bodies are small, so compression buys little. If a
+        # server compresses anyway, urllib3 (>= 2.6) decodes in bounded steps and the
+        # cap counts decoded bytes, so a decompression bomb stops at the cap.
+        if "accept-encoding" not in names:
+            headers["Accept-Encoding"] = "identity"
+        return headers
+
+    def _send(
+        self,
+        *,
+        pool: urllib3.PoolManager,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Optional[bytes],
+        deadline: float,
+        timeout_obj: Timeout,
+    ) -> Response:
+        _deadline_local.value = deadline
+        resp = pool.urlopen(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            retries=self._retry,
+            redirect=False,
+            timeout=timeout_obj,
+            preload_content=False,
+            decode_content=False,
+        )
+        try:
+            length = resp.length_remaining
+            if length is not None and length > self._max_bytes:
+                raise _BodyTooLarge(length)
+            encoding = resp.headers.get("content-encoding")
+            if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+                data = self._read_capped(resp, decode=True)
+            elif length is not None:
+                data = resp.read(decode_content=False)
+            else:
+                data = self._read_capped(resp, decode=False)
+            result = Response(
+                status=resp.status,
+                headers={k.lower(): v for k, v in resp.headers.items()},
+                body=data,
+            )
+        except BaseException:
+            # Unread bytes would poison a pooled connection: close it, free the slot.
+            resp.close()
+            resp.release_conn()
+            raise
+        resp.release_conn()
+        return result
+
+    def _read_capped(self, resp: urllib3.BaseHTTPResponse, *, decode: bool) -> bytes:
+        limit = self._max_bytes + 1
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = resp.read(min(_READ_CHUNK, limit - total), decode_content=decode)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > self._max_bytes:
+                raise _BodyTooLarge(None)
+            chunks.append(chunk)
+
+    def _log_retry(self, request: Request, status: Optional[int], delay: float) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            why = "connect failure" if status is None else f"HTTP {status}"
+            _log.debug(
+                "%s: retrying after %s in %.3f s", request.route or request.method, why, delay
+            )
