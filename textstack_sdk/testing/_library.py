@@ -1,0 +1,725 @@
+"""The fake server's in-memory library: the catalog and one user's data, with handlers.
+
+Each handler takes a parsed Call and the wall time and returns a Reply or raises a
+Problem; field names, ids and status codes follow TEXTSTACK_API.md.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Optional, Union
+
+from ._library_data import USER, Chapter, Edition, UserBook, editions, user_books
+from ._reply import (
+    Call,
+    FieldProblem,
+    Reply,
+    int_arg,
+    iso,
+    json_object,
+    json_reply,
+    not_found,
+    optional_text,
+    require_text,
+    validation,
+)
+
+__all__ = ["Library"]
+
+_DAY = 86_400.0
+_COLORS = ("yellow", "green", "blue", "pink", "purple")
+_STAGES = ("new", "learning", "known")
+_WORDS_PER_PART = 40
+_STOPWORDS = frozenset(
+    (  # noqa: SIM905
+        "the a an and or of to in on at is it was what who why how does did do with for "
+        "from by that this as be are his her he she i my me"
+    ).split()
+)
+Book = Union[Edition, UserBook]
+
+
+def _terms(text: str) -> list[str]:
+    return [t for t in re.findall(r"[\w']+", text.lower()) if len(t) > 1]
+
+
+def _fragments(text: str, terms: list[str], limit: int = 3, width: int = 60) -> list[str]:
+    """Escaped excerpts around matches, each match wrapped in <b>, like ts_headline."""
+    if not terms:
+        return []
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE)
+    out: list[str] = []
+    end_of_last = -1
+    for match in pattern.finditer(text):
+        if match.start() < end_of_last or len(out) >= limit:
+            continue
+        start, stop = max(0, match.start() - width), min(len(text), match.end() + width)
+        window = text[start:stop]
+        marked = pattern.sub(lambda m: f"\x00{m.group(0)}\x01", window)
+        escaped = html.escape(marked).replace("\x00", "<b>").replace("\x01", "</b>")
+        out.append(("…" if start else "") + escaped + ("…" if stop < len(text) else ""))
+        end_of_last = stop
+    return out
+
+
+class Library:
+    """One user's view of TextStack. Not thread-safe: the server calls it under its lock."""
+
+    def __init__(self, now: float) -> None:
+        self.user: dict[str, Any] = dict(USER, createdAt=iso(now - 400 * _DAY))
+        self.editions = {e.id: e for e in editions()}
+        self.by_slug = {e.slug: e for e in self.editions.values()}
+        self.books = {b.id: b for b in user_books()}
+        self._book_added = {b.id: now - b.added_days_ago * _DAY for b in self.books.values()}
+        pride, moby = self.by_slug["pride-and-prejudice"], self.by_slug["moby-dick"]
+        war = next(b for b in self.books.values() if b.slug == "the-art-of-war")
+        self._saved = {pride.id: now - 30 * _DAY, moby.id: now - 5 * _DAY}
+        self.highlights: list[dict[str, Any]] = [
+            self._highlight(
+                owner=("edition", pride.id),
+                chapter=pride.chapters[0],
+                text="It is a truth universally acknowledged",
+                color="yellow",
+                note="The famous opening.",
+                at=now - 20 * _DAY,
+            ),
+            self._highlight(
+                owner=("userbook", war.id),
+                chapter=war.chapters[0],
+                text="a matter of life and death",
+                color="green",
+                note=None,
+                at=now - 3 * _DAY,
+            ),
+        ]
+        self.vocabulary: list[dict[str, Any]] = [
+            self._word(row[:5], now + row[5] * _DAY if row[5] is not None else None)
+            for row in (
+                (
+                    "neighbourhood",
+                    "Nachbarschaft",
+                    "A district or community.",
+                    "learning",
+                    pride.title,
+                    1,
+                ),
+                ("fortune", "Vermögen", "A large amount of money.", "known", pride.title, 30),
+                ("purse", "Geldbeutel", "A small bag for money.", "new", moby.title, None),
+                ("wainscot", "Täfelung", "Wooden panelling on a wall.", "new", moby.title, None),
+                ("bulwark", "Bollwerk", "A defensive wall.", "learning", moby.title, 2),
+                ("chariot", "Streitwagen", "A two-wheeled war vehicle.", "known", war.title, 60),
+            )
+        ]
+        self.insights: list[dict[str, Any]] = [
+            {
+                "id": str(uuid.uuid4()),
+                "editionId": pride.id,
+                "userBookId": None,
+                "chapterSlug": "chapter-1",
+                "chapterNumber": 1,
+                "chapterTitle": "Chapter 1",
+                "text": "The opening line is ironic: the families want the rich man.",
+                "question": "What is the tone of the opening?",
+                "source": "mcp",
+                "createdAt": iso(now - 10 * _DAY),
+                "updatedAt": iso(now - 10 * _DAY),
+            }
+        ]
+        self.edition_progress: dict[str, dict[str, Any]] = {
+            pride.id: {
+                "editionId": pride.id,
+                "chapterId": pride.chapters[1].id,
+                "chapterSlug": pride.chapters[1].slug,
+                "locator": "epubcfi(/6/6!/4/2/1:0)",
+                "percent": 45.0,
+                "updatedAt": iso(now - _DAY),
+                "completedAt": None,
+                "_at": now - _DAY,
+            }
+        }
+        self.book_progress: dict[str, dict[str, Any]] = {
+            war.id: {
+                "chapterSlug": war.chapters[0].slug,
+                "locator": "p:2",
+                "locatorKind": "paragraph",
+                "percent": 30.0,
+                "updatedAt": iso(now - 7200),
+                "completedAt": None,
+                "_at": now - 7200,
+            }
+        }
+        self.reviews: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def _highlight(
+        *,
+        owner: tuple[str, str],
+        chapter: Chapter,
+        text: str,
+        color: str,
+        note: Optional[str],
+        at: float,
+        anchor: Optional[str] = None,
+    ) -> dict[str, Any]:
+        upload = owner[0] == "userbook"
+        return {
+            "id": str(uuid.uuid4()),
+            "chapterId": None if upload else chapter.id,
+            "userChapterId": chapter.id if upload else None,
+            "color": color,
+            "selectedText": text,
+            "noteText": note,
+            "createdAt": iso(at),
+            "_owner": owner,
+            "_anchor": anchor,
+        }
+
+    @staticmethod
+    def _word(row: tuple[Any, ...], due: Optional[float]) -> dict[str, Any]:
+        word, translation, definition, stage, book = row
+        return {
+            "word": word,
+            "language": "en",
+            "translation": translation,
+            "definition": definition,
+            "stage": stage,
+            "bookTitle": book,
+            "nextReviewAt": iso(due) if due is not None else None,
+        }
+
+    @staticmethod
+    def _public(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if not k.startswith("_")}
+
+    def _edition(self, edition_id: str) -> Edition:
+        edition = self.editions.get(edition_id)
+        if edition is None:
+            raise not_found("Edition")
+        return edition
+
+    def _book(self, book_id: str) -> UserBook:
+        book = self.books.get(book_id)
+        if book is None:
+            raise not_found("Book")
+        return book
+
+    def _target(self, edition_id: Any, book_id: Any, *, names: tuple[str, str]) -> Book:
+        """Exactly one of an edition id and an upload id, resolved (404 if unknown)."""
+        given = [v for v in (edition_id, book_id) if v not in (None, "")]
+        if len(given) != 1 or not isinstance(given[0], str):
+            raise validation(
+                FieldProblem(names[0], "one_of", f"Give exactly one of {names[0]} and {names[1]}.")
+            )
+        return self._edition(given[0]) if edition_id else self._book(given[0])
+
+    @staticmethod
+    def _author(book: Book) -> str:
+        return ", ".join(book.authors) if isinstance(book, Edition) else book.author
+
+    def _progress_of(self, book: Book) -> Optional[dict[str, Any]]:
+        if isinstance(book, Edition):
+            return self.edition_progress.get(book.id)
+        return self.book_progress.get(book.id)
+
+    # -- public catalog ----------------------------------------------------------------
+
+    def search(self, call: Call, now: float) -> Reply:
+        limit = int_arg(call, "limit", default=20, low=1, high=100)
+        terms = _terms(call.arg("q") or "")
+        hits: list[tuple[int, Edition, Chapter]] = []
+        for edition in self.editions.values():
+            for chapter in edition.chapters:
+                words = set(_terms(chapter.text))
+                score = sum(1 for t in set(terms) if t in words)
+                if score:
+                    hits.append((score, edition, chapter))
+        hits.sort(key=lambda h: (-h[0], h[1].title, h[2].number))
+        items = [
+            {
+                "chapterId": c.id,
+                "chapterSlug": c.slug,
+                "chapterTitle": c.title,
+                "chapterNumber": c.number,
+                "edition": {
+                    "id": e.id,
+                    "slug": e.slug,
+                    "title": e.title,
+                    "language": e.language,
+                    "authors": ", ".join(e.authors),
+                    "coverPath": e.cover_path,
+                },
+                "highlights": _fragments(c.text, terms),
+            }
+            for _, e, c in hits[:limit]
+        ]
+        return json_reply({"total": len(hits), "items": items})
+
+    def get_book(self, call: Call, now: float) -> Reply:
+        edition = self.by_slug.get(call.params["slug"])
+        if edition is None:
+            raise not_found("Book")
+        return json_reply(
+            {
+                "id": edition.id,
+                "slug": edition.slug,
+                "title": edition.title,
+                "language": edition.language,
+                "description": edition.description,
+                "authors": [{"name": a} for a in edition.authors],
+                "genres": [{"name": g} for g in edition.genres],
+                "chapters": [c.summary() for c in edition.chapters],
+            }
+        )
+
+    def get_chapter(self, call: Call, now: float) -> Reply:
+        edition = self.by_slug.get(call.params["slug"])
+        chapter = edition.chapter(call.params["chapterSlug"]) if edition else None
+        if edition is None or chapter is None:
+            raise not_found("Chapter")
+        index = chapter.number - 1
+        before = edition.chapters[index - 1] if index > 0 else None
+        after = edition.chapters[index + 1] if index + 1 < len(edition.chapters) else None
+        return json_reply(
+            {
+                "chapterNumber": chapter.number,
+                "slug": chapter.slug,
+                "title": chapter.title,
+                "html": chapter.html,
+                "prev": {"slug": before.slug, "title": before.title} if before else None,
+                "next": {"slug": after.slug, "title": after.title} if after else None,
+            }
+        )
+
+    def ask(self, call: Call, now: float) -> Reply:
+        edition = self._edition(call.params["editionId"])
+        body = json_object(call.body)
+        question = require_text(body, "question", max_length=2000)
+        k = body.get("k", 5)
+        if k is None:
+            k = 5
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 20:
+            raise validation(FieldProblem("k", "range", "'k' must be an integer from 1 to 20."))
+        terms = [t for t in _terms(question) if t not in _STOPWORDS]
+        scored = []
+        for chapter in edition.chapters:
+            words = set(_terms(chapter.text))
+            score = sum(1 for t in set(terms) if t in words)
+            if score:
+                scored.append((score, chapter))
+        scored.sort(key=lambda s: (-s[0], s[1].number))
+        chosen = [c for _, c in scored[:k]]
+        citations = [
+            {"marker": f"[{i}]", "chapterOrd": c.number, "preview": c.paragraphs[0][:160]}
+            for i, c in enumerate(chosen, start=1)
+        ]
+        if chosen:
+            answer = " ".join(
+                f"{c.paragraphs[0].split('. ')[0].rstrip('.')}. [{i}]"
+                for i, c in enumerate(chosen, start=1)
+            )
+        else:
+            answer = "The book does not say enough to answer that."
+        progress = self.edition_progress.get(edition.id)
+        last = edition.chapter(progress["chapterSlug"]) if progress else None
+        return json_reply(
+            {
+                "answer": answer,
+                "citations": citations,
+                "lastReadOrd": last.number if last else None,
+                "insufficient": not chosen,
+            }
+        )
+
+    # -- highlights and vocabulary -----------------------------------------------------
+
+    def list_highlights(self, call: Call, now: float) -> Reply:
+        edition = self._edition(call.params["editionId"])
+        owner = ("edition", edition.id)
+        return json_reply([self._public(h) for h in self.highlights if h["_owner"] == owner])
+
+    def list_book_highlights(self, call: Call, now: float) -> Reply:
+        book = self._book(call.params["bookId"])
+        owner = ("userbook", book.id)
+        return json_reply([self._public(h) for h in self.highlights if h["_owner"] == owner])
+
+    def save_highlight(self, call: Call, now: float) -> Reply:
+        body = json_object(call.body)
+        book = self._target(
+            body.get("editionId"), body.get("userBookId"), names=("editionId", "userBookId")
+        )
+        upload = isinstance(book, UserBook)
+        id_field = "userChapterId" if upload else "chapterId"
+        chapter_id = body.get(id_field)
+        chapter = book.chapter_by_id(chapter_id) if isinstance(chapter_id, str) else None
+        if chapter is None:
+            raise validation(
+                FieldProblem(id_field, "not_found", f"'{id_field}' is not a chapter of this book.")
+            )
+        text = require_text(body, "selectedText", max_length=5000)
+        color = body.get("color") or "yellow"
+        if color not in _COLORS:
+            raise validation(
+                FieldProblem("color", "invalid", f"'color' must be one of {', '.join(_COLORS)}.")
+            )
+        note = optional_text(body, "noteText", max_length=5000)
+        anchor = optional_text(body, "anchorJson", max_length=10_000)
+        owner = ("userbook" if upload else "edition", book.id)
+        record = self._highlight(
+            owner=owner, chapter=chapter, text=text, color=color, note=note, at=now, anchor=anchor
+        )
+        self.highlights.append(record)
+        return json_reply(self._public(record), 201)
+
+    def vocabulary_words(self, call: Call, now: float) -> Reply:
+        stage = call.arg("stage")
+        if stage is not None and stage.lower() not in _STAGES:
+            raise validation(
+                FieldProblem("stage", "invalid", f"'stage' must be one of {', '.join(_STAGES)}.")
+            )
+        limit = int_arg(call, "limit", default=50, low=1, high=200)
+        offset = int_arg(call, "offset", default=0, low=0, high=1_000_000)
+        search = (call.arg("search") or "").lower()
+        items = [
+            w
+            for w in self.vocabulary
+            if (stage is None or w["stage"] == stage.lower())
+            and (search in w["word"].lower() or search in w["translation"].lower())
+        ]
+        return json_reply({"total": len(items), "items": items[offset : offset + limit]})
+
+    # -- the user's library ------------------------------------------------------------
+
+    def _library_entries(self) -> list[tuple[Book, float]]:
+        entries: list[tuple[Book, float]] = [
+            (b, self._book_added[b.id]) for b in self.books.values()
+        ]
+        entries += [(self.editions[i], at) for i, at in self._saved.items()]
+        return entries
+
+    def library_search(self, call: Call, now: float) -> Reply:
+        terms = _terms(call.arg("q") or "")
+        tags = {t.strip().lower() for t in (call.arg("tags") or "").split(",") if t.strip()}
+        results: list[dict[str, Any]] = []
+        for book, _ in self._library_entries():
+            book_tags = (
+                set(book.tags) if isinstance(book, UserBook) else {g.lower() for g in book.genres}
+            )
+            if not tags <= book_tags:
+                continue
+            best: Optional[Chapter] = None
+            rank = 0.0
+            title_hits = sum(1 for t in terms if t in _terms(book.title + " " + self._author(book)))
+            for chapter in book.chapters:
+                words = _terms(chapter.text)
+                hits = sum(words.count(t) for t in terms)
+                if hits and hits / len(words) > rank:
+                    best, rank = chapter, hits / len(words)
+            if terms and best is None and not title_hits:
+                continue
+            results.append(
+                {
+                    "id": book.id,
+                    "title": book.title,
+                    "author": self._author(book),
+                    "coverPath": book.cover_path,
+                    "language": book.language,
+                    "rank": round(rank + title_hits, 4),
+                    "excerpt": next(iter(_fragments(best.text, terms, limit=1)), None)
+                    if best
+                    else None,
+                    "chapterSlug": best.slug if best else None,
+                }
+            )
+        results.sort(key=lambda r: (-r["rank"], r["title"]))
+        return json_reply(results)
+
+    def my_books(self, call: Call, now: float) -> Reply:
+        items = []
+        for book in sorted(self.books.values(), key=lambda b: -self._book_added[b.id]):
+            progress = self.book_progress.get(book.id)
+            items.append(
+                {
+                    "id": book.id,
+                    "title": book.title,
+                    "slug": book.slug,
+                    "author": book.author,
+                    "status": "ready",
+                    "chapterCount": len(book.chapters),
+                    "progressPercent": progress["percent"] if progress else None,
+                    "progressChapterSlug": progress["chapterSlug"] if progress else None,
+                    "completedAt": progress["completedAt"] if progress else None,
+                }
+            )
+        return json_reply(items)
+
+    def my_book(self, call: Call, now: float) -> Reply:
+        book = self._book(call.params["bookId"])
+        return json_reply(
+            {
+                "id": book.id,
+                "title": book.title,
+                "slug": book.slug,
+                "language": book.language,
+                "author": book.author,
+                "description": book.description,
+                "genre": book.genre,
+                "publishedYear": book.published_year,
+                "totalWordCount": sum(c.word_count for c in book.chapters),
+                "status": "ready",
+                "hasOriginalPdf": False,
+                "chapters": [c.summary() for c in book.chapters],
+            }
+        )
+
+    def my_chapter(self, call: Call, now: float) -> Reply:
+        book = self._book(call.params["bookId"])
+        chapter = book.chapter(call.params["chapterSlug"])
+        if chapter is None:
+            raise not_found("Chapter")
+        index = chapter.number - 1
+
+        def link(c: Optional[Chapter]) -> Optional[dict[str, Any]]:
+            return {"chapterNumber": c.number, "slug": c.slug, "title": c.title} if c else None
+
+        return json_reply(
+            {
+                "id": chapter.id,
+                "chapterNumber": chapter.number,
+                "slug": chapter.slug,
+                "title": chapter.title,
+                "html": chapter.html,
+                "wordCount": chapter.word_count,
+                "previous": link(book.chapters[index - 1] if index > 0 else None),
+                "next": link(book.chapters[index + 1] if index + 1 < len(book.chapters) else None),
+            }
+        )
+
+    def shelves(self, call: Call, now: float) -> Reply:
+        this_month = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m")
+        reading, finished, added = [], [], []
+        for book, added_at in self._library_entries():
+            progress = self._progress_of(book)
+            item = {
+                "id": book.id,
+                "type": "userbook" if isinstance(book, UserBook) else "savedbook",
+                "title": book.title,
+                "author": self._author(book),
+                "slug": book.slug,
+                "progressPercent": progress["percent"] if progress else None,
+                "lastOpenedAt": progress["updatedAt"] if progress else None,
+                "chapterSlug": progress["chapterSlug"] if progress else None,
+            }
+            added.append((added_at, item))
+            if progress and progress["completedAt"]:
+                if progress["completedAt"].startswith(this_month):
+                    finished.append((progress["_at"], item))
+            elif progress:
+                reading.append((progress["_at"], item))
+        return json_reply(
+            {
+                "continueReading": [i for _, i in sorted(reading, key=lambda p: -p[0])],
+                "recentlyAdded": [i for _, i in sorted(added, key=lambda p: -p[0])][:10],
+                "finishedThisMonth": [i for _, i in sorted(finished, key=lambda p: -p[0])],
+            }
+        )
+
+    # -- insights ----------------------------------------------------------------------
+
+    def list_insights(self, call: Call, now: float) -> Reply:
+        book = self._target(
+            call.arg("editionId"), call.arg("userBookId"), names=("editionId", "userBookId")
+        )
+        key = "editionId" if isinstance(book, Edition) else "userBookId"
+        return json_reply([i for i in self.insights if i[key] == book.id])
+
+    def save_insight(self, call: Call, now: float) -> Reply:
+        body = json_object(call.body)
+        book = self._target(
+            body.get("editionId"), body.get("userBookId"), names=("editionId", "userBookId")
+        )
+        slug = optional_text(body, "chapterSlug", max_length=200) or None
+        chapter = book.chapter(slug) if slug else None
+        if slug and chapter is None:
+            raise validation(
+                FieldProblem("chapterSlug", "not_found", "'chapterSlug' is not in this book.")
+            )
+        text = require_text(body, "text", max_length=20_000)
+        question = optional_text(body, "question", max_length=2000)
+        key = "editionId" if isinstance(book, Edition) else "userBookId"
+        for record in self.insights:
+            if record[key] == book.id and record["chapterSlug"] == slug:
+                record.update(text=text, question=question, updatedAt=iso(now))
+                return json_reply(record, 200)
+        record = {
+            "id": str(uuid.uuid4()),
+            "editionId": book.id if key == "editionId" else None,
+            "userBookId": book.id if key == "userBookId" else None,
+            "chapterSlug": slug,
+            "chapterNumber": chapter.number if chapter else None,
+            "chapterTitle": chapter.title if chapter else None,
+            "text": text,
+            "question": question,
+            "source": "mcp",
+            "createdAt": iso(now),
+            "updatedAt": iso(now),
+        }
+        self.insights.append(record)
+        return json_reply(record, 201)
+
+    # -- progress ----------------------------------------------------------------------
+
+    @staticmethod
+    def _percent(body: dict[str, Any], previous: Optional[dict[str, Any]]) -> Optional[float]:
+        """The percent to store: without ``percentUnit: "book"`` the server drops it."""
+        keep = previous["percent"] if previous else None
+        value = body.get("percent")
+        if value is None:
+            return keep
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+            raise validation(FieldProblem("percent", "range", "'percent' must be 0 to 100."))
+        if body.get("percentUnit") != "book":
+            return keep
+        return float(value)
+
+    def get_progress(self, call: Call, now: float) -> Reply:
+        edition = self._edition(call.params["editionId"])
+        progress = self.edition_progress.get(edition.id)
+        if progress is None:
+            raise not_found("Progress")
+        return json_reply(self._public(progress))
+
+    def put_progress(self, call: Call, now: float) -> Reply:
+        edition = self._edition(call.params["editionId"])
+        body = json_object(call.body)
+        chapter_id = body.get("chapterId")
+        chapter = edition.chapter_by_id(chapter_id) if isinstance(chapter_id, str) else None
+        if chapter is None:
+            raise validation(
+                FieldProblem("chapterId", "not_found", "'chapterId' is not in this edition.")
+            )
+        locator = require_text(body, "locator", max_length=2000)
+        previous = self.edition_progress.get(edition.id)
+        percent = self._percent(body, previous)
+        self.edition_progress[edition.id] = {
+            "editionId": edition.id,
+            "chapterId": chapter.id,
+            "chapterSlug": chapter.slug,
+            "locator": locator,
+            "percent": percent,
+            "updatedAt": iso(now),
+            "completedAt": self._completed(percent, previous, now),
+            "_at": now,
+        }
+        return Reply(204)
+
+    def get_book_progress(self, call: Call, now: float) -> Reply:
+        book = self._book(call.params["bookId"])
+        progress = self.book_progress.get(book.id)
+        if progress is None:
+            raise not_found("Progress")
+        fields = ("chapterSlug", "locator", "percent", "updatedAt")
+        return json_reply({k: progress[k] for k in fields})
+
+    def put_book_progress(self, call: Call, now: float) -> Reply:
+        book = self._book(call.params["bookId"])
+        body = json_object(call.body)
+        previous = self.book_progress.get(book.id)
+        slug = optional_text(body, "chapterSlug", max_length=200)
+        if slug is None:
+            slug = previous["chapterSlug"] if previous else book.chapters[0].slug
+        if book.chapter(slug) is None:
+            raise validation(
+                FieldProblem("chapterSlug", "not_found", "'chapterSlug' is not in this book.")
+            )
+        locator = require_text(body, "locator", max_length=2000)
+        kind = optional_text(body, "locatorKind", max_length=50)
+        percent = self._percent(body, previous)
+        self.book_progress[book.id] = {
+            "chapterSlug": slug,
+            "locator": locator,
+            "locatorKind": kind,
+            "percent": percent,
+            "updatedAt": iso(now),
+            "completedAt": self._completed(percent, previous, now),
+            "_at": now,
+        }
+        return Reply(204)
+
+    @staticmethod
+    def _completed(
+        percent: Optional[float], previous: Optional[dict[str, Any]], now: float
+    ) -> Optional[str]:
+        if percent is None or percent < 100:
+            return None
+        earlier = previous["completedAt"] if previous else None
+        return earlier if isinstance(earlier, str) else iso(now)
+
+    # -- chapter review ----------------------------------------------------------------
+
+    def _review_target(self, edition_id: Any, book_id: Any, slug: Any) -> tuple[Book, Chapter]:
+        book = self._target(edition_id, book_id, names=("editionId", "userBookId"))
+        if not isinstance(slug, str) or not slug:
+            raise validation(FieldProblem("chapterSlug", "required", "'chapterSlug' is required."))
+        chapter = book.chapter(slug)
+        if chapter is None:
+            raise not_found("Chapter")
+        return book, chapter
+
+    def _review_key(self, book: Book, chapter: Chapter) -> tuple[str, str, str]:
+        return ("edition" if isinstance(book, Edition) else "userbook", book.id, chapter.slug)
+
+    def get_review(self, call: Call, now: float) -> Reply:
+        book, chapter = self._review_target(
+            call.arg("editionId"), call.arg("userBookId"), call.arg("chapterSlug")
+        )
+        words = chapter.text.split()
+        total = max(1, -(-len(words) // _WORDS_PER_PART))
+        part = int_arg(call, "part", default=1, low=1, high=1000)
+        if part > total:
+            raise validation(
+                FieldProblem(
+                    "part", "range", f"This chapter has {total} part(s); 'part' is {part}."
+                )
+            )
+        text = " ".join(words[(part - 1) * _WORDS_PER_PART : part * _WORDS_PER_PART])
+        saved = self.reviews.get(self._review_key(book, chapter))
+        return json_reply(
+            {
+                "editionId": book.id if isinstance(book, Edition) else None,
+                "userBookId": book.id if isinstance(book, UserBook) else None,
+                "chapterSlug": chapter.slug,
+                "chapterNumber": chapter.number,
+                "chapterTitle": chapter.title,
+                "part": part,
+                "totalParts": total,
+                "text": text,
+                "review": saved["review"] if saved else None,
+                "reviewUpdatedAt": saved["updatedAt"] if saved else None,
+            }
+        )
+
+    def put_review(self, call: Call, now: float) -> Reply:
+        body = json_object(call.body)
+        book, chapter = self._review_target(
+            body.get("editionId"), body.get("userBookId"), body.get("chapterSlug")
+        )
+        review = require_text(body, "review", max_length=10_000)
+        saved = {"review": review, "updatedAt": iso(now)}
+        self.reviews[self._review_key(book, chapter)] = saved
+        return json_reply(
+            {
+                "editionId": book.id if isinstance(book, Edition) else None,
+                "userBookId": book.id if isinstance(book, UserBook) else None,
+                "chapterSlug": chapter.slug,
+                "review": review,
+                "updatedAt": saved["updatedAt"],
+            }
+        )
+
+    def __repr__(self) -> str:
+        return f"Library(editions={len(self.editions)}, uploads={len(self.books)})"
