@@ -372,19 +372,20 @@ def test_forked_child_cannot_release_the_parents_lock(
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("form", ["with", "hold"])
 def test_child_forked_inside_with_block_does_not_unlock_on_exit(
-    lock_path: pathlib.Path, procs: list[subprocess.Popen[str]]
+    lock_path: pathlib.Path, procs: list[subprocess.Popen[str]], form: str
 ) -> None:
     lock = InterProcessLock(lock_path, timeout=1)
     in_child = False
     try:
-        with lock as acquired:
+        with lock if form == "with" else lock.hold(1) as acquired:
             assert acquired
             pid = os.fork()
             if pid == 0:
                 in_child = True
             else:
-                assert _exit_code(pid) == 0  # the child has left the with block
+                assert _exit_code(pid) == 0  # the child has left the block cleanly
                 assert lock.held
                 assert not _free_elsewhere(procs, lock_path)
     except BaseException:

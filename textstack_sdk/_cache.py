@@ -455,7 +455,7 @@ def _home(env: Mapping[str, str]) -> pathlib.Path:
             return pathlib.Path(candidate)
     if _POSIX:
         try:
-            import pwd  # noqa: PLC0415 - POSIX only
+            import pwd  # POSIX only
 
             pw_dir = pwd.getpwuid(os.getuid()).pw_dir
         except (ImportError, KeyError, OSError):
