@@ -759,6 +759,26 @@ def test_kill_9_during_saves_leaves_a_whole_file(path: pathlib.Path) -> None:
     assert not any("corrupt" in p.name for p in path.parent.iterdir())
 
 
+def test_abandoned_temp_files_are_removed_by_save_and_clear(
+    path: pathlib.Path, cache: FileTokenCache
+) -> None:
+    assert cache.save(TokenSet(ACCESS, REFRESH, float(EXP)))
+    old = time.time() - 3600
+    abandoned = path.with_name(".mcp-token.json.0123456789abcdef.tmp")
+    fresh = path.with_name(".mcp-token.json.fedcba9876543210.tmp")  # a save in flight
+    foreign = path.with_name(".other.json.0123456789abcdef.tmp")
+    for temp in (abandoned, fresh, foreign):
+        write(temp, "SECRET")
+    os.utime(abandoned, (old, old))
+    os.utime(foreign, (old, old))
+    assert cache.save(TokenSet(ACCESS, REFRESH, float(EXP)))
+    assert not abandoned.exists() and fresh.exists() and foreign.exists()
+    write(abandoned, "SECRET")
+    os.utime(abandoned, (old, old))
+    assert cache.clear()
+    assert not abandoned.exists() and fresh.exists()
+
+
 # -- change detection and the lock ---------------------------------------------------------
 
 

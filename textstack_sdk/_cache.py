@@ -18,6 +18,8 @@ written, whatever the umask), synced, renamed over the cache with ``os.replace``
 the folder is synced. A crash leaves the old pair or the new pair, never half a file.
 A failed save leaves the old file intact, removes the temp file, warns once per streak
 of failures and returns False; the caller keeps its tokens in memory and saves again.
+Temp files abandoned by a crash (they hold secrets) are removed by later saves and by
+``clear()`` once they are a minute old.
 
 Cross-process coordination: ``FileTokenCache.lock(timeout)`` is an exclusive ``flock``
 on ``<path>.lock`` (see ``_filelock``), a file that is never replaced or deleted (not
@@ -64,6 +66,10 @@ _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
 _WRITE_FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0)
 )
+# A crash between creating a temp file and renaming it leaves the temp behind, with
+# secrets in it; saves and clears remove such leftovers once they are clearly abandoned.
+_STALE_TEMP_SECONDS = 60.0
+_TEMP_SUFFIX = ".tmp"
 _ISO_8601 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
     r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))"
@@ -274,6 +280,7 @@ class FileTokenCache:
             True when no cache file remains (also when there was none); False, with a
             warning, when it could not be removed.
         """
+        self._remove_stale_temps()
         try:
             os.unlink(self._path)
         except FileNotFoundError:
@@ -306,7 +313,7 @@ class FileTokenCache:
                 return f"it is a symbolic link, refusing to write through it; fix: rm {path}"
             if not stat.S_ISREG(existing.st_mode):
                 return f"it is not a regular file; fix: remove {path}"
-        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}")
         fd: Optional[int] = None
         try:
             fd = os.open(temp, _WRITE_FLAGS, 0o600)
@@ -325,7 +332,29 @@ class FileTokenCache:
                 os.unlink(temp)
             return _describe(exc)
         _fsync_directory(self.directory)
+        self._remove_stale_temps()
         return None
+
+    def _remove_stale_temps(self) -> None:
+        pattern = re.compile(re.escape(f".{self._path.name}.") + r"[0-9a-f]{16}" + _TEMP_SUFFIX)
+        cutoff = time.time() - _STALE_TEMP_SECONDS
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            if pattern.fullmatch(entry.name) is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if (
+                    stat.S_ISREG(st.st_mode)
+                    and (not _POSIX or st.st_uid == os.getuid())
+                    and st.st_mtime < cutoff
+                ):
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
     def _ensure_directory(self) -> Optional[str]:
         """Creates the folder 0700 if missing; warns once if it is writable by others."""
