@@ -261,7 +261,7 @@ class TextStackApiClient:
 
         self._owns_provider = token_provider is None
         if token_provider is None:
-            from ._providers import provider_from_env  # noqa: PLC0415 - keeps import light
+            from ._providers import provider_from_env
 
             token_provider = provider_from_env(environ)
         if not callable(getattr(token_provider, "get_token", None)):
@@ -270,7 +270,7 @@ class TextStackApiClient:
 
         self._owns_transport = transport is None
         if transport is None:
-            from ._transport import Urllib3Transport  # noqa: PLC0415 - urllib3 only on use
+            from ._transport import Urllib3Transport
 
             options: dict[str, Any] = {
                 "timeout": self._timeout,
