@@ -695,6 +695,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Built once: json.loads() with options would build a decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def decode_json(
     body: bytes, *, route: str = "", status: int = 200, content_type: Optional[str] = None
 ) -> Any:
@@ -714,7 +718,7 @@ def decode_json(
             status, "expected a JSON body, got bytes that are not UTF-8", route=route
         ) from exc
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         what = f" ({for_terminal(content_type, 60)})" if content_type else ""
         raise ProtocolError(

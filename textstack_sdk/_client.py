@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -76,6 +77,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _MIN_RESPONSE_BYTES = 1024
 _MAX_RESPONSE_BYTES = 1024 * 1024 * 1024
 _BEARER = "Bearer "
+# Ids and slugs that need no escaping (and are not dot segments) skip quote().
+_PLAIN_SEGMENT = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_~.-]+")
 
 
 class InvalidArgument(TextStackError, ValueError):
@@ -94,6 +97,8 @@ def _segment(value: object, name: str) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgument(f"{name} must be a non-empty string")
+    if _PLAIN_SEGMENT.fullmatch(value):
+        return value
     encoded = quote(value, safe="")
     if encoded in (".", ".."):
         # Dot segments survive quote() and would be resolved away by URL normalisation.
