@@ -714,3 +714,11 @@ def test_parsers_ignore_unknown_fields_everywhere() -> None:
     extra: dict[str, Any] = {"zzz": {"nested": [1, 2]}, "id2": None}
     assert load(P.user, dict(extra, id=G1)).id == G1
     assert load(P.progress, extra).edition_id is None
+
+
+def test_deeply_nested_free_form_answer_is_a_protocol_error() -> None:
+    nested: Any = "leaf"
+    for _ in range(5000):
+        nested = {"a": nested}
+    err = protocol_error(P.chapter_review, {"review": nested})
+    assert "nested too deeply" in err.message

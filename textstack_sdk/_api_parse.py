@@ -689,6 +689,9 @@ def parse(kind: Callable[[Any, str], T], data: Any, *, route: str = "", status: 
         return kind(data, "")
     except ShapeError as exc:
         raise ProtocolError(status, str(exc), route=route) from exc
+    except RecursionError as exc:
+        # Free-form answers (chapter review) are frozen recursively.
+        raise ProtocolError(status, "the response is nested too deeply", route=route) from exc
 
 
 def _reject_constant(name: str) -> Any:
