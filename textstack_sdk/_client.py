@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 from urllib.parse import quote, urlencode
 
 from . import _api_parse as P
@@ -59,6 +59,9 @@ from ._jwt import is_bearer_token
 from ._models import Authorized, Failed, Pending, TokenResult
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
 from ._text import for_terminal
+
+if TYPE_CHECKING:
+    from ._providers import TokenProvider
 
 __all__ = [
     "DEFAULT_HIGHLIGHT_COLOR",
@@ -238,7 +241,7 @@ class TextStackApiClient:
         api_url: Optional[str] = None,
         *,
         site_host: Optional[str] = None,
-        token_provider: Optional[Any] = None,
+        token_provider: Optional[TokenProvider] = None,
         timeout: Optional[float] = None,
         transport: Optional[Transport] = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
@@ -323,7 +326,7 @@ class TextStackApiClient:
         return self._timeout
 
     @property
-    def token_provider(self) -> Any:
+    def token_provider(self) -> TokenProvider:
         """The token provider of user-scoped calls."""
         return self._provider
 
