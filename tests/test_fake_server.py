@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,9 @@ def token(server: FakeTextStackServer) -> str:
 
 def jwt_part(token: str, index: int) -> dict[str, Any]:
     segment = token.split(".")[index]
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    decoded = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    assert isinstance(decoded, dict)
+    return decoded
 
 
 # -- device flow --------------------------------------------------------------------------
@@ -152,8 +155,10 @@ def test_device_flow_happy_path(server: FakeTextStackServer, wire: Wire, clock: 
     assert set(payload) == {"sub", "exp", "iat", "jti"}
     assert payload["sub"] == server.user_id == tokens["user"]["id"]
     assert payload["exp"] == clock.time() + 900
+    sock = wire.conn.sock
     books = wire.call("GET", "/me/books", token=tokens["access_token"])
     assert books.status == 200
+    assert wire.conn.sock is sock is not None  # one keep-alive connection throughout
     assert server.count("POST /auth/device/token") == 2
 
 
@@ -226,6 +231,15 @@ def test_approve_and_deny_endpoints(server: FakeTextStackServer, wire: Wire) -> 
     bad = wire.call("POST", "/auth/device/approve", {"user_code": "BBBB-BBBB"})
     assert bad.json() == {"error": "invalid_user_code"}
     assert wire.poll(flow["device_code"]).status == 200
+
+
+def test_approval_api_can_require_a_bearer(server: FakeTextStackServer, wire: Wire) -> None:
+    server.approval_requires_auth = True
+    flow = wire.call("POST", "/auth/device/code").json()
+    body = {"user_code": flow["user_code"]}
+    assert_bearer_refused(wire.call("POST", "/auth/device/approve", body))
+    signed_in = server.issue_tokens()[0]
+    assert wire.call("POST", "/auth/device/approve", body, token=signed_in).status == 200
 
 
 def test_device_page_form_approves(server: FakeTextStackServer, wire: Wire) -> None:
@@ -339,6 +353,28 @@ def test_refresh_without_new_refresh_token(
     else:
         assert body["refreshToken"] == expected
     assert refresh(wire, first).status == 200  # not rotated, so still valid
+
+
+@pytest.mark.timeout(10)
+def test_concurrent_refreshes_of_one_token_rotate_once(server: FakeTextStackServer) -> None:
+    server.reuse_detection = False
+    _, shared = server.issue_tokens()
+    barrier = threading.Barrier(12)
+    statuses: list[int] = []
+
+    def worker() -> None:
+        wire = Wire(server)
+        barrier.wait()
+        statuses.append(refresh(wire, shared).status)
+        wire.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [401] * 11
+    assert server.count("POST /auth/refresh-mobile") == 12
 
 
 def test_malformed_refresh_body(wire: Wire) -> None:

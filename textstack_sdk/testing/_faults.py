@@ -12,9 +12,9 @@ from typing import Any, Optional, Union
 
 from ._reply import JSON_TYPE, Reply
 
-__all__ = ["Fault", "deliver"]
+__all__ = ["NOT_GIVEN", "Fault", "deliver"]
 
-_NOT_GIVEN: Any = object()
+NOT_GIVEN: Any = object()
 _MAX_DELAY = 600.0
 _CHUNK = 64 * 1024
 
@@ -30,7 +30,7 @@ class Fault:
 
     route: str
     status: Optional[int] = None
-    json_body: Any = _NOT_GIVEN
+    json_body: Any = NOT_GIVEN
     body: Optional[bytes] = None
     content_type: Optional[str] = None
     headers: tuple[tuple[str, str], ...] = ()
@@ -63,7 +63,7 @@ class Fault:
             raise ValueError("route must be a route template such as 'GET /me/books' or '*'")
         if status is not None and not 100 <= status <= 599:
             raise ValueError("status must be an HTTP status code")
-        if json is not _NOT_GIVEN and body is not None:
+        if json is not NOT_GIVEN and body is not None:
             raise ValueError("give json or body, not both")
         if not 0.0 <= delay <= _MAX_DELAY:
             raise ValueError(f"delay must be between 0 and {_MAX_DELAY} seconds")
@@ -80,7 +80,7 @@ class Fault:
     @property
     def answers(self) -> bool:
         """True when the fault replaces the server's own answer."""
-        return self.status is not None or self.json_body is not _NOT_GIVEN or self.body is not None
+        return self.status is not None or self.json_body is not NOT_GIVEN or self.body is not None
 
     def matches(self, route: str) -> bool:
         """``*`` matches anything; other patterns are fnmatch patterns over route keys."""
@@ -89,7 +89,7 @@ class Fault:
     def reply(self) -> Reply:
         """The canned answer (an empty 200 unless told otherwise)."""
         status = 200 if self.status is None else self.status
-        if self.json_body is not _NOT_GIVEN:
+        if self.json_body is not NOT_GIVEN:
             data = json.dumps(self.json_body).encode("utf-8")
             return Reply(status, data, self.content_type or JSON_TYPE, self.headers)
         if self.body is not None:

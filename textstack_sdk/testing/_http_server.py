@@ -106,6 +106,9 @@ class HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # The default backlog of 5 drops SYNs under a burst of clients (each drop costs the
+    # client a 1 s retransmit), which would turn concurrency tests into timing tests.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], sink: RequestSink) -> None:
         self.sink = sink

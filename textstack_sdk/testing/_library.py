@@ -27,12 +27,11 @@ from ._reply import (
     validation,
 )
 
-__all__ = ["Library"]
+__all__ = ["Book", "Library", "public"]
 
 _DAY = 86_400.0
 _COLORS = ("yellow", "green", "blue", "pink", "purple")
 _STAGES = ("new", "learning", "known")
-_WORDS_PER_PART = 40
 _STOPWORDS = frozenset(
     (  # noqa: SIM905
         "the a an and or of to in on at is it was what who why how does did do with for "
@@ -63,6 +62,11 @@ def _fragments(text: str, terms: list[str], limit: int = 3, width: int = 60) -> 
         out.append(("…" if start else "") + escaped + ("…" if stop < len(text) else ""))
         end_of_last = stop
     return out
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record without its private (underscore) bookkeeping keys."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
 class Library:
@@ -192,30 +196,26 @@ class Library:
             "nextReviewAt": iso(due) if due is not None else None,
         }
 
-    @staticmethod
-    def _public(record: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in record.items() if not k.startswith("_")}
-
-    def _edition(self, edition_id: str) -> Edition:
+    def edition(self, edition_id: str) -> Edition:
         edition = self.editions.get(edition_id)
         if edition is None:
             raise not_found("Edition")
         return edition
 
-    def _book(self, book_id: str) -> UserBook:
+    def book(self, book_id: str) -> UserBook:
         book = self.books.get(book_id)
         if book is None:
             raise not_found("Book")
         return book
 
-    def _target(self, edition_id: Any, book_id: Any, *, names: tuple[str, str]) -> Book:
+    def target(self, edition_id: Any, book_id: Any, *, names: tuple[str, str]) -> Book:
         """Exactly one of an edition id and an upload id, resolved (404 if unknown)."""
         given = [v for v in (edition_id, book_id) if v not in (None, "")]
         if len(given) != 1 or not isinstance(given[0], str):
             raise validation(
                 FieldProblem(names[0], "one_of", f"Give exactly one of {names[0]} and {names[1]}.")
             )
-        return self._edition(given[0]) if edition_id else self._book(given[0])
+        return self.edition(given[0]) if edition_id else self.book(given[0])
 
     @staticmethod
     def _author(book: Book) -> str:
@@ -296,7 +296,7 @@ class Library:
         )
 
     def ask(self, call: Call, now: float) -> Reply:
-        edition = self._edition(call.params["editionId"])
+        edition = self.edition(call.params["editionId"])
         body = json_object(call.body)
         question = require_text(body, "question", max_length=2000)
         k = body.get("k", 5)
@@ -338,18 +338,18 @@ class Library:
     # -- highlights and vocabulary -----------------------------------------------------
 
     def list_highlights(self, call: Call, now: float) -> Reply:
-        edition = self._edition(call.params["editionId"])
+        edition = self.edition(call.params["editionId"])
         owner = ("edition", edition.id)
-        return json_reply([self._public(h) for h in self.highlights if h["_owner"] == owner])
+        return json_reply([public(h) for h in self.highlights if h["_owner"] == owner])
 
     def list_book_highlights(self, call: Call, now: float) -> Reply:
-        book = self._book(call.params["bookId"])
+        book = self.book(call.params["bookId"])
         owner = ("userbook", book.id)
-        return json_reply([self._public(h) for h in self.highlights if h["_owner"] == owner])
+        return json_reply([public(h) for h in self.highlights if h["_owner"] == owner])
 
     def save_highlight(self, call: Call, now: float) -> Reply:
         body = json_object(call.body)
-        book = self._target(
+        book = self.target(
             body.get("editionId"), body.get("userBookId"), names=("editionId", "userBookId")
         )
         upload = isinstance(book, UserBook)
@@ -373,7 +373,7 @@ class Library:
             owner=owner, chapter=chapter, text=text, color=color, note=note, at=now, anchor=anchor
         )
         self.highlights.append(record)
-        return json_reply(self._public(record), 201)
+        return json_reply(public(record), 201)
 
     def vocabulary_words(self, call: Call, now: float) -> Reply:
         stage = call.arg("stage")
@@ -458,7 +458,7 @@ class Library:
         return json_reply(items)
 
     def my_book(self, call: Call, now: float) -> Reply:
-        book = self._book(call.params["bookId"])
+        book = self.book(call.params["bookId"])
         return json_reply(
             {
                 "id": book.id,
@@ -477,7 +477,7 @@ class Library:
         )
 
     def my_chapter(self, call: Call, now: float) -> Reply:
-        book = self._book(call.params["bookId"])
+        book = self.book(call.params["bookId"])
         chapter = book.chapter(call.params["chapterSlug"])
         if chapter is None:
             raise not_found("Chapter")
@@ -525,199 +525,6 @@ class Library:
                 "continueReading": [i for _, i in sorted(reading, key=lambda p: -p[0])],
                 "recentlyAdded": [i for _, i in sorted(added, key=lambda p: -p[0])][:10],
                 "finishedThisMonth": [i for _, i in sorted(finished, key=lambda p: -p[0])],
-            }
-        )
-
-    # -- insights ----------------------------------------------------------------------
-
-    def list_insights(self, call: Call, now: float) -> Reply:
-        book = self._target(
-            call.arg("editionId"), call.arg("userBookId"), names=("editionId", "userBookId")
-        )
-        key = "editionId" if isinstance(book, Edition) else "userBookId"
-        return json_reply([i for i in self.insights if i[key] == book.id])
-
-    def save_insight(self, call: Call, now: float) -> Reply:
-        body = json_object(call.body)
-        book = self._target(
-            body.get("editionId"), body.get("userBookId"), names=("editionId", "userBookId")
-        )
-        slug = optional_text(body, "chapterSlug", max_length=200) or None
-        chapter = book.chapter(slug) if slug else None
-        if slug and chapter is None:
-            raise validation(
-                FieldProblem("chapterSlug", "not_found", "'chapterSlug' is not in this book.")
-            )
-        text = require_text(body, "text", max_length=20_000)
-        question = optional_text(body, "question", max_length=2000)
-        key = "editionId" if isinstance(book, Edition) else "userBookId"
-        for record in self.insights:
-            if record[key] == book.id and record["chapterSlug"] == slug:
-                record.update(text=text, question=question, updatedAt=iso(now))
-                return json_reply(record, 200)
-        record = {
-            "id": str(uuid.uuid4()),
-            "editionId": book.id if key == "editionId" else None,
-            "userBookId": book.id if key == "userBookId" else None,
-            "chapterSlug": slug,
-            "chapterNumber": chapter.number if chapter else None,
-            "chapterTitle": chapter.title if chapter else None,
-            "text": text,
-            "question": question,
-            "source": "mcp",
-            "createdAt": iso(now),
-            "updatedAt": iso(now),
-        }
-        self.insights.append(record)
-        return json_reply(record, 201)
-
-    # -- progress ----------------------------------------------------------------------
-
-    @staticmethod
-    def _percent(body: dict[str, Any], previous: Optional[dict[str, Any]]) -> Optional[float]:
-        """The percent to store: without ``percentUnit: "book"`` the server drops it."""
-        keep = previous["percent"] if previous else None
-        value = body.get("percent")
-        if value is None:
-            return keep
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-            raise validation(FieldProblem("percent", "range", "'percent' must be 0 to 100."))
-        if body.get("percentUnit") != "book":
-            return keep
-        return float(value)
-
-    def get_progress(self, call: Call, now: float) -> Reply:
-        edition = self._edition(call.params["editionId"])
-        progress = self.edition_progress.get(edition.id)
-        if progress is None:
-            raise not_found("Progress")
-        return json_reply(self._public(progress))
-
-    def put_progress(self, call: Call, now: float) -> Reply:
-        edition = self._edition(call.params["editionId"])
-        body = json_object(call.body)
-        chapter_id = body.get("chapterId")
-        chapter = edition.chapter_by_id(chapter_id) if isinstance(chapter_id, str) else None
-        if chapter is None:
-            raise validation(
-                FieldProblem("chapterId", "not_found", "'chapterId' is not in this edition.")
-            )
-        locator = require_text(body, "locator", max_length=2000)
-        previous = self.edition_progress.get(edition.id)
-        percent = self._percent(body, previous)
-        self.edition_progress[edition.id] = {
-            "editionId": edition.id,
-            "chapterId": chapter.id,
-            "chapterSlug": chapter.slug,
-            "locator": locator,
-            "percent": percent,
-            "updatedAt": iso(now),
-            "completedAt": self._completed(percent, previous, now),
-            "_at": now,
-        }
-        return Reply(204)
-
-    def get_book_progress(self, call: Call, now: float) -> Reply:
-        book = self._book(call.params["bookId"])
-        progress = self.book_progress.get(book.id)
-        if progress is None:
-            raise not_found("Progress")
-        fields = ("chapterSlug", "locator", "percent", "updatedAt")
-        return json_reply({k: progress[k] for k in fields})
-
-    def put_book_progress(self, call: Call, now: float) -> Reply:
-        book = self._book(call.params["bookId"])
-        body = json_object(call.body)
-        previous = self.book_progress.get(book.id)
-        slug = optional_text(body, "chapterSlug", max_length=200)
-        if slug is None:
-            slug = previous["chapterSlug"] if previous else book.chapters[0].slug
-        if book.chapter(slug) is None:
-            raise validation(
-                FieldProblem("chapterSlug", "not_found", "'chapterSlug' is not in this book.")
-            )
-        locator = require_text(body, "locator", max_length=2000)
-        kind = optional_text(body, "locatorKind", max_length=50)
-        percent = self._percent(body, previous)
-        self.book_progress[book.id] = {
-            "chapterSlug": slug,
-            "locator": locator,
-            "locatorKind": kind,
-            "percent": percent,
-            "updatedAt": iso(now),
-            "completedAt": self._completed(percent, previous, now),
-            "_at": now,
-        }
-        return Reply(204)
-
-    @staticmethod
-    def _completed(
-        percent: Optional[float], previous: Optional[dict[str, Any]], now: float
-    ) -> Optional[str]:
-        if percent is None or percent < 100:
-            return None
-        earlier = previous["completedAt"] if previous else None
-        return earlier if isinstance(earlier, str) else iso(now)
-
-    # -- chapter review ----------------------------------------------------------------
-
-    def _review_target(self, edition_id: Any, book_id: Any, slug: Any) -> tuple[Book, Chapter]:
-        book = self._target(edition_id, book_id, names=("editionId", "userBookId"))
-        if not isinstance(slug, str) or not slug:
-            raise validation(FieldProblem("chapterSlug", "required", "'chapterSlug' is required."))
-        chapter = book.chapter(slug)
-        if chapter is None:
-            raise not_found("Chapter")
-        return book, chapter
-
-    def _review_key(self, book: Book, chapter: Chapter) -> tuple[str, str, str]:
-        return ("edition" if isinstance(book, Edition) else "userbook", book.id, chapter.slug)
-
-    def get_review(self, call: Call, now: float) -> Reply:
-        book, chapter = self._review_target(
-            call.arg("editionId"), call.arg("userBookId"), call.arg("chapterSlug")
-        )
-        words = chapter.text.split()
-        total = max(1, -(-len(words) // _WORDS_PER_PART))
-        part = int_arg(call, "part", default=1, low=1, high=1000)
-        if part > total:
-            raise validation(
-                FieldProblem(
-                    "part", "range", f"This chapter has {total} part(s); 'part' is {part}."
-                )
-            )
-        text = " ".join(words[(part - 1) * _WORDS_PER_PART : part * _WORDS_PER_PART])
-        saved = self.reviews.get(self._review_key(book, chapter))
-        return json_reply(
-            {
-                "editionId": book.id if isinstance(book, Edition) else None,
-                "userBookId": book.id if isinstance(book, UserBook) else None,
-                "chapterSlug": chapter.slug,
-                "chapterNumber": chapter.number,
-                "chapterTitle": chapter.title,
-                "part": part,
-                "totalParts": total,
-                "text": text,
-                "review": saved["review"] if saved else None,
-                "reviewUpdatedAt": saved["updatedAt"] if saved else None,
-            }
-        )
-
-    def put_review(self, call: Call, now: float) -> Reply:
-        body = json_object(call.body)
-        book, chapter = self._review_target(
-            body.get("editionId"), body.get("userBookId"), body.get("chapterSlug")
-        )
-        review = require_text(body, "review", max_length=10_000)
-        saved = {"review": review, "updatedAt": iso(now)}
-        self.reviews[self._review_key(book, chapter)] = saved
-        return json_reply(
-            {
-                "editionId": book.id if isinstance(book, Edition) else None,
-                "userBookId": book.id if isinstance(book, UserBook) else None,
-                "chapterSlug": chapter.slug,
-                "review": review,
-                "updatedAt": saved["updatedAt"],
             }
         )
 

@@ -8,13 +8,18 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Optional, Sequence
 
 __all__ = [
+    "JSON_TYPE",
     "Call",
     "FieldProblem",
     "Problem",
     "Reply",
+    "int_arg",
     "iso",
+    "json_object",
     "json_reply",
     "not_found",
+    "optional_text",
+    "require_text",
     "validation",
 ]
 
@@ -163,8 +168,3 @@ def int_arg(call: Call, name: str, *, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise validation(FieldProblem(name, "range", f"'{name}' must be between {low} and {high}."))
     return value
-
-
-def as_list(items: list[dict[str, Any]]) -> Reply:
-    """A 200 JSON array."""
-    return json_reply(items)

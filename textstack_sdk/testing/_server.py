@@ -19,20 +19,17 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Union
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._clock import SYSTEM_CLOCK
+from ._auth_routes import AuthRoutes
 from ._auth_state import REFRESH_MODES, AuthState
-from ._device_page import SECURITY_HEADERS, form_page, result_page
-from ._faults import _NOT_GIVEN, Fault, deliver
+from ._faults import NOT_GIVEN, Fault, deliver
 from ._http_server import BodyError, HttpServer, read_body
 from ._library import Library
 from ._library_data import SAMPLE_IDS
+from ._reading import Reading
 from ._reply import Call, Problem, Reply, json_reply
 
 __all__ = ["FakeTextStackServer", "RecordedRequest"]
 
-DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-_NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
-_BEARER_CHALLENGE = (("WWW-Authenticate", 'Bearer error="invalid_token"'),)
-_HTML = "text/html; charset=utf-8"
 
 Handler = Callable[[Call, float], Reply]
 
@@ -85,10 +82,6 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template))
 
 
-def _seconds(value: float) -> Union[int, float]:
-    return int(value) if float(value).is_integer() else value
-
-
 def _normalize_route(route: str) -> str:
     """``POST /api/auth/x`` and ``POST /auth/x`` name the same route."""
     method, _, path = route.partition(" ")
@@ -110,17 +103,17 @@ def _mode(value: Any) -> str:
     return str(value)
 
 
-def _setting(name: str, doc: str, check: Callable[[Any], Any]) -> Any:
-    """A property that reads and writes one AuthState knob under the server's lock."""
+def _setting(name: str, doc: str, check: Callable[[Any], Any], *, on: str = "_auth") -> Any:
+    """A property that reads and writes one knob of a server part under the server's lock."""
 
     def get(self: FakeTextStackServer) -> Any:
         with self._cond:
-            return getattr(self._auth, name)
+            return getattr(getattr(self, on), name)
 
     def put(self: FakeTextStackServer, value: Any) -> None:
         value = check(value)
         with self._cond:
-            setattr(self._auth, name, value)
+            setattr(getattr(self, on), name, value)
 
     return property(get, put, doc=doc)
 
@@ -137,6 +130,20 @@ class FakeTextStackServer:
     approval page at ``<base_url>/device`` needs no Host header (browsers send host:port).
     Settings given to the constructor can also be changed at runtime through the
     properties of the same names.
+
+    Choices where TEXTSTACK_API.md leaves room (made as the real server would):
+
+    - A device code redeemed once, unknown, or expired all answer ``expired_token``
+      (the flow store forgets redeemed codes, so it cannot tell them apart).
+    - ``slow_down`` when a code is polled sooner than its interval after its previous
+      poll; that code's interval then grows by 5 s for good. The first poll is free.
+    - Progress PUTs answer 204. Without ``percentUnit: "book"`` the position is stored
+      and the sent percent ignored (the stored percent keeps its earlier value).
+    - Bearer refusals are 401 with an empty body and
+      ``WWW-Authenticate: Bearer error="invalid_token"``; refresh refusals are
+      401 ``{"error": "invalid_grant"}``; validation refusals are
+      400 ``{error, message, errors: [{path, code, message}]}``.
+    - Injected faults come before the Host check: a proxy answers whatever it gets.
 
     Args:
         port: TCP port on 127.0.0.1; 0 picks a free one.
@@ -189,9 +196,15 @@ class FakeTextStackServer:
             maxlen=max(0, record_limit)
         )
         self._faults: list[list[Any]] = []  # [Fault, remaining]
-        self._auto_approve = auto_approve
-        self._approval_requires_auth = approval_requires_auth
-        self._include_interval = include_interval
+        self._auth_routes = AuthRoutes(
+            auth=self._auth,
+            user=lambda: dict(self._library.user),
+            base_url=lambda: self.base_url,
+            on_new_flow=self._cond.notify_all,
+            monotonic=self._clock.monotonic,
+            site_host=site_host,
+        )
+        self._reading = Reading(self._library)
         self._stopping = threading.Event()
         self._httpd: Optional[HttpServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -202,6 +215,9 @@ class FakeTextStackServer:
         self.reuse_detection = reuse_detection
         self.revoke_access_on_reuse = revoke_access_on_reuse
         self.refresh_token_mode = refresh_token_mode
+        self.include_interval = include_interval
+        self.auto_approve = auto_approve
+        self.approval_requires_auth = approval_requires_auth
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -305,27 +321,21 @@ class FakeTextStackServer:
         "refresh_token_mode", "present | missing | null | empty (refresh responses).", _mode
     )
 
-    @property
-    def include_interval(self) -> bool:
-        """False omits ``interval`` from device-code responses (clients assume 5 s)."""
-        with self._cond:
-            return self._include_interval
-
-    @include_interval.setter
-    def include_interval(self, value: bool) -> None:
-        with self._cond:
-            self._include_interval = bool(value)
-
-    @property
-    def auto_approve(self) -> bool:
-        """True approves every new device code at once."""
-        with self._cond:
-            return self._auto_approve
-
-    @auto_approve.setter
-    def auto_approve(self, value: bool) -> None:
-        with self._cond:
-            self._auto_approve = bool(value)
+    include_interval = _setting(
+        "include_interval",
+        "False omits ``interval`` from device-code responses.",
+        bool,
+        on="_auth_routes",
+    )
+    auto_approve = _setting(
+        "auto_approve", "Approve every new device code at once.", bool, on="_auth_routes"
+    )
+    approval_requires_auth = _setting(
+        "approval_requires_auth",
+        "The approve/deny API needs a valid bearer.",
+        bool,
+        on="_auth_routes",
+    )
 
     # -- device flow and tokens (Python side) -------------------------------------------
 
@@ -469,7 +479,7 @@ class FakeTextStackServer:
         fault = Fault.build(
             _normalize_route(route),
             status=status,
-            json=_NOT_GIVEN if json is None else json,
+            json=NOT_GIVEN if json is None else json,
             body=body,
             content_type=content_type,
             headers=headers,
@@ -500,13 +510,13 @@ class FakeTextStackServer:
     # -- HTTP ----------------------------------------------------------------------------
 
     def _build_routes(self) -> list[_Route]:
-        lib = self._library
+        lib, auth, reading = self._library, self._auth_routes, self._reading
         table: list[tuple[str, str, bool, Handler]] = [
-            ("POST", "/auth/device/code", False, self._device_code),
-            ("POST", "/auth/device/token", False, self._device_token),
-            ("POST", "/auth/refresh-mobile", False, self._refresh),
-            ("POST", "/auth/device/approve", False, self._approve_api),
-            ("POST", "/auth/device/deny", False, self._deny_api),
+            ("POST", "/auth/device/code", False, auth.device_code),
+            ("POST", "/auth/device/token", False, auth.device_token),
+            ("POST", "/auth/refresh-mobile", False, auth.refresh),
+            ("POST", "/auth/device/approve", False, auth.approve),
+            ("POST", "/auth/device/deny", False, auth.deny),
             ("GET", "/search", False, lib.search),
             ("GET", "/books/{slug}", False, lib.get_book),
             ("GET", "/books/{slug}/chapters/{chapterSlug}", False, lib.get_chapter),
@@ -520,14 +530,14 @@ class FakeTextStackServer:
             ("GET", "/me/books", True, lib.my_books),
             ("GET", "/me/books/{bookId}", True, lib.my_book),
             ("GET", "/me/books/{bookId}/chapters/{chapterSlug}", True, lib.my_chapter),
-            ("GET", "/me/books/{bookId}/progress", True, lib.get_book_progress),
-            ("PUT", "/me/books/{bookId}/progress", True, lib.put_book_progress),
-            ("GET", "/me/insights", True, lib.list_insights),
-            ("POST", "/me/insights", True, lib.save_insight),
-            ("GET", "/me/progress/{editionId}", True, lib.get_progress),
-            ("PUT", "/me/progress/{editionId}", True, lib.put_progress),
-            ("GET", "/me/chapter-review", True, lib.get_review),
-            ("PUT", "/me/chapter-review", True, lib.put_review),
+            ("GET", "/me/books/{bookId}/progress", True, reading.get_book_progress),
+            ("PUT", "/me/books/{bookId}/progress", True, reading.put_book_progress),
+            ("GET", "/me/insights", True, reading.list_insights),
+            ("POST", "/me/insights", True, reading.save_insight),
+            ("GET", "/me/progress/{editionId}", True, reading.get_progress),
+            ("PUT", "/me/progress/{editionId}", True, reading.put_progress),
+            ("GET", "/me/chapter-review", True, reading.get_review),
+            ("PUT", "/me/chapter-review", True, reading.put_review),
         ]
         return [_Route(m, t, _compile(t), auth, h) for m, t, auth, h in table]
 
@@ -597,7 +607,8 @@ class FakeTextStackServer:
     ) -> Reply:
         _, route, params, allowed = found
         if path in ("/device", "/device/"):
-            return self._device_page(method, query, headers, body)
+            with self._cond:
+                return self._auth_routes.device_page(method, query, body, self._clock.time())
         if path != "/api" and not path.startswith("/api/"):
             raise Problem(404, "not_found", "No such page.")
         if headers.get("host") != self._site_host:
@@ -617,118 +628,9 @@ class FakeTextStackServer:
                 ) from None
         with self._cond:
             now = self._clock.time()
-            user_id = self._bearer(headers, now) if route.auth else None
+            user_id = self._auth_routes.bearer(headers, now) if route.auth else None
             call = Call(method, path, params, query, parsed, user_id, headers)
             return route.handler(call, now)
-
-    def _bearer(self, headers: Mapping[str, str], now: float) -> str:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        sub = (
-            self._auth.verify_access(token.strip(), now)
-            if scheme.lower() == "bearer" and token.strip()
-            else None
-        )
-        if sub is None or sub != self._auth.user_id:
-            raise Problem(401, "invalid_token", headers=_BEARER_CHALLENGE, bare=True)
-        return sub
-
-    # -- auth routes -------------------------------------------------------------------
-
-    def _device_code(self, call: Call, now: float) -> Reply:
-        device_code, flow = self._auth.start_flow(now)
-        if self._auto_approve:
-            flow.state = "approved"
-        self._cond.notify_all()
-        base = self.base_url
-        payload: dict[str, Any] = {
-            "device_code": device_code,
-            "user_code": flow.user_code,
-            "verification_uri": f"{base}/device",
-            "verification_uri_complete": f"{base}/device?code={flow.user_code}",
-            "expires_in": _seconds(self._auth.device_code_lifetime),
-        }
-        if self._include_interval:
-            payload["interval"] = _seconds(flow.interval)
-        return json_reply(payload, headers=_NO_STORE)
-
-    def _device_token(self, call: Call, now: float) -> Reply:
-        body = call.body
-        if not isinstance(body, dict):
-            raise Problem(400, "invalid_request", headers=_NO_STORE)
-        if body.get("grant_type") != DEVICE_GRANT:
-            error = (
-                "invalid_request" if body.get("grant_type") is None else "unsupported_grant_type"
-            )
-            raise Problem(400, error, headers=_NO_STORE)
-        device_code = body.get("device_code")
-        if not isinstance(device_code, str) or not device_code:
-            raise Problem(400, "invalid_request", headers=_NO_STORE)
-        outcome = self._auth.poll(device_code, now, self._clock.monotonic())
-        if outcome.error is not None:
-            raise Problem(400, outcome.error, headers=_NO_STORE)
-        return json_reply(
-            {
-                "access_token": outcome.access_token,
-                "refresh_token": outcome.refresh_token,
-                "token_type": "Bearer",
-                "user": dict(self._library.user),
-            },
-            headers=_NO_STORE,
-        )
-
-    def _refresh(self, call: Call, now: float) -> Reply:
-        body = call.body
-        token = body.get("refreshToken") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise Problem(400, "invalid_request", "'refreshToken' is required.", headers=_NO_STORE)
-        outcome = self._auth.refresh(token, now)
-        if outcome.error is not None:
-            raise Problem(401, outcome.error, headers=_NO_STORE)
-        payload: dict[str, Any] = {
-            "user": dict(self._library.user),
-            "accessToken": outcome.access_token,
-        }
-        mode = self._auth.refresh_token_mode
-        if outcome.refresh_token is not None:
-            payload["refreshToken"] = outcome.refresh_token
-        elif mode != "missing":
-            payload["refreshToken"] = None if mode == "null" else ""
-        return json_reply(payload, headers=_NO_STORE)
-
-    def _decide_api(self, call: Call, now: float, *, approve: bool) -> Reply:
-        if self._approval_requires_auth:
-            self._bearer(call.headers, now)
-        code = call.body.get("user_code") if isinstance(call.body, dict) else None
-        error = (
-            self._auth.decide(code, approve, now) if isinstance(code, str) else "invalid_user_code"
-        )
-        if error is not None:
-            raise Problem(400, error)
-        return json_reply({"status": "ok"})
-
-    def _approve_api(self, call: Call, now: float) -> Reply:
-        return self._decide_api(call, now, approve=True)
-
-    def _deny_api(self, call: Call, now: float) -> Reply:
-        return self._decide_api(call, now, approve=False)
-
-    def _device_page(
-        self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes
-    ) -> Reply:
-        if method == "GET":
-            page = form_page(query.get("code", "")[:64], self._site_host)
-            return Reply(200, page, _HTML, SECURITY_HEADERS)
-        if method != "POST":
-            return Reply(405, b"", None, (("Allow", "GET, POST"),))
-        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        code, action = form.get("user_code", "")[:64], form.get("action", "")
-        if action not in ("approve", "deny"):
-            outcome: Optional[str] = "invalid_action"
-        else:
-            with self._cond:
-                outcome = self._auth.decide(code, action == "approve", self._clock.time())
-        status = 400 if outcome else 200
-        return Reply(status, result_page(outcome or action, code), _HTML, SECURITY_HEADERS)
 
     def __repr__(self) -> str:
         with self._cond:
