@@ -546,6 +546,18 @@ def test_fault_delay(server: FakeTextStackServer) -> None:
     assert time.monotonic() - started < 2
 
 
+def test_fault_drop_without_effect(server: FakeTextStackServer, wire: Wire) -> None:
+    _, first = server.issue_tokens()
+    server.inject("POST /auth/refresh-mobile", drop=True, effect=False)
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        refresh(wire, first)
+    assert len(caught.value.partial) > 0
+    fresh = Wire(server)
+    assert refresh(fresh, first).status == 200  # never reached the server: not rotated
+    fresh.close()
+    assert server.count("POST /auth/refresh-mobile") == 2
+
+
 def test_fault_drop_mid_body_after_the_request_took_effect(
     server: FakeTextStackServer, wire: Wire
 ) -> None:
@@ -618,6 +630,8 @@ def test_inject_rejects_nonsense(server: FakeTextStackServer) -> None:
         server.inject("*", times=0)
     with pytest.raises(ValueError):
         server.inject("*", delay=-1)
+    with pytest.raises(ValueError):
+        server.inject("*", status=500, effect=True)
 
 
 # -- catalog ------------------------------------------------------------------------------

@@ -17,15 +17,19 @@ __all__ = ["NOT_GIVEN", "Fault", "deliver"]
 NOT_GIVEN: Any = object()
 _MAX_DELAY = 600.0
 _CHUNK = 64 * 1024
+_DROPPED = b'{"status":"ok","note":"this body is cut before the end by an injected drop"}'
 
 
 @dataclass(frozen=True)
 class Fault:
     """One injected fault for requests whose route matches ``route``. Immutable.
 
-    When ``status``, ``json`` or ``body`` is given the fault answers instead of the
-    server (the request has no effect, as when a proxy answers); otherwise the server
-    handles the request normally and the fault only shapes the delivery of its answer.
+    Whether the request reaches the server (and changes its state) is ``effect``.
+    A fault that gives its own answer (``status``, ``json``, ``body``) never lets it
+    through: a proxy answered. Delivery faults (``delay``, ``drop``, ``drip``,
+    ``oversize``) by default deliver the server's real answer badly, so the request
+    took effect ("the refresh was processed, the answer was lost"); ``effect=False``
+    makes them deliver a stand-in instead and leave the server untouched.
     """
 
     route: str
@@ -38,6 +42,7 @@ class Fault:
     drop: bool = False
     drip: Optional[float] = None
     oversize: Optional[int] = None
+    effect: Optional[bool] = None
 
     @classmethod
     def build(
@@ -53,6 +58,7 @@ class Fault:
         drop: bool,
         drip: Optional[float],
         oversize: Optional[int],
+        effect: Optional[bool] = None,
     ) -> Fault:
         """Validates the options of ``FakeTextStackServer.inject``.
 
@@ -75,20 +81,35 @@ class Fault:
             raise ValueError("oversize is a body length in bytes")
         data = body.encode("utf-8") if isinstance(body, str) else body
         pairs = tuple(dict(headers).items()) if headers else ()
-        return cls(route, status, json, data, content_type, pairs, delay, drop, drip, oversize)
+        fault = cls(
+            route, status, json, data, content_type, pairs, delay, drop, drip, oversize, effect
+        )
+        if effect and fault.answers:
+            raise ValueError("a fault that answers itself cannot also let the server answer")
+        return fault
 
     @property
     def answers(self) -> bool:
         """True when the fault replaces the server's own answer."""
         return self.status is not None or self.json_body is not NOT_GIVEN or self.body is not None
 
+    @property
+    def reaches_server(self) -> bool:
+        """True when the server handles the request (its state changes) before delivery."""
+        if self.answers:
+            return False
+        return self.effect is not False
+
     def matches(self, route: str) -> bool:
         """``*`` matches anything; other patterns are fnmatch patterns over route keys."""
         return self.route == "*" or fnmatch.fnmatchcase(route, self.route)
 
     def reply(self) -> Reply:
-        """The canned answer (an empty 200 unless told otherwise)."""
+        """The canned answer: an empty 200 unless told otherwise; a JSON stand-in for a
+        drop, whose body is cut anyway."""
         status = 200 if self.status is None else self.status
+        if self.drop and not self.answers:
+            return Reply(status, _DROPPED, JSON_TYPE, self.headers)
         if self.json_body is not NOT_GIVEN:
             data = json.dumps(self.json_body).encode("utf-8")
             return Reply(status, data, self.content_type or JSON_TYPE, self.headers)

@@ -453,22 +453,25 @@ class FakeTextStackServer:
         drop: bool = False,
         drip: Optional[float] = None,
         oversize: Optional[int] = None,
+        effect: Optional[bool] = None,
         times: int = 1,
     ) -> None:
         """Makes the next ``times`` requests of ``route`` fail in the given way.
 
         With ``status``, ``json`` or ``body`` the fault answers instead of the server
-        (the request has no effect: a proxy answered). Without them the server handles
-        the request (state changes happen) and the fault shapes only the delivery:
-        ``delay`` holds the answer back, ``drop`` announces the full Content-Length,
-        sends half and hangs up, ``drip`` sends one byte per ``drip`` seconds,
-        ``oversize`` streams a JSON body of that many bytes. ``headers`` (e.g.
+        (a proxy answered). ``delay`` holds the answer back, ``drop`` announces the full
+        Content-Length, sends half and hangs up, ``drip`` sends one byte per ``drip``
+        seconds, ``oversize`` streams a JSON body of that many bytes. ``headers`` (e.g.
         ``{"Retry-After": "7"}``) are added either way. Faults queue in order; counters
         count faulted requests too.
 
         Args:
             route: A route key (``"POST /auth/device/token"``), an fnmatch pattern over
                 route keys, or ``"*"`` for any request.
+            effect: Whether the server handles the request (its state changes) before
+                the faulty delivery. Default: yes, unless the fault answers itself.
+                ``drop=True`` alone is "processed, answer lost"; ``drop=True,
+                effect=False`` is "lost on the way, never processed".
             times: How many matching requests the fault applies to.
 
         Raises:
@@ -487,6 +490,7 @@ class FakeTextStackServer:
             drop=drop,
             drip=drip,
             oversize=oversize,
+            effect=effect,
         )
         with self._cond:
             self._faults.append([fault, times])
@@ -580,7 +584,7 @@ class FakeTextStackServer:
             self._counts[key] += 1
             self._requests.append(RecordedRequest(method, path, query, headers, body, key))
             fault = self._take_fault(key)
-        if fault is not None and fault.answers:
+        if fault is not None and not fault.reaches_server:
             reply = fault.reply()
         elif body_error is not None:
             reply = body_error
