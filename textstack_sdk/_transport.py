@@ -75,7 +75,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Headers that name or authenticate one origin; never carried to another.
 _ORIGIN_BOUND_HEADERS = frozenset({"host", "authorization", "cookie", "proxy-authorization"})
 
-_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/\\?#]*)")
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Printable ASCII and tab only: http.client would put an illegal value, or a value it
@@ -112,7 +112,9 @@ def check_url(url: str) -> None:
     if not isinstance(url, str) or not url:
         raise ConfigurationError("URL must be a non-empty string")
     if _UNSAFE_URL_CHARS.search(url):
-        raise ConfigurationError("URL must not contain whitespace or control characters")
+        raise ConfigurationError(
+            "URL must not contain whitespace, control characters or backslashes"
+        )
     authority = _AUTHORITY.match(url)
     if authority is None:
         raise ConfigurationError("URL must be absolute (https://host/...)")
@@ -481,7 +483,9 @@ def _map_error(exc: BaseException, request: Request, deadline: float) -> Transpo
         if isinstance(cause, http.client.IncompleteRead) and isinstance(
             cause.partial, (bytes, bytearray)
         ):
-            cause.partial = b""
+            # Same length, so its repr still counts the bytes; none of their content.
+            cause.partial = bytes(len(cause.partial))
+            cause.args = (cause.partial,)
     route = request.route or request.method
     return TransportError(f"{route}: {kind}", route=request.route, retryable=retryable)
 
