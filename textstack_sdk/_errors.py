@@ -17,7 +17,7 @@ codes, sanitised snippets and routes, never headers or auth bodies.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 __all__ = [
     "ApiError",
@@ -100,7 +100,7 @@ class ApiError(TextStackError):
         *,
         route: str = "",
         error: Optional[str] = None,
-        errors: Tuple[FieldError, ...] = (),
+        errors: tuple[FieldError, ...] = (),
         retryable: Optional[bool] = None,
     ) -> None:
         self.status = status

@@ -8,8 +8,9 @@ Everything above this seam (the token manager, the client) speaks only these typ
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Protocol, Tuple
+from typing import Any, Optional, Protocol
 
 __all__ = ["Request", "Response", "Transport", "json_body"]
 
@@ -31,7 +32,7 @@ class Request:
 
     method: str
     url: str
-    headers: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     body: Optional[bytes] = field(default=None, repr=False)
     route: str = ""
     retry_safe: bool = False

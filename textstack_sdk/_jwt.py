@@ -12,9 +12,9 @@ import binascii
 import json
 import math
 import re
-from typing import Optional
+from typing import Any, Optional
 
-__all__ = ["MAX_TOKEN_LENGTH", "decode_exp", "is_bearer_token"]
+__all__ = ["MAX_TOKEN_LENGTH", "decode_exp", "decode_subject", "is_bearer_token"]
 
 MAX_TOKEN_LENGTH = 16 * 1024
 # RFC 6750 §2.1 b64token: what may follow "Bearer " without breaking the header.
@@ -33,14 +33,7 @@ def is_bearer_token(value: object) -> bool:
     )
 
 
-def decode_exp(token: object) -> Optional[float]:
-    """Returns the ``exp`` claim of a compact JWS as Unix seconds, or None if unreadable.
-
-    Args:
-        token: The access token. Anything that is not a three-segment compact JWT with
-            a base64url JSON-object payload whose ``exp`` is a finite number (not a
-            bool) or a numeric string gives None.
-    """
+def _payload(token: object) -> Optional[dict[str, Any]]:
     if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
         return None
     parts = token.split(".")
@@ -54,9 +47,31 @@ def decode_exp(token: object) -> Optional[float]:
         payload = json.loads(raw.decode("utf-8"))
     except (binascii.Error, ValueError, RecursionError):
         return None
-    if not isinstance(payload, dict):
+    return payload if isinstance(payload, dict) else None
+
+
+def decode_exp(token: object) -> Optional[float]:
+    """Returns the ``exp`` claim of a compact JWS as Unix seconds, or None if unreadable.
+
+    Args:
+        token: The access token. Anything that is not a three-segment compact JWT with
+            a base64url JSON-object payload whose ``exp`` is a finite number (not a
+            bool) or a numeric string gives None.
+    """
+    payload = _payload(token)
+    return None if payload is None else _as_exp(payload.get("exp"))
+
+
+def decode_subject(token: object) -> Optional[str]:
+    """Who the token says it belongs to (``email``, else ``sub``), for display only."""
+    payload = _payload(token)
+    if payload is None:
         return None
-    return _as_exp(payload.get("exp"))
+    for claim in ("email", "sub"):
+        value = payload.get(claim)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:200]
+    return None
 
 
 def _as_exp(value: object) -> Optional[float]:

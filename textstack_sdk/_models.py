@@ -67,7 +67,7 @@ class Pending:
             "<b>TextStack sign-in required.</b> "
             f'Open <a href="{safe_href}" target="_blank" rel="noopener noreferrer">'
             f"{html.escape(for_terminal(self.verification_uri))}</a> and enter the code "
-            f"<code style=\"font-size:1.2em\">{html.escape(for_terminal(self.user_code))}</code>"
+            f'<code style="font-size:1.2em">{html.escape(for_terminal(self.user_code))}</code>'
             ", then run the cell again.</div>"
         )
 

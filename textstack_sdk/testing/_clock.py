@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import List, Tuple
 
 __all__ = ["FakeClock"]
 
@@ -29,7 +28,7 @@ class FakeClock:
         self._wall_offset = start_time - start_monotonic
         self._mono = start_monotonic
         self._auto = auto_advance
-        self._waiting: List[Tuple[float, threading.Event]] = []
+        self._waiting: list[tuple[float, threading.Event]] = []
 
     def time(self) -> float:
         with self._cond:
@@ -51,20 +50,29 @@ class FakeClock:
             self._wall_offset += seconds
             self._cond.notify_all()
 
+    def _blocked(self) -> int:
+        # Only waits still short of their deadline count: a thread whose deadline has
+        # passed is about to wake and is no longer "waiting" for the test's purposes.
+        return sum(
+            1 for deadline, cancel in self._waiting if deadline > self._mono and not cancel.is_set()
+        )
+
     @property
     def waiters(self) -> int:
-        """How many threads are blocked in ``wait()`` right now."""
+        """How many threads are blocked in ``wait()`` with a deadline still ahead."""
         with self._cond:
-            return len(self._waiting)
+            return self._blocked()
 
     def wait_for_waiters(self, count: int = 1, timeout: float = 10.0) -> None:
         """Blocks (real time, bounded) until at least ``count`` threads are in ``wait()``."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while len(self._waiting) < count:
+            while self._blocked() < count:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"expected {count} waiting thread(s), saw {len(self._waiting)}")
+                    raise AssertionError(
+                        f"expected {count} waiting thread(s), saw {self._blocked()}"
+                    )
                 self._cond.wait(min(left, 0.05))
 
     def wait(self, seconds: float, cancel: threading.Event) -> bool:

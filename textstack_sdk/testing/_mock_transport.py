@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, List
+from typing import Callable
 
 from .._http import Request, Response
 
@@ -19,7 +19,7 @@ class MockTransport:
     def __init__(self, handler: Callable[[Request], Response]) -> None:
         self._handler = handler
         self._lock = threading.Lock()
-        self._requests: List[Request] = []
+        self._requests: list[Request] = []
         self.closed = False
 
     def handle_request(self, request: Request) -> Response:
@@ -28,7 +28,7 @@ class MockTransport:
         return self._handler(request)
 
     @property
-    def requests(self) -> List[Request]:
+    def requests(self) -> list[Request]:
         """A copy of every request handled so far, in order."""
         with self._lock:
             return list(self._requests)

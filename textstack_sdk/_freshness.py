@@ -1,0 +1,43 @@
+"""When a cached access token stops being handed out. Pure: times are arguments.
+
+Computed once per token set (when it is stored), so the hot path only compares a float
+against the wall clock.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = ["usable_until"]
+
+
+def usable_until(
+    exp: Optional[float],
+    received_at: Optional[float],
+    *,
+    skew: float,
+    min_refresh_interval: float,
+) -> float:
+    """The wall-clock time until which the access token is returned without a refresh.
+
+    Args:
+        exp: The JWT ``exp`` (Unix seconds), or None when unreadable.
+        received_at: When the server issued this token to us (wall clock), or None when
+            it came from the cache.
+        skew: Seconds before ``exp`` at which a token counts as expired.
+        min_refresh_interval: The least time between two refreshes of a token that has
+            just arrived with an unreadable, already-past or very short ``exp``.
+
+    Returns:
+        Unix seconds; a time in the past means "refresh now".
+    """
+    if exp is not None and (received_at is None or exp - skew > received_at):
+        return exp - skew
+    if received_at is None:
+        return float("-inf")
+    # A brand-new token whose exp is unreadable, already past (our clock is off) or
+    # inside the skew window: trust the server for a while rather than refreshing on
+    # every call; a 401 from the API still forces a refresh.
+    if exp is not None and exp > received_at:
+        return min(exp, received_at + min_refresh_interval)
+    return received_at + min_refresh_interval

@@ -1,0 +1,43 @@
+"""A token cache that lives only in this process (notebooks, tests, short scripts)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+from ._models import TokenSet
+
+__all__ = ["MemoryTokenCache"]
+
+
+class MemoryTokenCache:
+    """Keeps one TokenSet in memory. Thread-safe (one lock); nothing touches the disk."""
+
+    def __init__(self, tokens: Optional[TokenSet] = None) -> None:
+        self._lock = threading.Lock()
+        self._tokens = tokens
+        self._version = 0
+
+    def load(self) -> Optional[TokenSet]:
+        with self._lock:
+            return self._tokens
+
+    def save(self, tokens: TokenSet) -> bool:
+        with self._lock:
+            self._tokens = tokens
+            self._version += 1
+        return True
+
+    def clear(self) -> bool:
+        with self._lock:
+            self._tokens = None
+            self._version += 1
+        return True
+
+    def signature(self) -> int:
+        """Changes on every save or clear, like a file's stat would."""
+        with self._lock:
+            return self._version
+
+    def __repr__(self) -> str:
+        return "MemoryTokenCache()"

@@ -1,0 +1,825 @@
+"""TokenManager: cached token -> one refresh -> one device flow, never blocking on a person.
+
+Concurrency model:
+
+* The hot path reads one immutable tuple ``(Authorized, usable_until)`` and the wall
+  clock; no lock, no decode, no I/O.
+* Everything else runs under ``self._lock`` for bookkeeping only. Network work happens
+  outside it, by exactly one thread per flight (a refresh, or a device-code request);
+  other callers wait on that flight's Future and get the same result.
+* Lock order, always: the cross-process file lock (when the cache has one), then
+  ``self._lock``. Nothing takes the file lock while holding ``self._lock``.
+* One daemon thread per device flow polls the token endpoint; it is the only writer of
+  the flow's state besides logout/close, and both write under ``self._lock``.
+* After ``fork()`` the child gets fresh locks, no flights, no poll thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Callable,
+    ContextManager,
+    Optional,
+    Union,
+)
+
+from . import _device_flow as flow_sm
+from . import _wire as wire
+from ._clock import SYSTEM_CLOCK, Clock, SystemClock
+from ._errors import (
+    AuthorizationDenied,
+    AuthorizationError,
+    AuthorizationExpired,
+    AuthorizationTimeout,
+    ConfigurationError,
+    ProtocolError,
+    TransportError,
+)
+from ._freshness import usable_until
+from ._http import Transport
+from ._jwt import decode_subject
+from ._models import Authorized, DeviceAuthorization, Failed, Pending, TokenResult, TokenSet
+from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
+
+__all__ = ["TokenManager", "TokenStatus"]
+
+log = logging.getLogger("textstack_sdk.auth")
+
+_UNSEEN = object()
+_MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class TokenStatus:
+    """A secret-free summary of the manager's state, for ``textstack status``.
+
+    Attributes:
+        source: Where the current token came from: ``cache``, ``refresh``, ``device``
+            or ``none``.
+        authorized: True when ``get_token()`` would return a token without a refresh.
+        expires_at: The access token's exp (Unix seconds), when known.
+        subject: Who the token belongs to (its unverified ``email``/``sub`` claim).
+        has_refresh_token: Whether a refresh token is held.
+        cache_path: Where tokens are persisted, for file caches.
+        pending: The sign-in waiting for approval, if any.
+        last_error: Why the last refresh or sign-in failed, if it did.
+    """
+
+    source: str
+    authorized: bool
+    expires_at: Optional[float]
+    subject: Optional[str]
+    has_refresh_token: bool
+    cache_path: Optional[str]
+    pending: Optional[Pending]
+    last_error: Optional[str]
+
+
+class _Flow:
+    """One device flow. Mutable, but written only under the manager's lock."""
+
+    def __init__(
+        self, auth: DeviceAuthorization, pending: Pending, state: flow_sm.FlowState
+    ) -> None:
+        self.auth = auth
+        self.pending = pending
+        self.state = state
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.outcome: Union[TokenSet, flow_sm.Stop, None] = None
+        self.thread: Optional[threading.Thread] = None
+        self.next_poll_at = 0.0
+        self.polling = False
+
+    def __repr__(self) -> str:
+        return f"_Flow(user_code={self.pending.user_code!r}, done={self.done.is_set()})"
+
+
+_DEAD = object()  # the refresh proved the login dead: start a device flow
+
+
+def _bounded(name: str, value: float, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a number") from None
+    if not low <= number <= high:  # also rejects NaN
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return number
+
+
+def _stderr_prompt(pending: Pending) -> None:
+    try:
+        sys.stderr.write(pending.message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # a closed stderr must not break sign-in
+
+
+class TokenManager:
+    """Thread-safe device-flow token provider: cached token, one refresh, one device flow.
+
+    ``get_token()`` never waits for a person: it returns ``Authorized``, ``Pending``
+    (a sign-in is waiting for approval; poll continues in a daemon thread) or
+    ``Failed``. Its network work is bounded by one refresh and one device-code request.
+    Share one instance per process; it is safe across threads and after ``fork()``.
+
+    Args:
+        api_url: The API base URL (``TEXTSTACK_API_URL``, default https://textstack.app/api).
+        site_host: The ``Host`` header value (``TEXTSTACK_SITE_HOST``).
+        cache: Where tokens persist; None uses ``FileTokenCache()`` at the default path.
+        transport: The HTTP transport; None creates a urllib3 one.
+        clock: The time source (tests pass a FakeClock).
+        timeout: Seconds per auth request (``TEXTSTACK_MCP_TIMEOUT_SECONDS``, default 15).
+        environ: The environment to read settings from (default ``os.environ``).
+        skew: Seconds before exp at which the access token counts as expired.
+        min_refresh_interval: Least seconds between refreshes of a token whose exp is
+            unreadable or already past when it arrives.
+        min_poll_interval: Floor of the poll interval (RFC 8628 allows no less than 1 s;
+            tests against a local server may lower it).
+        slow_down_step: Seconds added to the interval on each ``slow_down``.
+        lock_timeout: Longest wait for the cross-process cache lock.
+        background: Poll in a daemon thread (default). False polls only inside
+            ``get_token``/``wait_for_token`` calls (servers that run no threads).
+        prompt: True prints the sign-in message to stderr once per flow; False is
+            silent; a callable receives the Pending.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_url: Optional[str] = None,
+        site_host: Optional[str] = None,
+        cache: Optional[Any] = None,
+        transport: Optional[Transport] = None,
+        clock: Optional[Clock] = None,
+        timeout: Optional[float] = None,
+        environ: Optional[Mapping[str, str]] = None,
+        skew: float = 30.0,
+        min_refresh_interval: float = 60.0,
+        min_poll_interval: float = 1.0,
+        slow_down_step: float = 5.0,
+        lock_timeout: float = 10.0,
+        background: bool = True,
+        prompt: Union[bool, Callable[[Pending], None]] = True,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self._api_url = resolve_api_url(api_url, env)
+        self._site_host = resolve_site_host(site_host, env)
+        self._timeout = resolve_timeout(timeout, env)
+        self._skew = _bounded("skew", skew, 0.0, 3600.0)
+        self._min_refresh_interval = _bounded(
+            "min_refresh_interval", min_refresh_interval, 0.0, 3600.0
+        )
+        self._lock_timeout = _bounded("lock_timeout", lock_timeout, 0.0, 300.0)
+        self._policy = flow_sm.FlowPolicy(
+            min_interval=_bounded("min_poll_interval", min_poll_interval, 0.0, 60.0),
+            slow_down_step=_bounded("slow_down_step", slow_down_step, 0.0, 60.0),
+        )
+        self._background = bool(background)
+        if prompt is True:
+            self._prompt: Optional[Callable[[Pending], None]] = _stderr_prompt
+        elif prompt is False or prompt is None:
+            self._prompt = None
+        elif callable(prompt):
+            self._prompt = prompt
+        else:
+            raise ConfigurationError("prompt must be True, False or a callable")
+        if cache is None:
+            from ._cache import FileTokenCache, default_cache_path
+
+            cache = FileTokenCache(default_cache_path(env))
+        self._cache = cache
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        # The hot path calls this; the builtin avoids a Python-level frame per call.
+        self._time: Callable[[], float] = (
+            time.time if isinstance(self._clock, SystemClock) else self._clock.time
+        )
+        self._owns_transport = transport is None
+        if transport is None:
+            from ._transport import Urllib3Transport
+
+            transport = Urllib3Transport(timeout=self._timeout)
+        self._transport = transport
+
+        # Read without a lock by get_token(): (Authorized, usable_until) or None.
+        self._snapshot: Optional[tuple[Authorized, float]] = None
+        self._closed = False
+        self._init_process_state()
+        _MANAGERS.add(self)
+
+    def _init_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._tokens: Optional[TokenSet] = None
+        self._received_at: Optional[float] = None
+        self._source = "none"
+        self._persisted = False
+        self._cache_sig: object = _UNSEEN
+        self._refresh_flight: Optional[Future[TokenResult]] = None
+        self._start_flight: Optional[Future[TokenResult]] = None
+        self._flow: Optional[_Flow] = None
+        self._last_error: Optional[str] = None
+        self._refresh_failures = 0
+        self._refresh_not_before = float("-inf")
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **options: Any) -> TokenManager:
+        """A manager configured from the environment (URL, host, cache path, timeout)."""
+        return cls(environ=environ, **options)
+
+    # ------------------------------------------------------------------ hot path
+
+    def get_token(self) -> TokenResult:
+        """Returns a usable token, a pending sign-in, or why neither is possible.
+
+        Never waits for a person. The network work is bounded: at most one refresh and,
+        when that refresh proves the login dead, one device-code request.
+        """
+        snap = self._snapshot
+        if snap is not None and self._time() < snap[1]:
+            return snap[0]
+        return self._get_token_slow()
+
+    # ------------------------------------------------------------------ slow path
+
+    def _get_token_slow(self) -> TokenResult:
+        self._check_fork()
+        with self._lock:
+            if self._closed:
+                return Failed("the token manager is closed")
+            self._sync_with_cache_locked()
+            snap = self._snapshot
+            if snap is not None and self._time() < snap[1]:
+                return snap[0]
+            flow = self._flow
+            if flow is not None:
+                if self._background and flow.thread is not None:
+                    return flow.pending
+                poll_now = self._claim_inline_poll_locked(flow)
+            else:
+                poll_now = False
+                existing = self._refresh_flight or self._start_flight
+                flight: Future[TokenResult]
+                if existing is not None:
+                    flight, role = existing, "wait"
+                elif self._refresh_allowed_locked():
+                    flight = self._refresh_flight = Future()
+                    role = "refresh"
+                elif self._tokens is not None and self._tokens.refresh_token:
+                    return self._fallback_locked(self._last_error or "refresh is backing off")
+                else:
+                    flight = self._start_flight = Future()
+                    role = "start"
+        if flow is not None:
+            if poll_now:
+                self._poll_step(flow)
+            return self._result_for_flow(flow)
+        if role == "wait":
+            return self._wait_flight(flight)
+        if role == "refresh":
+            return self._run_refresh_flight(flight)
+        return self._run_start_flight(flight)
+
+    def _wait_flight(self, flight: Future[TokenResult]) -> TokenResult:
+        bound = self._lock_timeout + 3 * self._timeout + 1.0
+        try:
+            return flight.result(timeout=bound)
+        except FutureTimeout:
+            return Failed("timed out waiting for another thread's token request", retryable=True)
+
+    def _refresh_allowed_locked(self) -> bool:
+        tokens = self._tokens
+        return (
+            tokens is not None
+            and bool(tokens.refresh_token)
+            and self._clock.monotonic() >= self._refresh_not_before
+        )
+
+    def _fallback_locked(self, reason: str) -> TokenResult:
+        """After a transient failure: the access token while exp allows, else retryable."""
+        tokens = self._tokens
+        if (
+            tokens is not None
+            and tokens.access_exp is not None
+            and self._time() < tokens.access_exp
+        ):
+            return Authorized(tokens.access_token)
+        return Failed(
+            f"could not refresh the sign-in ({reason}); try again shortly", retryable=True
+        )
+
+    # ------------------------------------------------------------------ cache sync
+
+    def _cache_signature(self) -> object:
+        sig = getattr(self._cache, "signature", None)
+        if sig is None:
+            return None
+        try:
+            return sig()
+        except OSError:
+            return None
+
+    def _sync_with_cache_locked(self, *, force: bool = False) -> None:
+        """Notices another process's login, refresh or logout: a stat, a read on change."""
+        sig = self._cache_signature()
+        if not force and sig == self._cache_sig and self._cache_sig is not _UNSEEN:
+            return
+        self._cache_sig = sig
+        disk = self._safe_load()
+        if disk is None:
+            if self._tokens is not None and self._persisted:
+                log.info("the token cache was cleared by another process; signing out here too")
+                self._forget_locked()
+            return
+        if disk != self._tokens:
+            self._install_locked(disk, source="cache", received_at=None)
+        self._persisted = True
+        if self._flow is not None and self._snapshot is not None:
+            # Another process finished a sign-in: ours is no longer needed.
+            self._end_flow_locked(self._flow, None)
+
+    def _safe_load(self) -> Optional[TokenSet]:
+        try:
+            loaded = self._cache.load()
+        except Exception:  # noqa: BLE001 - a custom cache must not break get_token
+            log.warning("the token cache could not be read", exc_info=False)
+            return None
+        return loaded if isinstance(loaded, TokenSet) else None
+
+    def _save_locked(self, tokens: TokenSet) -> bool:
+        try:
+            saved = bool(self._cache.save(tokens))
+        except Exception:  # noqa: BLE001 - a custom cache must not break a sign-in
+            saved = False
+        if not saved:
+            log.warning("the new tokens could not be saved; keeping them in memory for now")
+        self._persisted = saved
+        self._cache_sig = self._cache_signature()
+        return saved
+
+    def _process_lock(self) -> ContextManager[bool]:
+        lock = getattr(self._cache, "lock", None)
+        if lock is None:
+            return contextlib.nullcontext(True)
+        result: ContextManager[bool] = lock(self._lock_timeout)
+        return result
+
+    # ------------------------------------------------------------------ state changes
+
+    def _install_locked(
+        self, tokens: TokenSet, *, source: str, received_at: Optional[float]
+    ) -> None:
+        self._tokens = tokens
+        self._received_at = received_at
+        self._source = source
+        until = usable_until(
+            tokens.access_exp,
+            received_at,
+            skew=self._skew,
+            min_refresh_interval=self._min_refresh_interval,
+        )
+        self._snapshot = (Authorized(tokens.access_token), until)
+
+    def _forget_locked(self) -> None:
+        self._snapshot = None
+        self._tokens = None
+        self._received_at = None
+        self._source = "none"
+        self._persisted = False
+        self._refresh_failures = 0
+        self._refresh_not_before = float("-inf")
+
+    def invalidate(self, access_token: str) -> None:
+        """The server refused this access token (401): stop handing it out.
+
+        The next ``get_token()`` refreshes once. Other tokens are left alone, so a late
+        401 for an already-replaced token changes nothing.
+        """
+        self._check_fork()
+        with self._lock:
+            snap = self._snapshot
+            if snap is not None and snap[0].access_token == access_token:
+                self._snapshot = None
+                self._refresh_not_before = float("-inf")
+
+    # ------------------------------------------------------------------ refresh
+
+    def _run_refresh_flight(self, flight: Future[TokenResult]) -> TokenResult:
+        result: TokenResult = Failed("the refresh did not finish", retryable=True)
+        try:
+            outcome = self._refresh()
+            if outcome is _DEAD:
+                with self._lock:
+                    start = self._start_flight = Future()
+                result = self._run_start_flight(start)
+            else:
+                assert isinstance(outcome, (Authorized, Pending, Failed))
+                result = outcome
+        finally:
+            with self._lock:
+                if self._refresh_flight is flight:
+                    self._refresh_flight = None
+            flight.set_result(result)
+        return result
+
+    def _refresh(self) -> object:
+        with self._process_lock() as locked:
+            if not locked:
+                with self._lock:
+                    return self._fallback_locked("another process holds the token lock")
+            with self._lock:
+                # Another process may have refreshed while we waited for the lock.
+                self._sync_with_cache_locked(force=True)
+                snap = self._snapshot
+                if snap is not None and self._time() < snap[1]:
+                    return snap[0]
+                sent = self._tokens
+                if sent is None or not sent.refresh_token:
+                    return _DEAD
+            outcome = self._send_refresh(sent)
+            with self._lock:
+                if self._tokens is not sent:
+                    # logout() ran meanwhile: its word wins over this late answer.
+                    return Failed("signed out while refreshing")
+                if isinstance(outcome, wire.Refreshed):
+                    self._save_locked(outcome.tokens)
+                    self._install_locked(outcome.tokens, source="refresh", received_at=self._time())
+                    self._refresh_failures = 0
+                    self._last_error = None
+                    return Authorized(outcome.tokens.access_token)
+                if isinstance(outcome, wire.RefreshDead):
+                    return self._refresh_dead_locked(sent)
+                self._refresh_failures += 1
+                backoff = min(2.0**self._refresh_failures, 60.0)
+                self._refresh_not_before = self._clock.monotonic() + max(
+                    backoff, outcome.retry_after or 0.0
+                )
+                self._last_error = outcome.reason
+                log.warning("token refresh failed (%s); keeping the current tokens", outcome.reason)
+                return self._fallback_locked(outcome.reason)
+
+    def _send_refresh(self, sent: TokenSet) -> wire.RefreshOutcome:
+        assert sent.refresh_token is not None
+        request = wire.build_refresh_request(
+            self._api_url, self._site_host, sent.refresh_token, self._timeout
+        )
+        try:
+            response = self._transport.handle_request(request)
+        except TransportError as exc:
+            return wire.Transient(f"network: {exc.message}")
+        return wire.classify_refresh(response, sent, self._time())
+
+    def _refresh_dead_locked(self, sent: TokenSet) -> object:
+        disk = self._safe_load()
+        if disk is not None and disk.refresh_token and disk.refresh_token != sent.refresh_token:
+            # Another writer (the .NET tool, or a process outside our lock) rotated first.
+            self._install_locked(disk, source="cache", received_at=None)
+            self._persisted = True
+            self._cache_sig = self._cache_signature()
+            snap = self._snapshot
+            if snap is not None and self._time() < snap[1]:
+                return snap[0]
+            self._refresh_not_before = float("-inf")
+            return Failed("the tokens were replaced by another process; try again", retryable=True)
+        log.info("the refresh token was refused; a new sign-in is needed")
+        if disk is None or disk.refresh_token == sent.refresh_token:
+            with contextlib.suppress(Exception):
+                self._cache.clear()
+            self._cache_sig = self._cache_signature()
+        self._forget_locked()
+        self._last_error = "the saved sign-in has expired or was revoked"
+        return _DEAD
+
+    # ------------------------------------------------------------------ device flow
+
+    def _run_start_flight(self, flight: Future[TokenResult]) -> TokenResult:
+        result: TokenResult = Failed("could not start sign-in", retryable=True)
+        try:
+            result = self._start_flow()
+        finally:
+            with self._lock:
+                if self._start_flight is flight:
+                    self._start_flight = None
+            flight.set_result(result)
+        return result
+
+    def _start_flow(self) -> TokenResult:
+        request = wire.build_device_code_request(self._api_url, self._site_host, self._timeout)
+        try:
+            response = self._transport.handle_request(request)
+        except TransportError as exc:
+            return self._start_failed(f"network: {exc.message}", retryable=True)
+        if response.status != 200:
+            retryable = response.status == 429 or response.status >= 500
+            return self._start_failed(f"the server answered HTTP {response.status}", retryable)
+        try:
+            auth = wire.parse_device_authorization(response)
+        except ProtocolError as exc:
+            return self._start_failed(exc.message, retryable=True)
+        now = self._clock.monotonic()
+        pending = Pending(
+            verification_uri=auth.verification_uri,
+            user_code=auth.user_code,
+            verification_uri_complete=auth.verification_uri_complete,
+            expires_at=self._time() + auth.expires_in,
+        )
+        flow = _Flow(auth, pending, flow_sm.start(auth, now, self._policy))
+        flow.next_poll_at = now + flow.state.interval
+        with self._lock:
+            if self._closed:
+                return Failed("the token manager is closed")
+            self._flow = flow
+            self._last_error = None
+            if self._background:
+                thread = threading.Thread(
+                    target=self._poll_loop, args=(flow,), name="textstack-device-poll", daemon=True
+                )
+                flow.thread = thread
+                thread.start()
+        if self._prompt is not None:
+            try:
+                self._prompt(pending)
+            except Exception:
+                log.warning("the sign-in prompt callback failed", exc_info=True)
+        return pending
+
+    def _start_failed(self, reason: str, retryable: bool) -> Failed:
+        message = f"could not start sign-in: {reason}"
+        with self._lock:
+            self._last_error = message
+        log.warning("%s", message)
+        return Failed(message, retryable=retryable)
+
+    def _poll_loop(self, flow: _Flow) -> None:
+        try:
+            decision = flow_sm.first_wait(flow.state, self._clock.monotonic())
+            while isinstance(decision, flow_sm.Wait):
+                if self._clock.wait(decision.seconds, flow.cancel):
+                    return
+                decision = self._poll_decision(flow)
+            self._finish_flow(flow, decision)
+        except BaseException:
+            log.error("the sign-in poller stopped unexpectedly", exc_info=True)
+            self._finish_flow(
+                flow,
+                flow_sm.Stop("failed", "poller_crashed", "the sign-in poller stopped unexpectedly"),
+            )
+
+    def _poll_decision(self, flow: _Flow) -> Union[flow_sm.Wait, flow_sm.Done, flow_sm.Stop]:
+        stop = flow_sm.expired(flow.state, self._clock.monotonic())
+        if stop is not None:
+            return stop
+        outcome = self._poll_once(flow)
+        with self._lock:
+            flow.state, decision = flow_sm.decide(
+                flow.state, outcome, self._clock.monotonic(), self._policy
+            )
+        if isinstance(outcome, wire.Transient):
+            log.info("sign-in poll: %s; backing off", outcome.reason)
+        return decision
+
+    def _poll_once(self, flow: _Flow) -> wire.PollOutcome:
+        request = wire.build_device_token_request(
+            self._api_url, self._site_host, flow.auth.device_code, self._timeout
+        )
+        try:
+            response = self._transport.handle_request(request)
+        except TransportError as exc:
+            return wire.Transient(f"network: {exc.message}")
+        return wire.classify_device_token(response, self._time())
+
+    def _finish_flow(self, flow: _Flow, decision: Union[flow_sm.Done, flow_sm.Stop]) -> None:
+        if isinstance(decision, flow_sm.Done):
+            with self._process_lock() as locked, self._lock:
+                if self._flow is not flow or flow.cancel.is_set():
+                    return  # cancelled: a late answer never brings tokens back
+                # Saved before installed: nobody holds a token the cache has not seen.
+                if locked:
+                    self._save_locked(decision.tokens)
+                else:
+                    log.warning("could not lock the token cache; keeping the sign-in in memory")
+                self._install_locked(decision.tokens, source="device", received_at=self._time())
+                self._persisted = self._persisted and locked
+                self._end_flow_locked(flow, decision.tokens)
+            return
+        with self._lock:
+            self._last_error = decision.message
+            if self._flow is flow:
+                self._end_flow_locked(flow, decision)
+        log.warning("sign-in ended: %s", decision.message)
+
+    def _end_flow_locked(self, flow: _Flow, outcome: Union[TokenSet, flow_sm.Stop, None]) -> None:
+        if self._flow is flow:
+            self._flow = None
+        flow.outcome = outcome
+        flow.cancel.set()
+        flow.done.set()
+
+    # ------------------------------------------------------------------ inline polling
+
+    def _claim_inline_poll_locked(self, flow: _Flow) -> bool:
+        if flow.polling or self._clock.monotonic() < flow.next_poll_at:
+            return False
+        flow.polling = True
+        return True
+
+    def _poll_step(self, flow: _Flow) -> None:
+        """One poll in the caller's thread (no background thread)."""
+        try:
+            decision = self._poll_decision(flow)
+        except BaseException:
+            with self._lock:
+                flow.polling = False
+            raise
+        if isinstance(decision, flow_sm.Wait):
+            with self._lock:
+                flow.polling = False
+                flow.next_poll_at = self._clock.monotonic() + decision.seconds
+            return
+        self._finish_flow(flow, decision)
+
+    def _result_for_flow(self, flow: _Flow) -> TokenResult:
+        if not flow.done.is_set():
+            return flow.pending
+        outcome = flow.outcome
+        if isinstance(outcome, TokenSet):
+            return Authorized(outcome.access_token)
+        if isinstance(outcome, flow_sm.Stop):
+            return Failed(f"sign-in {outcome.kind}: {outcome.message}")
+        return self.get_token()
+
+    # ------------------------------------------------------------------ blocking helper
+
+    def wait_for_token(self, timeout: Optional[float] = None) -> Authorized:
+        """Blocks until signed in; starts a sign-in if needed. For scripts and the CLI.
+
+        Args:
+            timeout: Seconds to wait at most; None waits until the code expires.
+
+        Raises:
+            AuthorizationDenied: The person refused.
+            AuthorizationExpired: The code expired first.
+            AuthorizationTimeout: ``timeout`` passed while still pending.
+            AuthorizationError: Sign-in could not start or failed otherwise.
+        """
+        if timeout is not None:
+            timeout = _bounded("timeout", timeout, 0.0, 86400.0)
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        never = threading.Event()
+        retry_delay = 0.5
+        while True:
+            result = self.get_token()
+            if isinstance(result, Authorized):
+                return result
+            left = None if deadline is None else deadline - self._clock.monotonic()
+            if isinstance(result, Failed):
+                if not result.retryable:
+                    raise AuthorizationError(result.message)
+                if left is not None and left <= 0:
+                    raise AuthorizationTimeout(f"timed out: {result.message}")
+                self._clock.wait(retry_delay if left is None else min(retry_delay, left), never)
+                retry_delay = min(retry_delay * 2, 10.0)
+                continue
+            with self._lock:
+                flow = self._flow
+            if flow is None:
+                continue
+            if left is not None and left <= 0:
+                raise AuthorizationTimeout("timed out waiting for the sign-in to be approved")
+            self._await_flow(flow, left)
+            if not flow.done.is_set():
+                raise AuthorizationTimeout("timed out waiting for the sign-in to be approved")
+            outcome = flow.outcome
+            if isinstance(outcome, flow_sm.Stop):
+                if outcome.kind == "denied":
+                    raise AuthorizationDenied(outcome.message, error=outcome.error)
+                if outcome.kind == "expired":
+                    raise AuthorizationExpired(outcome.message, error=outcome.error)
+                raise AuthorizationError(outcome.message, error=outcome.error)
+
+    def _await_flow(self, flow: _Flow, left: Optional[float]) -> None:
+        end = None if left is None else self._clock.monotonic() + left
+        thread = flow.thread if self._background else None
+        while not flow.done.is_set():
+            now = self._clock.monotonic()
+            if end is not None and now >= end:
+                return
+            if thread is not None:
+                if not thread.is_alive():
+                    return  # the poller always sets done; this is only a safety net
+                # The poller ends the flow by its deadline; wake a little after it.
+                budget = max(0.0, flow.state.deadline - now) + 1.0
+                self._clock.wait(budget if end is None else min(budget, end - now), flow.done)
+                continue
+            due = max(0.0, flow.next_poll_at - now)
+            self._clock.wait(due if end is None else min(due, end - now), flow.done)
+            with self._lock:
+                claimed = self._claim_inline_poll_locked(flow)
+            if claimed:
+                self._poll_step(flow)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def logout(self) -> None:
+        """Forgets the tokens here and in the cache, and stops any sign-in poll."""
+        self._check_fork()
+        with self._process_lock(), self._lock:
+            flow = self._flow
+            if flow is not None:
+                self._end_flow_locked(
+                    flow, flow_sm.Stop("failed", "logged_out", "signed out before approval")
+                )
+            try:
+                self._cache.clear()
+            except Exception:  # noqa: BLE001 - logout must still forget the tokens here
+                log.warning("the token cache could not be cleared")
+            self._cache_sig = self._cache_signature()
+            self._forget_locked()
+            self._last_error = None
+
+    def close(self) -> None:
+        """Stops any poll (joined with a bound) and releases the connection pool."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            flow = self._flow
+            if flow is not None:
+                self._end_flow_locked(
+                    flow, flow_sm.Stop("failed", "closed", "the token manager was closed")
+                )
+        thread = flow.thread if flow is not None else None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=self._timeout + 1.0)
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> TokenManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> TokenStatus:
+        """A secret-free summary: source, expiry, subject, cache path, pending sign-in."""
+        self._check_fork()
+        with self._lock:
+            self._sync_with_cache_locked()
+            tokens = self._tokens
+            snap = self._snapshot
+            flow = self._flow
+            path = getattr(self._cache, "path", None)
+            return TokenStatus(
+                source=self._source if tokens is not None else "none",
+                authorized=snap is not None and self._time() < snap[1],
+                expires_at=tokens.access_exp if tokens is not None else None,
+                subject=decode_subject(tokens.access_token) if tokens is not None else None,
+                has_refresh_token=bool(tokens is not None and tokens.refresh_token),
+                cache_path=str(path) if path is not None else None,
+                pending=flow.pending if flow is not None else None,
+                last_error=self._last_error,
+            )
+
+    @property
+    def cache(self) -> Any:
+        """The token cache in use."""
+        return self._cache
+
+    def __repr__(self) -> str:
+        return f"TokenManager(api_url={self._api_url!r}, site_host={self._site_host!r})"
+
+    # ------------------------------------------------------------------ fork
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork_in_child()
+
+    def _after_fork_in_child(self) -> None:
+        # Threads do not survive fork and a lock held by one of them would stay held:
+        # start over with fresh locks and no flights, and re-read the cache.
+        self._snapshot = None
+        self._init_process_state()
+
+
+def _reinit_all_after_fork() -> None:
+    for manager in list(_MANAGERS):
+        manager._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_all_after_fork)
