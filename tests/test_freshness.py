@@ -25,3 +25,8 @@ def test_new_token_already_past_exp_does_not_cause_a_storm() -> None:
 
 def test_short_lived_token_is_used_until_its_real_exp() -> None:
     assert usable_until(110.0, 100.0, **KW) == 110.0
+
+
+def test_cached_token_with_past_exp_is_stale_even_if_just_written() -> None:
+    assert usable_until(50.0, 100.0, trust_past_exp=False, **KW) == 20.0
+    assert usable_until(None, 100.0, trust_past_exp=False, **KW) == 160.0

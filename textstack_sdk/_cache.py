@@ -169,8 +169,17 @@ class FileTokenCache:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _read_checked(self) -> tuple[Optional[bytes], Optional[tuple[int, int]]]:
-        path = self._path
+    def saved_at(self) -> Optional[float]:
+        """The wall-clock time of the last save (the file's mtime), None when missing."""
+        try:
+            return os.stat(self._path, follow_symlinks=False).st_mtime
+        except (OSError, ValueError):
+            return None
+
+    def _read_checked(
+        self, path: Optional[pathlib.Path] = None
+    ) -> tuple[Optional[bytes], Optional[tuple[int, int]]]:
+        path = self._path if path is None else path
         try:
             fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
@@ -296,9 +305,9 @@ class FileTokenCache:
         _fsync_directory(self.directory)
         return True
 
-    def _write(self, payload: bytes) -> Optional[str]:
-        """Writes payload over the cache; returns why it failed, or None on success."""
-        path = self._path
+    def _write(self, payload: bytes, path: Optional[pathlib.Path] = None) -> Optional[str]:
+        """Writes payload over the cache (or ``path`` beside it); returns why it failed."""
+        path = self._path if path is None else path
         problem = self._ensure_directory()
         if problem is not None:
             return problem
@@ -336,7 +345,10 @@ class FileTokenCache:
         return None
 
     def _remove_stale_temps(self) -> None:
-        pattern = re.compile(re.escape(f".{self._path.name}.") + r"[0-9a-f]{16}" + _TEMP_SUFFIX)
+        # Temps of the cache and of its sibling files (the pending sign-in) share a prefix.
+        pattern = re.compile(
+            re.escape(f".{self._path.name}") + r"(?:\.pending)?\.[0-9a-f]{16}" + _TEMP_SUFFIX
+        )
         cutoff = time.time() - _STALE_TEMP_SECONDS
         try:
             entries = list(os.scandir(self.directory))
@@ -413,6 +425,49 @@ class FileTokenCache:
             self._state_pid = os.getpid()
         with self._state_lock:
             yield
+
+    # -- the shared pending sign-in -----------------------------------------------------
+
+    @property
+    def pending_path(self) -> pathlib.Path:
+        """Where a sign-in waiting for approval is shared between processes (0600)."""
+        return self._path.with_name(self._path.name + ".pending")
+
+    @property
+    def poll_lock_path(self) -> pathlib.Path:
+        """Held by the one process that polls the shared sign-in."""
+        return self._path.with_name(self._path.name + ".poll.lock")
+
+    def load_pending(self) -> Optional[dict[str, object]]:
+        """The shared pending sign-in record, or None (missing, unsafe or corrupt)."""
+        raw, _ = self._read_checked(self.pending_path)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            self.clear_pending()
+            return None
+        return data if isinstance(data, dict) else None
+
+    def save_pending(self, record: Mapping[str, object]) -> bool:
+        """Writes the shared pending sign-in atomically, owner-only (it holds a device code)."""
+        payload = json.dumps(dict(record), separators=(",", ":")).encode("utf-8")
+        problem = self._write(payload, self.pending_path)
+        if problem is not None:
+            _log.warning("cannot share the pending sign-in in %s (%s)", self.pending_path, problem)
+            return False
+        return True
+
+    def clear_pending(self) -> None:
+        """Removes the shared pending sign-in, if any."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.unlink(self.pending_path)
+
+    def poll_lock(self) -> InterProcessLock:
+        """A new handle on the poll lock (one per flow; held while this process polls)."""
+        self._ensure_directory()
+        return InterProcessLock(self.poll_lock_path)
 
     # -- cross-process -----------------------------------------------------------------
 

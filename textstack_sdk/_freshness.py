@@ -17,6 +17,7 @@ def usable_until(
     *,
     skew: float,
     min_refresh_interval: float,
+    trust_past_exp: bool = True,
 ) -> float:
     """The wall-clock time until which the access token is returned without a refresh.
 
@@ -27,6 +28,10 @@ def usable_until(
         skew: Seconds before ``exp`` at which a token counts as expired.
         min_refresh_interval: The least time between two refreshes of a token that has
             just arrived with an unreadable, already-past or very short ``exp``.
+        trust_past_exp: Whether a just-received token whose exp is already past is
+            trusted for ``min_refresh_interval``. True for tokens the server just gave
+            us (our clock may be off); False for tokens read from the cache, which may
+            simply be old.
 
     Returns:
         Unix seconds; a time in the past means "refresh now".
@@ -40,4 +45,6 @@ def usable_until(
     # every call; a 401 from the API still forces a refresh.
     if exp is not None and exp > received_at:
         return min(exp, received_at + min_refresh_interval)
+    if exp is not None and not trust_past_exp:
+        return exp - skew
     return received_at + min_refresh_interval

@@ -36,6 +36,7 @@ from typing import (
 )
 
 from . import _device_flow as flow_sm
+from . import _shared_flow as shared_flow
 from . import _wire as wire
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import (
@@ -102,6 +103,9 @@ class _Flow:
         self.thread: Optional[threading.Thread] = None
         self.next_poll_at = 0.0
         self.polling = False
+        # Shared with other processes through the cache folder (FileTokenCache only).
+        self.record: Optional[dict[str, object]] = None
+        self.poll_lock: Optional[Any] = None
 
     def __repr__(self) -> str:
         return f"_Flow(user_code={self.pending.user_code!r}, done={self.done.is_set()})"
@@ -202,6 +206,10 @@ class TokenManager:
 
             cache = FileTokenCache(default_cache_path(env))
         self._cache = cache
+        self._shared = all(
+            callable(getattr(cache, name, None))
+            for name in ("lock", "load_pending", "save_pending", "clear_pending", "poll_lock")
+        )
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         # The hot path calls this; the builtin avoids a Python-level frame per call.
         self._time: Callable[[], float] = (
@@ -345,11 +353,29 @@ class TokenManager:
                 self._forget_locked()
             return
         if disk != self._tokens:
-            self._install_locked(disk, source="cache", received_at=None)
+            self._install_locked(disk, source="cache", received_at=self._saved_at())
         self._persisted = True
         if self._flow is not None and self._snapshot is not None:
             # Another process finished a sign-in: ours is no longer needed.
             self._end_flow_locked(self._flow, None)
+
+    def _saved_at(self) -> Optional[float]:
+        """When the cache was written, as "received at" for what another process stored.
+
+        A token another process fetched seconds ago gets the same grace as one we
+        fetched ourselves, so short-lived or unreadable-exp tokens are not refreshed
+        again by every process that reads them.
+        """
+        saved_at = getattr(self._cache, "saved_at", None)
+        if saved_at is None:
+            return None
+        try:
+            when = saved_at()
+        except OSError:
+            return None
+        if not isinstance(when, float):
+            return None
+        return min(when, self._time())
 
     def _safe_load(self) -> Optional[TokenSet]:
         try:
@@ -390,6 +416,7 @@ class TokenManager:
             received_at,
             skew=self._skew,
             min_refresh_interval=self._min_refresh_interval,
+            trust_past_exp=source != "cache",
         )
         self._snapshot = (Authorized(tokens.access_token), until)
 
@@ -517,18 +544,31 @@ class TokenManager:
         return result
 
     def _start_flow(self) -> TokenResult:
-        request = wire.build_device_code_request(self._api_url, self._site_host, self._timeout)
-        try:
-            response = self._transport.handle_request(request)
-        except TransportError as exc:
-            return self._start_failed(f"network: {exc.message}", retryable=True)
-        if response.status != 200:
-            retryable = response.status == 429 or response.status >= 500
-            return self._start_failed(f"the server answered HTTP {response.status}", retryable)
-        try:
-            auth = wire.parse_device_authorization(response)
-        except ProtocolError as exc:
-            return self._start_failed(exc.message, retryable=True)
+        """One device flow: adopt the one another process shares, or request a code."""
+        created = True
+        record: Optional[dict[str, object]] = None
+        with self._process_lock() as locked:
+            shared = self._shared and locked
+            if shared:
+                with self._lock:
+                    # Another process may have finished a sign-in while we waited.
+                    self._sync_with_cache_locked(force=True)
+                    snap = self._snapshot
+                    if snap is not None and self._time() < snap[1]:
+                        return snap[0]
+                adopted = shared_flow.decode(self._cache.load_pending(), self._time())
+                if adopted is not None and adopted.outcome is None:
+                    auth, created = adopted.auth, False
+                    record = shared_flow.encode(auth, adopted.expires_at)
+            if created:
+                got = self._request_device_code()
+                if isinstance(got, Failed):
+                    return got
+                auth = got
+                if shared:
+                    record = shared_flow.encode(auth, self._time() + auth.expires_in)
+                    if not self._cache.save_pending(record):
+                        record = None
         now = self._clock.monotonic()
         pending = Pending(
             verification_uri=auth.verification_uri,
@@ -538,6 +578,9 @@ class TokenManager:
         )
         flow = _Flow(auth, pending, flow_sm.start(auth, now, self._policy))
         flow.next_poll_at = now + flow.state.interval
+        if record is not None:
+            flow.record = record
+            flow.poll_lock = self._cache.poll_lock()
         with self._lock:
             if self._closed:
                 return Failed("the token manager is closed")
@@ -549,12 +592,26 @@ class TokenManager:
                 )
                 flow.thread = thread
                 thread.start()
-        if self._prompt is not None:
+        if created and self._prompt is not None:
             try:
                 self._prompt(pending)
             except Exception:
                 log.warning("the sign-in prompt callback failed", exc_info=True)
         return pending
+
+    def _request_device_code(self) -> Union[DeviceAuthorization, Failed]:
+        request = wire.build_device_code_request(self._api_url, self._site_host, self._timeout)
+        try:
+            response = self._transport.handle_request(request)
+        except TransportError as exc:
+            return self._start_failed(f"network: {exc.message}", retryable=True)
+        if response.status != 200:
+            retryable = response.status == 429 or response.status >= 500
+            return self._start_failed(f"the server answered HTTP {response.status}", retryable)
+        try:
+            return wire.parse_device_authorization(response)
+        except ProtocolError as exc:
+            return self._start_failed(exc.message, retryable=True)
 
     def _start_failed(self, reason: str, retryable: bool) -> Failed:
         message = f"could not start sign-in: {reason}"
@@ -577,11 +634,17 @@ class TokenManager:
                 flow,
                 flow_sm.Stop("failed", "poller_crashed", "the sign-in poller stopped unexpectedly"),
             )
+        finally:
+            self._release_poll_lock(flow)
 
     def _poll_decision(self, flow: _Flow) -> Union[flow_sm.Wait, flow_sm.Done, flow_sm.Stop]:
         stop = flow_sm.expired(flow.state, self._clock.monotonic())
         if stop is not None:
             return stop
+        if flow.record is not None:
+            watched = self._watch_shared(flow)
+            if watched is not None:
+                return watched
         outcome = self._poll_once(flow)
         with self._lock:
             flow.state, decision = flow_sm.decide(
@@ -590,6 +653,39 @@ class TokenManager:
         if isinstance(outcome, wire.Transient):
             log.info("sign-in poll: %s; backing off", outcome.reason)
         return decision
+
+    def _watch_shared(
+        self, flow: _Flow
+    ) -> Optional[Union[flow_sm.Wait, flow_sm.Done, flow_sm.Stop]]:
+        """For a shared flow: None when this process should poll now, else the decision.
+
+        Exactly one process holds the poll lock and polls; the others watch the cache
+        (a stat per interval) and the shared record. The kernel frees the lock of a
+        poller that dies, and the next watcher to try takes over before the code expires.
+        """
+        with self._lock:
+            self._sync_with_cache_locked()
+            if flow.done.is_set():
+                return flow_sm.Stop("failed", "adopted", "signed in by another process")
+        current = shared_flow.decode(self._cache.load_pending(), self._time())
+        device_code = flow.auth.device_code
+        if current is None or current.auth.device_code != device_code:
+            return flow_sm.Stop(
+                "failed", "cancelled", "the sign-in was cancelled or replaced by another process"
+            )
+        if current.outcome is not None:
+            kind = current.outcome if current.outcome in ("denied", "expired") else "failed"
+            return flow_sm.Stop(kind, current.outcome, current.message or "the sign-in ended")
+        lock = flow.poll_lock
+        if lock is None or lock.held or lock.acquire(0):
+            return None
+        return flow_sm.Wait(flow.state.interval)
+
+    def _release_poll_lock(self, flow: _Flow) -> None:
+        lock = flow.poll_lock
+        if lock is not None and lock.held:
+            with contextlib.suppress(RuntimeError, OSError):
+                lock.release()
 
     def _poll_once(self, flow: _Flow) -> wire.PollOutcome:
         request = wire.build_device_token_request(
@@ -602,6 +698,8 @@ class TokenManager:
         return wire.classify_device_token(response, self._time())
 
     def _finish_flow(self, flow: _Flow, decision: Union[flow_sm.Done, flow_sm.Stop]) -> None:
+        if isinstance(decision, flow_sm.Stop) and decision.error == "adopted":
+            return  # another process signed in; the cache sync already ended this flow
         if isinstance(decision, flow_sm.Done):
             with self._process_lock() as locked, self._lock:
                 if self._flow is not flow or flow.cancel.is_set():
@@ -609,12 +707,21 @@ class TokenManager:
                 # Saved before installed: nobody holds a token the cache has not seen.
                 if locked:
                     self._save_locked(decision.tokens)
+                    if flow.record is not None:
+                        self._cache.clear_pending()
                 else:
                     log.warning("could not lock the token cache; keeping the sign-in in memory")
                 self._install_locked(decision.tokens, source="device", received_at=self._time())
                 self._persisted = self._persisted and locked
                 self._end_flow_locked(flow, decision.tokens)
             return
+        if flow.record is not None and flow.poll_lock is not None and flow.poll_lock.held:
+            # Tell the processes watching this sign-in how it ended.
+            with self._process_lock() as locked:
+                if locked:
+                    self._cache.save_pending(
+                        shared_flow.with_outcome(flow.record, decision.kind, decision.message)
+                    )
         with self._lock:
             self._last_error = decision.message
             if self._flow is flow:
@@ -640,16 +747,19 @@ class TokenManager:
         """One poll in the caller's thread (no background thread)."""
         try:
             decision = self._poll_decision(flow)
+            if not isinstance(decision, flow_sm.Wait):
+                self._finish_flow(flow, decision)
+                return
         except BaseException:
             with self._lock:
                 flow.polling = False
             raise
-        if isinstance(decision, flow_sm.Wait):
-            with self._lock:
-                flow.polling = False
-                flow.next_poll_at = self._clock.monotonic() + decision.seconds
-            return
-        self._finish_flow(flow, decision)
+        finally:
+            # Inline callers are different threads: hold the poll lock one step at a time.
+            self._release_poll_lock(flow)
+        with self._lock:
+            flow.polling = False
+            flow.next_poll_at = self._clock.monotonic() + decision.seconds
 
     def _result_for_flow(self, flow: _Flow) -> TokenResult:
         if not flow.done.is_set():
@@ -744,6 +854,8 @@ class TokenManager:
                 )
             try:
                 self._cache.clear()
+                if self._shared:
+                    self._cache.clear_pending()
             except Exception:  # noqa: BLE001 - logout must still forget the tokens here
                 log.warning("the token cache could not be cleared")
             self._cache_sig = self._cache_signature()
