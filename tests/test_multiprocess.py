@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Iterator
 
 import pytest
 
@@ -48,11 +48,11 @@ def seed_expired(server: FakeTextStackServer, cache_path: str) -> TokenSet:
     return tokens
 
 
-def collect(out: Any, n: int, timeout: float = 30) -> List[Any]:
+def collect(out: Any, n: int, timeout: float = 30) -> list[Any]:
     return [out.get(timeout=timeout) for _ in range(n)]
 
 
-def join_all(procs: List[Any]) -> None:
+def join_all(procs: list[Any]) -> None:
     for p in procs:
         p.join(30)
     for p in procs:
@@ -173,7 +173,7 @@ def test_fork_while_a_thread_is_inside_get_token_does_not_deadlock(server, cache
     server.inject(REFRESH, delay=0.5)  # the parent's refresh is in flight during the fork
     tm = workers._manager(server.api_url, server.site_host, cache_path)
     inside = threading.Event()
-    results: List[Any] = []
+    results: list[Any] = []
 
     def parent_call() -> None:
         inside.set()
