@@ -47,8 +47,11 @@ def show_catalog(client: TextStackApiClient, query: str) -> None:
         return
 
     first = results.items[0]
-    book = client.get_book(first.edition.slug)  # None if the book is gone
-    chapter = client.get_chapter(first.edition.slug, first.chapter_slug)
+    slug = first.edition.slug
+    if slug is None:
+        return
+    book = client.get_book(slug)  # None if the book is gone
+    chapter = client.get_chapter(slug, first.chapter_slug)
     if book is None or chapter is None:
         return
     authors = ", ".join(author.name for author in book.authors)
