@@ -294,6 +294,28 @@ def test_connect_timeout() -> None:
         listener.close()
 
 
+def _close_without_answer(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+    return False
+
+
+def test_get_retried_when_the_server_closes_without_answering(
+    serve: Any, make: Any, sleeps: list[float]
+) -> None:
+    server = serve(sequence(_close_without_answer, ok(b"second")))
+    assert make().handle_request(get(server.origin + "/x")).body == b"second"
+    assert len(server.requests) == 2 and len(sleeps) == 1
+
+
+def test_post_not_replayed_when_the_server_closes_without_answering(
+    serve: Any, make: Any, sleeps: list[float]
+) -> None:
+    server = serve(sequence(_close_without_answer, ok()))
+    request = Request("POST", server.origin + "/x", body=b"{}", route="POST /x")
+    with pytest.raises(TransportError, match="closed the connection without answering"):
+        make().handle_request(request)
+    assert len(server.requests) == 1 and sleeps == []
+
+
 # ---------------------------------------------------------------------------
 # deadlines
 
@@ -763,8 +785,13 @@ def test_check_url_refuses(url: str) -> None:
 
 
 def test_every_request_url_is_checked(make: Any) -> None:
-    with pytest.raises(ConfigurationError, match="loopback"):
-        make().handle_request(get("http://example.com/x"))
+    transport = make()
+    for _ in range(2):  # a refusal is never cached
+        with pytest.raises(ConfigurationError, match="loopback"):
+            transport.handle_request(get("http://example.com/x"))
+    check_url("http://127.0.0.1/a")
+    with pytest.raises(ConfigurationError):
+        check_url("http://127.0.0.1/a b")
 
 
 @pytest.mark.parametrize(
