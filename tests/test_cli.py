@@ -376,7 +376,11 @@ def test_book_table_and_json(capsys: pytest.CaptureFixture[str], api_env: Any) -
     assert "Herman Melville" in table.out
     assert "the-carpet-bag" in table.out
     data = json.loads(run(capsys, "book", MOBY, "--json").out)
-    assert [c["slug"] for c in data["chapters"]][0] == "loomings"
+    assert [c["slug"] for c in data["chapters"]] == [
+        "loomings",
+        "the-carpet-bag",
+        "the-spouter-inn",
+    ]
 
 
 def test_book_not_found_exits_1(capsys: pytest.CaptureFixture[str], api_env: Any) -> None:
