@@ -1,0 +1,74 @@
+"""Hooks of the adversarial suite: bind counts to tests, write docs/RELIABILITY.md.
+
+The report is written at the end of a session that ran the whole suite (every module
+collected, nothing deselected), so a partial run (``-k``, one file) never replaces the
+committed table with a partial one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import _budget
+from ._report import RECORDER
+
+_HERE = Path(__file__).resolve().parent
+_MODULES = frozenset(
+    {
+        "test_properties.py",
+        "test_wire_faults.py",
+        "test_proxy_faults.py",
+        "test_crash_loop.py",
+        "test_secret_canary.py",
+    }
+)
+_COMMAND = "PYTHONPATH=. pytest tests/adversarial"
+_state: dict[str, Any] = {"collected": set(), "deselected": 0, "start": time.monotonic()}
+
+
+def _is_ours(item: pytest.Item) -> bool:
+    return Path(str(item.fspath)).resolve().parent == _HERE
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_ours(item):
+            _state["collected"].add(Path(str(item.fspath)).name)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _state["deselected"] += sum(1 for item in items if _is_ours(item))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Any:
+    RECORDER.current = item.nodeid if _is_ours(item) else None
+    yield
+    RECORDER.current = None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or report.outcome != "passed":
+        if hasattr(report, "wasxfail") and report.outcome in ("skipped", "passed"):
+            outcome = "xfailed" if report.outcome == "skipped" else "failed"
+        else:
+            outcome = report.outcome
+        if report.when == "call" or outcome != "skipped":
+            RECORDER.outcome(report.nodeid, outcome)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not RECORDER.has_data or _state["deselected"] or _state["collected"] != _MODULES:
+        return
+    target = Path(str(session.config.rootpath)) / "docs" / "RELIABILITY.md"
+    RECORDER.write(
+        target,
+        seed=_budget.SEED,
+        profile=_budget.PROFILE_NAME,
+        command=_COMMAND,
+        elapsed=time.monotonic() - _state["start"],
+    )
