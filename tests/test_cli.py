@@ -314,6 +314,26 @@ def test_not_signed_in_exits_3_with_the_pending_message(
     assert api_env.count("GET /me/*") == 0  # nothing sent without a token
 
 
+def test_code_shown_by_a_read_command_is_the_one_login_waits_for(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
+) -> None:
+    first = run(capsys, "books")
+    assert first.code == 3
+    code = api_env.pending_user_codes()[-1]
+    assert code in first.err
+    status = run(capsys, "status", "--json")
+    assert json.loads(status.out)["pending"]["user_code"] == code
+    assert code in run(capsys, "status").out
+
+    approver = Approver(api_env)
+    login = run(capsys, "login", "--no-browser", "--timeout", "10")
+    assert approver.code() == code
+    assert login.code == 0, login
+    assert login.err.count(code) == 1  # an adopted sign-in is announced too, once
+    assert api_env.count("POST /auth/device/code") == 1
+    assert run(capsys, "books").code == 0
+
+
 def test_status_when_signed_out(
     capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
 ) -> None:

@@ -28,7 +28,14 @@ from ._text import for_terminal
 if TYPE_CHECKING:
     from ._cli import Context
 
-__all__ = ["Progress", "register", "safe_browser_url", "should_open_browser", "sign_in"]
+__all__ = [
+    "Progress",
+    "Prompter",
+    "register",
+    "safe_browser_url",
+    "should_open_browser",
+    "sign_in",
+]
 
 _TTY_EVERY = 1.0
 _PLAIN_EVERY = 15.0
@@ -86,17 +93,34 @@ def _interactive() -> bool:
         return False
 
 
-def make_prompt(ctx: Context, *, no_browser: bool, force: bool) -> Callable[[Pending], None]:
-    """The prompt callback: the URL and code on stderr, and maybe a browser."""
+class Prompter:
+    """The sign-in prompt: the URL and code on stderr, and maybe a browser. Once per code.
 
-    def prompt(pending: Pending) -> None:
+    The token manager calls it for a flow it starts; ``sign_in`` calls it for a flow
+    adopted from another process (which the manager does not announce).
+    """
+
+    def __init__(self, ctx: Context, *, no_browser: bool, force: bool) -> None:
+        self._ctx = ctx
+        self._no_browser = no_browser
+        self._force = force
+        self.shown: set[str] = set()
+
+    def __call__(self, pending: Pending) -> None:
+        if pending.user_code in self.shown:
+            return
+        self.shown.add(pending.user_code)
+        ctx = self._ctx
         uri = for_terminal(pending.verification_uri)
         code = for_terminal(pending.user_code)
         ctx.err(f"To sign in to TextStack, open {uri} and enter the code: {code}")
         link = pending.link
         opened = False
         if should_open_browser(
-            no_browser=no_browser, force=force, environ=ctx.environ, interactive=_interactive()
+            no_browser=self._no_browser,
+            force=self._force,
+            environ=ctx.environ,
+            interactive=_interactive(),
         ):
             if safe_browser_url(link):
                 try:
@@ -108,8 +132,6 @@ def make_prompt(ctx: Context, *, no_browser: bool, force: bool) -> Callable[[Pen
         if opened:
             ctx.err("A browser window was opened; approve the code there.")
         ctx.err("Waiting for approval (Ctrl-C to cancel)...")
-
-    return prompt
 
 
 # ---------------------------------------------------------------- progress
@@ -185,7 +207,7 @@ def failed_to_error(result: Failed) -> Exception:
     return AuthorizationRequired(f"authentication required — {message}", reason=message)
 
 
-def sign_in(ctx: Context, manager: Any, timeout: Optional[float]) -> Authorized:
+def sign_in(ctx: Context, manager: Any, timeout: Optional[float], prompter: Prompter) -> Authorized:
     """Gets a token, running the device flow (prompt, progress) when needed.
 
     Raises:
@@ -197,6 +219,7 @@ def sign_in(ctx: Context, manager: Any, timeout: Optional[float]) -> Authorized:
         return first
     if isinstance(first, Failed):
         raise failed_to_error(first)
+    prompter(first)  # no-op when the manager already showed it
     deadline = None if timeout is None else time.monotonic() + timeout
     expires_at = first.expires_at
 
@@ -232,9 +255,9 @@ def cmd_login(ctx: Context) -> int:
             "textstack: note: TEXTSTACK_MCP_TOKEN is set; the SDK will use it instead of "
             "this sign-in while it stays set."
         )
-    prompt = make_prompt(ctx, no_browser=args.no_browser, force=args.browser)
-    manager = ctx.manager(prompt=prompt)
-    sign_in(ctx, manager, args.login_timeout)
+    prompter = Prompter(ctx, no_browser=args.no_browser, force=args.browser)
+    manager = ctx.manager(prompt=prompter)
+    sign_in(ctx, manager, args.login_timeout, prompter)
     status = manager.status()
     who = f" as {for_terminal(status.subject)}" if status.subject else ""
     where = f"; tokens saved to {for_terminal(status.cache_path)}" if status.cache_path else ""
@@ -262,8 +285,9 @@ def _status_data(ctx: Context) -> dict[str, Any]:
             "api_url": api_url,
             "site_host": site_host,
         }
-    status = ctx.manager(prompt=False).status()
-    pending = status.pending
+    manager = ctx.manager(prompt=False)
+    status = manager.status()
+    pending = status.pending or _shared_pending(manager.cache)
     return {
         "source": status.source,
         "authorized": status.authorized,
@@ -282,6 +306,27 @@ def _status_data(ctx: Context) -> dict[str, Any]:
         "api_url": api_url,
         "site_host": site_host,
     }
+
+
+def _shared_pending(cache: Any) -> Optional[Pending]:
+    """A sign-in another process started and shares through the cache, if any."""
+    from . import _shared_flow
+
+    load = getattr(cache, "load_pending", None)
+    if not callable(load):
+        return None
+    try:
+        flow = _shared_flow.decode(load(), time.time())
+    except Exception:  # noqa: BLE001 - status must not fail on a stray file
+        return None
+    if flow is None or flow.outcome is not None:
+        return None
+    return Pending(
+        verification_uri=flow.auth.verification_uri,
+        user_code=flow.auth.user_code,
+        verification_uri_complete=flow.auth.verification_uri_complete,
+        expires_at=flow.expires_at,
+    )
 
 
 def cmd_status(ctx: Context) -> int:
@@ -344,8 +389,8 @@ def cmd_token(ctx: Context) -> int:
         ctx.out(token)
         return 0
     if ctx.args.login:
-        prompt = make_prompt(ctx, no_browser=ctx.args.no_browser, force=False)
-        result: TokenResult = sign_in(ctx, ctx.manager(prompt=prompt), None)
+        prompter = Prompter(ctx, no_browser=ctx.args.no_browser, force=False)
+        result: TokenResult = sign_in(ctx, ctx.manager(prompt=prompter), None, prompter)
     else:
         result = ctx.manager(prompt=False).get_token()
     if isinstance(result, Pending):

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from ._cli_auth import Progress, make_prompt
+from ._cli_auth import Progress, Prompter
 from ._cli_format import describe_expiry, html_to_text
 from ._errors import ConfigurationError, TextStackError
 from ._models import Pending
@@ -108,7 +108,7 @@ def cmd_demo(ctx: Context) -> int:
             "tokens go to a temporary cache, not yours."
         )
         shown: list[Pending] = []
-        browser_prompt = make_prompt(ctx, no_browser=not interactive, force=False)
+        browser_prompt = Prompter(ctx, no_browser=not interactive, force=False)
 
         def prompt(pending: Pending) -> None:
             shown.append(pending)
