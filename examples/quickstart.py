@@ -5,9 +5,10 @@ Run it against textstack.app after signing in once::
     textstack login
     python examples/quickstart.py "truth universally acknowledged"
 
-or against the local development server (``textstack dev-server`` prints the variables)::
+or against a local server: run ``textstack dev-server`` in another shell, paste the
+``export`` line it prints, then (approve the code it shows at the server's /device page)::
 
-    TEXTSTACK_API_URL=http://127.0.0.1:8765/api python examples/quickstart.py --login
+    python examples/quickstart.py --login
 
 Catalog calls need no sign-in. Calls about *your* library need one: without it they raise
 ``AuthorizationRequired`` at once (nothing is sent), and this script exits with code 3.
