@@ -582,6 +582,36 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str], cache_path: pathlib
     assert not cache_path.exists()  # the user's cache is never touched
 
 
+def test_demo_interactive_waits_for_the_person(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, browser: list[str]
+) -> None:
+    from textstack_sdk import _cli_demo
+
+    started: queue.Queue[FakeTextStackServer] = queue.Queue()
+
+    def make_server(**options: Any) -> FakeTextStackServer:
+        srv = FakeTextStackServer(**options)
+        started.put(srv)
+        return srv
+
+    monkeypatch.setattr(_cli_demo, "_server_class", lambda: make_server)
+    result_box: list[Run] = []
+    worker = threading.Thread(
+        target=lambda: result_box.append(run(capsys, "demo", "--interactive"))
+    )
+    worker.start()
+    srv = started.get(timeout=10)
+    code = srv.wait_for_user_code(timeout=10)
+    srv.approve(code)
+    worker.join(20)
+    (result,) = result_box
+    assert result.code == 0, result
+    assert "Approve it in your browser" in result.out
+    assert f"enter the code: {code}" in result.err
+    assert browser == []  # not a terminal: no browser, even with --interactive
+    assert srv.count("POST /auth/device/approve") == 0
+
+
 @pytest.mark.timeout(60)
 def test_demo_subprocess_module_entry_point(tmp_path: pathlib.Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTSTACK_")}

@@ -204,14 +204,16 @@ def _catalog(client: Any, steps: _Steps) -> None:
     book = client.get_book(hit.edition.slug)
     _check(book is not None, "get_book found no book for a search hit")
     steps.detail(
-        f"get_book({hit.edition.slug!r}): {for_terminal(book.title or '?')} by "
+        f"get_book('{for_terminal(hit.edition.slug or '')}'): {for_terminal(book.title or '?')} by "
         f"{for_terminal(', '.join(a.name for a in book.authors))}, "
         f"{len(book.chapters)} chapters."
     )
     chapter = client.get_chapter(book.slug, hit.chapter_slug)
     _check(chapter is not None, "get_chapter found no chapter for a search hit")
     text = for_terminal(html_to_text(chapter.html), limit=70)
-    steps.detail(f"get_chapter({book.slug!r}, {hit.chapter_slug!r}): “{text}”")
+    steps.detail(
+        f"get_chapter('{for_terminal(book.slug)}', '{for_terminal(hit.chapter_slug)}'): “{text}”"
+    )
 
 
 def _user_calls(client: Any, steps: _Steps) -> None:

@@ -61,6 +61,8 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
             widths[i] = max(widths[i], len(text))
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.extend("  ".join(t.ljust(w) for t, w in zip(row, widths)).rstrip() for row in body)
+    if not body:
+        lines.append("(none)")
     return "\n".join(lines)
 
 
