@@ -1,0 +1,269 @@
+"""Targets, the printed table, the JSON file and the chart of one run."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from ._common import Row
+
+__all__ = ["chart", "evaluate_targets", "table", "write_json"]
+
+
+def _find(rows: Iterable[Row], section: str, name: str) -> Optional[Row]:
+    for row in rows:
+        if row.section.startswith(section) and row.name == name:
+            return row
+    return None
+
+
+def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[str, Any]]:
+    """Each target of issue #6 with the measured figure and whether it held.
+
+    With ``judge_speed`` False (smoke runs) speed targets are shown but not judged.
+    """
+    targets: list[dict[str, Any]] = []
+
+    def add(
+        name: str, measured: Optional[float], held: Optional[bool], detail: str, speed: bool = True
+    ) -> None:
+        if speed and not judge_speed:
+            held = None
+        targets.append({"target": name, "measured": measured, "held": held, "detail": detail})
+
+    hot = _find(rows, "hot path, 1 thread", "textstack get_token()")
+    if hot is not None and hot.ratio is not None:
+        add(
+            "get_token() <= 2x floor (attr read + time.time()), 1 thread",
+            hot.ratio,
+            hot.ratio <= 2.0,
+            f"{hot.value:.0f} ns/call, ratio {hot.ratio:.2f} "
+            f"(rounds {hot.ratio_spread[0]:.2f}-{hot.ratio_spread[1]:.2f})"
+            if hot.ratio_spread and hot.value is not None
+            else "",
+        )
+    eight = _find(rows, "hot path, calls/s", "textstack get_token(), 8 threads")
+    if eight is not None and eight.ratio is not None:
+        floor = _find(rows, "hot path, calls/s", "floor: attr read + time.time(), 8 threads")
+        convoy = _find(rows, "hot path, calls/s", "floor: read+time.time() under Lock, 8 threads")
+        context = []
+        if floor is not None and floor.ratio is not None:
+            context.append(f"lock-free floor 8T/1T {floor.ratio:.2f}")
+        if convoy is not None and convoy.ratio is not None:
+            context.append(f"locked floor 8T/1T {convoy.ratio:.2f} (convoy)")
+        add(
+            "get_token() with 8 threads >= calls/s of 1 thread (no lock convoy)",
+            eight.ratio,
+            eight.ratio >= 1.0,
+            f"8T/1T {eight.ratio:.2f}; " + "; ".join(context),
+        )
+    for threads in (1, 8):
+        suffix = f"{threads} thread{'s' if threads > 1 else ''}"
+        row = _find(rows, "client throughput", f"TextStackApiClient.list_my_books, {suffix}")
+        if row is not None and row.ratio is not None:
+            add(
+                f"client >= 0.9x bare urllib3 req/s, {suffix}",
+                row.ratio,
+                row.ratio >= 0.9,
+                f"{row.value:.0f} req/s, ratio {row.ratio:.2f}",
+            )
+    flights = [r for r in rows if r.section.startswith("single flight")]
+    if flights:
+        bad = [r.name for r in flights if r.value != 1.0 or r.note.startswith("UNEXPECTED")]
+        add(
+            "exactly one request per flight at every N and P",
+            float(max(r.value or 0.0 for r in flights)),
+            not bad,
+            "all 1" if not bad else "not 1: " + "; ".join(bad),
+            speed=False,
+        )
+    crypto = _find(rows, "start-up checks", "import textstack_sdk loads cryptography")
+    if crypto is not None:
+        add(
+            "import textstack_sdk loads no cryptography",
+            crypto.value,
+            crypto.value == 0.0,
+            crypto.note,
+            speed=False,
+        )
+    return targets
+
+
+def _fmt(value: Optional[float], unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if unit == "bool":
+        return "yes" if value else "no"
+    if abs(value) >= 1e5:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table(rows: list[Row], targets: list[dict[str, Any]], facts: dict[str, Any]) -> str:
+    """The human-readable report."""
+    lines: list[str] = []
+    m = facts["machine"]
+    lines.append(
+        f"machine: {m['cpu_count']} CPUs ({m['cpus_usable']} usable), {m['processor']}, "
+        f"Python {m['python']}, {m['platform']}"
+    )
+    lines.append(f"mode: {'SMOKE (speed not judged)' if facts['config']['smoke'] else 'full'}")
+    order: list[str] = []
+    for row in rows:
+        if row.section not in order:
+            order.append(row.section)
+    section = None
+    for row in sorted(rows, key=lambda r: order.index(r.section)):
+        if row.section != section:
+            section = row.section
+            lines.append("")
+            lines.append(
+                f"== {section}"
+                + (
+                    f"  (ratio vs {row.baseline})"
+                    if row.baseline and "single flight" not in section
+                    else ""
+                )
+            )
+        spread = ""
+        if row.spread and row.value is not None and row.spread[0] != row.spread[1]:
+            spread = f"[{_fmt(row.spread[0])}-{_fmt(row.spread[1])}]"
+        ratio = ""
+        if row.ratio is not None:
+            ratio = f"x{row.ratio:.2f}"
+            if row.ratio_spread and row.ratio_spread[0] != row.ratio_spread[1]:
+                ratio += f" [{row.ratio_spread[0]:.2f}-{row.ratio_spread[1]:.2f}]"
+        extra = ""
+        if "first_ms" in row.extra:
+            extra = f"first {row.extra['first_ms']:.1f} ms, last {row.extra['last_ms']:.1f} ms"
+        if row.extra.get("wall_ms_median") is not None:
+            lo, hi = row.extra["wall_ms_spread"]
+            extra = f"wall {row.extra['wall_ms_median']:.0f} ms [{lo:.0f}-{hi:.0f}]"
+        lines.append(
+            f"  {row.name:<62} {_fmt(row.value, row.unit):>11} {row.unit:<9} {spread:<19} "
+            f"{ratio:<20} {extra} {row.note}".rstrip()
+        )
+    ceiling = _find(
+        rows, "client throughput", "raw http.client keep-alive (server ceiling probe), 8 threads"
+    )
+    if ceiling is not None and ceiling.value is not None:
+        lines.append("")
+        lines.append(
+            f"server ceiling (raw http.client keep-alive, 8 threads): ~{ceiling.value:,.0f} req/s"
+        )
+    lines.append("")
+    lines.append("== targets")
+    for t in targets:
+        mark = {True: "HELD  ", False: "MISSED", None: "-     "}[t["held"]]
+        lines.append(f"  [{mark}] {t['target']}: {t['detail']}")
+    return "\n".join(lines)
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(payload, out, indent=1, ensure_ascii=False, sort_keys=False)
+        out.write("\n")
+    os.replace(tmp, path)
+
+
+def chart(rows: list[Row], path: str, title: str) -> Optional[str]:
+    """Bar charts of ratios; returns None on success, else why no chart was drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+
+    panels = []
+    hot = [r for r in rows if r.section.startswith("hot path, 1 thread") and r.ratio is not None]
+    if hot:
+        panels.append(
+            (
+                "Token hot path, 1 thread: ns/call ÷ (attr read + time.time())",
+                hot,
+                2.0,
+                "target <= 2x",
+                True,
+            )
+        )
+    mt = [
+        r
+        for r in rows
+        if r.section.startswith("hot path, calls/s")
+        and r.ratio is not None
+        and r.extra.get("threads") == 8
+    ]
+    if mt:
+        panels.append(
+            ("8 threads: calls/s ÷ same call with 1 thread", mt, 1.0, "≥ 1 = no convoy", False)
+        )
+    tp = [r for r in rows if r.section.startswith("client throughput") and r.ratio is not None]
+    if tp:
+        panels.append(
+            (
+                "Authenticated GET req/s ÷ bare urllib3 PoolManager (same round)",
+                tp,
+                0.9,
+                "target >= 0.9x",
+                False,
+            )
+        )
+    cpu = [r for r in rows if r.section.startswith("client CPU") and r.ratio is not None]
+    if cpu:
+        panels.append(("Client-process CPU per request ÷ bare urllib3", cpu, 1.0, "", False))
+    st = [r for r in rows if r.section.startswith("start-up (") and r.ratio is not None]
+    if st:
+        panels.append(("Import time ÷ import urllib3 (-X importtime)", st, 1.0, "", False))
+    if not panels:
+        return "no ratios to draw"
+
+    heights = [0.9 + 0.32 * len(p[1]) for p in panels]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, sum(heights) + 0.8), gridspec_kw={"height_ratios": heights}
+    )
+    if len(panels) == 1:
+        axes = [axes]
+    for ax, (heading, data, line, label, log) in zip(axes, panels):
+        names = [r.name.replace("textstack ", "") for r in data]
+        values = [r.ratio for r in data]
+        lows = [r.ratio - r.ratio_spread[0] if r.ratio_spread else 0 for r in data]
+        highs = [r.ratio_spread[1] - r.ratio if r.ratio_spread else 0 for r in data]
+        colors = [
+            "#d62728"
+            if ("textstack" in r.name.lower() or "TextStack" in r.name)
+            else (
+                "#7f7f7f"
+                if r.name.startswith("floor") or "bare" in r.name or "raw http.client" in r.name
+                else "#1f77b4"
+            )
+            for r in data
+        ]
+        y = list(range(len(data)))[::-1]
+        ax.barh(y, values, xerr=[lows, highs], color=colors, capsize=3)
+        ax.set_yticks(y)
+        ax.set_yticklabels(names, fontsize=8)
+        if log:
+            ax.set_xscale("log")
+        ax.axvline(line, color="black", linestyle="--", linewidth=1)
+        if label:
+            ax.text(line, len(data) - 0.4, f" {label}", fontsize=8, va="bottom")
+        for yy, v in zip(y, values):
+            ax.text(v, yy, f" {v:.2f}x", va="center", fontsize=7)
+        ax.set_title(heading, fontsize=10, loc="left")
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
