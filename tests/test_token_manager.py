@@ -421,6 +421,7 @@ def test_expiry_raises_and_clears_the_flow(server, clock, cache) -> None:
 
         t = threading.Thread(target=waiter)
         t.start()
+        clock.wait_for_waiters(2)  # the poller and the waiter, both on this flow
         drive(clock, lambda: not t.is_alive())
         t.join(10)
         assert isinstance(errors[0], AuthorizationExpired)

@@ -1,6 +1,6 @@
 """Adversarial tests of the token layer: races, lost tokens, hangs, leaks, hostile input.
 
-Each known bug is marked ``# BUG:`` and ``xfail(strict=True)`` so the suite stays green;
+Each known bug is marked ``# Was a bug (fixed):`` and ``xfail(strict=True)`` so the suite stays green;
 remove the marker with the fix. The rest are regression tests. Concurrency is forced with
 Events and Barriers; virtual time comes from a FakeClock shared with the server.
 """
@@ -135,11 +135,10 @@ class FlakyCache(FileTokenCache):
 # ---------------------------------------------------------------- P1: lost tokens
 
 
-# BUG: _refresh() force-syncs from disk under the file lock. After a rotated token could
+# Was a bug (fixed): _refresh() force-syncs from disk under the file lock. After a rotated token could
 # not be saved (disk full), the disk still holds the spent generation; the force-sync
 # installs it over the live in-memory tokens and replays the spent refresh token. The
 # server sees reuse, revokes the family, and the user is logged out (device flow).
-@pytest.mark.xfail(strict=True, reason="failed save + later refresh replays the spent token")
 def test_rotated_token_that_could_not_be_saved_is_not_replaced_by_the_stale_disk_copy(
     server, clock, tmp_path
 ) -> None:
@@ -160,9 +159,8 @@ def test_rotated_token_that_could_not_be_saved_is_not_replaced_by_the_stale_disk
     assert on_disk is not None and on_disk.access_token == second.access_token
 
 
-# BUG: same root cause through invalidate(): the stale disk copy is re-installed by the
+# Was a bug (fixed): same root cause through invalidate(): the stale disk copy is re-installed by the
 # force-sync, so the token the API just refused comes back instead of a refresh.
-@pytest.mark.xfail(strict=True, reason="failed save + invalidate re-installs the stale disk copy")
 def test_invalidate_after_a_failed_save_refreshes_the_live_generation(
     server, clock, tmp_path
 ) -> None:
@@ -231,10 +229,9 @@ def test_refresh_racing_logout_ends_logged_out(clock) -> None:
 # ---------------------------------------------------------------- P1/P2: hangs
 
 
-# BUG: TokenManager.close() does not call _check_fork(). After a fork without the
+# Was a bug (fixed): TokenManager.close() does not call _check_fork(). After a fork without the
 # at-fork hooks (uWSGI), a lock held by a parent thread at fork time stays held and
 # close() (and __exit__) blocks forever; every other entry point resets first.
-@pytest.mark.xfail(strict=True, reason="close() takes self._lock without _check_fork()")
 @pytest.mark.timeout(10)
 def test_close_after_a_fork_without_hooks_does_not_hang(clock) -> None:
     tm, _ = mock_manager(lambda r: json_response(500, {}), clock)
@@ -265,11 +262,10 @@ def test_get_token_after_a_fork_without_hooks_does_not_hang(clock) -> None:
         inherited.release()
 
 
-# BUG: the prompt callback runs before the start flight's Future is resolved, so the
+# Was a bug (fixed): the prompt callback runs before the start flight's Future is resolved, so the
 # callers that arrived during the device-code request (waiting on that flight) stay
 # blocked for as long as the callback runs (a browser launch, a notebook display,
 # input()) instead of getting the Pending at once. Fix: resolve the flight first.
-@pytest.mark.xfail(strict=True, reason="flight waiters wait on the prompt callback")
 def test_a_slow_prompt_callback_does_not_block_callers_waiting_on_the_flight(clock) -> None:
     in_request, answer, in_prompt, release = (threading.Event() for _ in range(4))
 
@@ -303,10 +299,9 @@ def test_a_slow_prompt_callback_does_not_block_callers_waiting_on_the_flight(clo
             other.join(5)
 
 
-# BUG: wait_for_token(timeout=None) retries a retryable Failed forever (capped 10 s
+# Was a bug (fixed): wait_for_token(timeout=None) retries a retryable Failed forever (capped 10 s
 # delay, no overall bound): a script's login hangs for ever while the device-code
 # endpoint answers 503. It should give up (e.g. after the code lifetime / a max).
-@pytest.mark.xfail(strict=True, reason="wait_for_token(None) never ends on persistent 503")
 @pytest.mark.timeout(15)
 def test_wait_for_token_without_timeout_is_bounded_when_the_server_stays_down() -> None:
     clock = FakeClock(auto_advance=True)
@@ -339,10 +334,9 @@ class CountingClock(FakeClock):
         return super().wait(seconds, cancel)
 
 
-# BUG: background=False: while one thread is inside an inline poll, wait_for_token in
+# Was a bug (fixed): background=False: while one thread is inside an inline poll, wait_for_token in
 # another thread spins: next_poll_at is in the past, so it waits 0 s, fails to claim the
 # poll, and loops (100% CPU for the whole HTTP request).
-@pytest.mark.xfail(strict=True, reason="inline wait_for_token busy-spins while another polls")
 def test_inline_wait_for_token_does_not_spin_while_another_thread_polls() -> None:
     clock = CountingClock()
     in_poll, release = threading.Event(), threading.Event()
@@ -382,11 +376,10 @@ def test_inline_wait_for_token_does_not_spin_while_another_thread_polls() -> Non
 # ---------------------------------------------------------------- P2: flow semantics
 
 
-# BUG: wait_for_token reads self._flow after get_token() returned Pending. If the poll
+# Was a bug (fixed): wait_for_token reads self._flow after get_token() returned Pending. If the poll
 # thread ended the flow with a denial in between, _flow is None, the loop `continue`s
 # and get_token() starts a SECOND device flow: the denial is lost and the user is
 # prompted again (or the script waits on a new code).
-@pytest.mark.xfail(strict=True, reason="denial between get_token and _flow read is lost")
 def test_denial_racing_wait_for_token_raises_denied_and_starts_no_second_flow(
     server, clock
 ) -> None:
@@ -424,10 +417,9 @@ def test_denial_racing_wait_for_token_raises_denied_and_starts_no_second_flow(
     assert errors and isinstance(errors[0], AuthorizationDenied), errors
 
 
-# BUG: logout() while another thread's device-code request is in flight: the answer
+# Was a bug (fixed): logout() while another thread's device-code request is in flight: the answer
 # installs a new flow (and a poll thread) after logout returned, so a sign-in is pending
 # and can bring tokens back after the user signed out.
-@pytest.mark.xfail(strict=True, reason="a device-code answer arriving after logout starts a flow")
 def test_logout_during_the_device_code_request_leaves_no_flow(clock) -> None:
     entered, release = threading.Event(), threading.Event()
 
@@ -522,10 +514,9 @@ def test_second_process_does_not_rerotate_an_opaque_token_just_rotated(
 # ---------------------------------------------------------------- secrets
 
 
-# BUG: a non-JSON 200 from POST /auth/device/code (e.g. a form-encoded OAuth answer, as
+# Was a bug (fixed): a non-JSON 200 from POST /auth/device/code (e.g. a form-encoded OAuth answer, as
 # GitHub sends without Accept: json) is put into Failed.message, status().last_error and
 # a WARNING log through snippet(): the device_code leaks.
-@pytest.mark.xfail(strict=True, reason="device-code body snippet leaks the device_code")
 def test_form_encoded_device_code_answer_does_not_leak_the_device_code(clock, caplog) -> None:
     body = (
         f"device_code={DEVICE_CODE_SECRET}&user_code=ABCD-EFGH&"

@@ -19,6 +19,7 @@ __all__ = ["MAX_TOKEN_LENGTH", "decode_exp", "decode_subject", "is_bearer_token"
 MAX_TOKEN_LENGTH = 16 * 1024
 # RFC 6750 §2.1 b64token: what may follow "Bearer " without breaking the header.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_NUMERIC = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _B64URL_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 # A year 10000 exp is already nonsense; anything larger is treated as unreadable.
 _MAX_EXP = 253402300799.0
@@ -79,12 +80,10 @@ def _as_exp(value: object) -> Optional[float]:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if not text or len(text) > 32:
+        # ASCII decimal only: float() would also take "1_000", "inf" and other scripts' digits.
+        if len(text) > 32 or _NUMERIC.fullmatch(text) is None:
             return None
-        try:
-            value = float(text)
-        except ValueError:
-            return None
+        value = float(text)
     if isinstance(value, (int, float)):
         try:
             number = float(value)

@@ -65,12 +65,14 @@ def _number(record: Mapping[str, object], key: str) -> Optional[float]:
     return number if math.isfinite(number) and number > 0 else None
 
 
-def decode(record: object, now: float) -> Optional[SharedFlow]:
-    """Reads a record written by ``encode``; None when malformed or already expired.
+def decode(record: object, now: float, *, allow_expired: bool = False) -> Optional[SharedFlow]:
+    """Reads a record written by ``encode``; None when malformed (or expired, unless allowed).
 
     Args:
         record: The parsed JSON.
         now: Wall-clock seconds.
+        allow_expired: Return an expired record too (a watcher tells "expired" from
+            "cancelled"; an adopter wants only a live one).
     """
     if not isinstance(record, dict) or record.get("version") != _VERSION:
         return None
@@ -82,7 +84,7 @@ def decode(record: object, now: float) -> Optional[SharedFlow]:
     if not (device_code and user_code and uri and expires_at and interval):
         return None
     lifetime = expires_at - now
-    if lifetime <= 0 or lifetime > MAX_CODE_LIFETIME:
+    if lifetime > MAX_CODE_LIFETIME or (lifetime <= 0 and not allow_expired):
         return None
     outcome = record.get("outcome")
     message = record.get("message")
@@ -91,7 +93,7 @@ def decode(record: object, now: float) -> Optional[SharedFlow]:
         user_code=user_code,
         verification_uri=uri,
         verification_uri_complete=_text(record, "verificationUriComplete"),
-        expires_in=lifetime,
+        expires_in=max(lifetime, 0.0),
         interval=min(interval, MAX_INTERVAL),
     )
     return SharedFlow(

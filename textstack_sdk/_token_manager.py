@@ -242,6 +242,9 @@ class TokenManager:
         self._last_error: Optional[str] = None
         self._refresh_failures = 0
         self._refresh_not_before = float("-inf")
+        self._refused: Optional[str] = None
+        self._generation = 0
+        self._last_flow: Optional[_Flow] = None
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **options: Any) -> TokenManager:
@@ -321,6 +324,7 @@ class TokenManager:
         tokens = self._tokens
         if (
             tokens is not None
+            and tokens.access_token != self._refused
             and tokens.access_exp is not None
             and self._time() < tokens.access_exp
         ):
@@ -337,13 +341,16 @@ class TokenManager:
             return None
         try:
             return sig()
-        except OSError:
+        except Exception:  # noqa: BLE001 - a custom cache must not break get_token
             return None
 
     def _sync_with_cache_locked(self, *, force: bool = False) -> None:
         """Notices another process's login, refresh or logout: a stat, a read on change."""
         sig = self._cache_signature()
-        if not force and sig == self._cache_sig and self._cache_sig is not _UNSEEN:
+        unchanged = sig == self._cache_sig and self._cache_sig is not _UNSEEN
+        # If our newer tokens never reached the disk (a failed save), the unchanged copy
+        # there is an older, spent generation: never adopt it, even when forced.
+        if unchanged and (not force or (self._tokens is not None and not self._persisted)):
             return
         self._cache_sig = sig
         disk = self._safe_load()
@@ -440,6 +447,7 @@ class TokenManager:
             snap = self._snapshot
             if snap is not None and snap[0].access_token == access_token:
                 self._snapshot = None
+                self._refused = access_token
                 self._refresh_not_before = float("-inf")
 
     # ------------------------------------------------------------------ refresh
@@ -470,6 +478,8 @@ class TokenManager:
             with self._lock:
                 # Another process may have refreshed while we waited for the lock.
                 self._sync_with_cache_locked(force=True)
+                if self._tokens is not None and not self._persisted:
+                    self._save_locked(self._tokens)
                 snap = self._snapshot
                 if snap is not None and self._time() < snap[1]:
                     return snap[0]
@@ -507,6 +517,8 @@ class TokenManager:
             response = self._transport.handle_request(request)
         except TransportError as exc:
             return wire.Transient(f"network: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - a custom transport broke its contract
+            return wire.Transient(f"transport failure ({type(exc).__name__})")
         return wire.classify_refresh(response, sent, self._time())
 
     def _refresh_dead_locked(self, sent: TokenSet) -> object:
@@ -534,19 +546,33 @@ class TokenManager:
 
     def _run_start_flight(self, flight: Future[TokenResult]) -> TokenResult:
         result: TokenResult = Failed("could not start sign-in", retryable=True)
+        created = False
         try:
-            result = self._start_flow()
+            result, created = self._start_flow()
         finally:
             with self._lock:
                 if self._start_flight is flight:
                     self._start_flight = None
             flight.set_result(result)
+        # After the flight resolves: a slow prompt (a browser, a notebook) must not hold
+        # back the callers waiting for this same Pending.
+        if created and isinstance(result, Pending) and self._prompt is not None:
+            try:
+                self._prompt(result)
+            except Exception:
+                log.warning("the sign-in prompt callback failed", exc_info=True)
         return result
 
-    def _start_flow(self) -> TokenResult:
-        """One device flow: adopt the one another process shares, or request a code."""
+    def _start_flow(self) -> tuple[TokenResult, bool]:
+        """One device flow: adopt the one another process shares, or request a code.
+
+        Returns:
+            The result, and whether this process requested the code (and so prompts).
+        """
         created = True
         record: Optional[dict[str, object]] = None
+        with self._lock:
+            generation = self._generation
         with self._process_lock() as locked:
             shared = self._shared and locked
             if shared:
@@ -555,7 +581,7 @@ class TokenManager:
                     self._sync_with_cache_locked(force=True)
                     snap = self._snapshot
                     if snap is not None and self._time() < snap[1]:
-                        return snap[0]
+                        return snap[0], False
                 adopted = shared_flow.decode(self._cache.load_pending(), self._time())
                 if adopted is not None and adopted.outcome is None:
                     auth, created = adopted.auth, False
@@ -563,7 +589,7 @@ class TokenManager:
             if created:
                 got = self._request_device_code()
                 if isinstance(got, Failed):
-                    return got
+                    return got, False
                 auth = got
                 if shared:
                     record = shared_flow.encode(auth, self._time() + auth.expires_in)
@@ -583,8 +609,13 @@ class TokenManager:
             flow.poll_lock = self._cache.poll_lock()
         with self._lock:
             if self._closed:
-                return Failed("the token manager is closed")
-            self._flow = flow
+                return Failed("the token manager is closed"), False
+            if self._generation != generation:
+                # logout() ran while the code was being requested: it wins.
+                if record is not None and created:
+                    self._cache.clear_pending()
+                return Failed("signed out while the sign-in was starting", retryable=True), False
+            self._flow = self._last_flow = flow
             self._last_error = None
             if self._background:
                 thread = threading.Thread(
@@ -592,12 +623,7 @@ class TokenManager:
                 )
                 flow.thread = thread
                 thread.start()
-        if created and self._prompt is not None:
-            try:
-                self._prompt(pending)
-            except Exception:
-                log.warning("the sign-in prompt callback failed", exc_info=True)
-        return pending
+        return pending, created
 
     def _request_device_code(self) -> Union[DeviceAuthorization, Failed]:
         request = wire.build_device_code_request(self._api_url, self._site_host, self._timeout)
@@ -605,6 +631,8 @@ class TokenManager:
             response = self._transport.handle_request(request)
         except TransportError as exc:
             return self._start_failed(f"network: {exc.message}", retryable=True)
+        except Exception as exc:  # noqa: BLE001 - a custom transport broke its contract
+            return self._start_failed(f"transport failure ({type(exc).__name__})", True)
         if response.status != 200:
             retryable = response.status == 429 or response.status >= 500
             return self._start_failed(f"the server answered HTTP {response.status}", retryable)
@@ -667,8 +695,12 @@ class TokenManager:
             self._sync_with_cache_locked()
             if flow.done.is_set():
                 return flow_sm.Stop("failed", "adopted", "signed in by another process")
-        current = shared_flow.decode(self._cache.load_pending(), self._time())
+        current = shared_flow.decode(self._cache.load_pending(), self._time(), allow_expired=True)
         device_code = flow.auth.device_code
+        if current is not None and current.expires_at <= self._time():
+            return flow_sm.Stop(
+                "expired", "expired_token", "the sign-in code expired before it was approved."
+            )
         if current is None or current.auth.device_code != device_code:
             return flow_sm.Stop(
                 "failed", "cancelled", "the sign-in was cancelled or replaced by another process"
@@ -695,6 +727,8 @@ class TokenManager:
             response = self._transport.handle_request(request)
         except TransportError as exc:
             return wire.Transient(f"network: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - a custom transport broke its contract
+            return wire.Transient(f"transport failure ({type(exc).__name__})")
         return wire.classify_device_token(response, self._time())
 
     def _finish_flow(self, flow: _Flow, decision: Union[flow_sm.Done, flow_sm.Stop]) -> None:
@@ -738,9 +772,11 @@ class TokenManager:
     # ------------------------------------------------------------------ inline polling
 
     def _claim_inline_poll_locked(self, flow: _Flow) -> bool:
-        if flow.polling or self._clock.monotonic() < flow.next_poll_at:
+        now = self._clock.monotonic()
+        if flow.polling or now < flow.next_poll_at:
             return False
         flow.polling = True
+        flow.next_poll_at = now + flow.state.interval
         return True
 
     def _poll_step(self, flow: _Flow) -> None:
@@ -768,7 +804,7 @@ class TokenManager:
         if isinstance(outcome, TokenSet):
             return Authorized(outcome.access_token)
         if isinstance(outcome, flow_sm.Stop):
-            return Failed(f"sign-in {outcome.kind}: {outcome.message}")
+            return Failed(outcome.message)
         return self.get_token()
 
     # ------------------------------------------------------------------ blocking helper
@@ -788,6 +824,9 @@ class TokenManager:
         if timeout is not None:
             timeout = _bounded("timeout", timeout, 0.0, 86400.0)
         deadline = None if timeout is None else self._clock.monotonic() + timeout
+        # Without a timeout, retryable failures (server down) still end: no code lives
+        # longer than this, so waiting longer cannot help.
+        give_up = self._clock.monotonic() + wire.MAX_CODE_LIFETIME
         never = threading.Event()
         retry_delay = 0.5
         while True:
@@ -798,14 +837,17 @@ class TokenManager:
             if isinstance(result, Failed):
                 if not result.retryable:
                     raise AuthorizationError(result.message)
-                if left is not None and left <= 0:
+                if left is None:
+                    left = give_up - self._clock.monotonic()
+                if left <= 0:
                     raise AuthorizationTimeout(f"timed out: {result.message}")
-                self._clock.wait(retry_delay if left is None else min(retry_delay, left), never)
+                self._clock.wait(min(retry_delay, left), never)
                 retry_delay = min(retry_delay * 2, 10.0)
                 continue
             with self._lock:
-                flow = self._flow
-            if flow is None:
+                # The flow that produced this Pending, even if it ended since.
+                flow = self._flow or self._last_flow
+            if flow is None or flow.pending != result:
                 continue
             if left is not None and left <= 0:
                 raise AuthorizationTimeout("timed out waiting for the sign-in to be approved")
@@ -860,14 +902,17 @@ class TokenManager:
                 log.warning("the token cache could not be cleared")
             self._cache_sig = self._cache_signature()
             self._forget_locked()
+            self._generation += 1
             self._last_error = None
 
     def close(self) -> None:
         """Stops any poll (joined with a bound) and releases the connection pool."""
+        self._check_fork()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._snapshot = None
             flow = self._flow
             if flow is not None:
                 self._end_flow_locked(

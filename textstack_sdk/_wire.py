@@ -16,7 +16,7 @@ from ._errors import ProtocolError
 from ._http import Request, Response, json_body
 from ._jwt import decode_exp, is_bearer_token
 from ._models import DeviceAuthorization, TokenSet
-from ._text import snippet
+from ._text import for_terminal
 
 __all__ = [
     "DEVICE_GRANT",
@@ -150,14 +150,17 @@ def parse_json(response: Response, route: str) -> Any:
     """
     try:
         return json.loads(response.body.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        # The snippet is built from the body; auth responses that fail to parse carry
-        # no usable token, and snippet() keeps only a short printable excerpt.
-        raise ProtocolError(
-            response.status,
-            f"expected a JSON body, got: {snippet(response.body)}",
-            route=route,
-        ) from exc
+    except (ValueError, RecursionError):
+        # No excerpt of the body: an auth answer in another format (form-encoded) may
+        # carry a device code or a token. Raised outside the handler so no chained
+        # exception holds the body either.
+        pass
+    content_type = for_terminal(response.headers.get("content-type", "none"), 60)
+    raise ProtocolError(
+        response.status,
+        f"expected a JSON body, got {len(response.body)} bytes of {content_type}",
+        route=route,
+    )
 
 
 def retry_after_seconds(response: Response, now: float) -> Optional[float]:
@@ -255,7 +258,7 @@ def classify_device_token(response: Response, now: float) -> PollOutcome:
         if isinstance(error, str) and error.strip():
             return PollError(_error_code(error))
         return Transient("the token endpoint answered HTTP 400 without an error code")
-    if status == 429 or status >= 500:
+    if status in (408, 429) or status >= 500:
         return _transient_for(response, now, "the token endpoint")
     return PollError(f"http_{status}")
 
