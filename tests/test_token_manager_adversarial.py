@@ -491,7 +491,6 @@ def test_64_threads_after_a_denial_share_one_new_code(server, clock, cache) -> N
 # BUG (P3): with an unreadable exp (opaque tokens), a token another process just rotated
 # is installed from the cache with received_at=None, i.e. "expired now", so every other
 # process refreshes it again: N processes -> N rotations instead of one.
-@pytest.mark.xfail(strict=True, reason="opaque token read from cache is refreshed at once")
 def test_second_process_does_not_rerotate_an_opaque_token_just_rotated(
     server, clock, tmp_path
 ) -> None:

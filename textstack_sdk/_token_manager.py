@@ -17,6 +17,7 @@ Concurrency model:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -427,6 +428,19 @@ class TokenManager:
         )
         self._snapshot = (Authorized(tokens.access_token), until)
 
+    def _with_known_exp(self, tokens: TokenSet, received_at: float) -> TokenSet:
+        """Gives a token whose exp is unreadable an expiry one refresh interval away.
+
+        Stored in the cache's ``accessExpiresAt``, it tells every other process reading
+        the cache the same thing, so an opaque token is refreshed once per interval in
+        total rather than once per process.
+        """
+        if tokens.access_exp is not None:
+            return tokens
+        return dataclasses.replace(
+            tokens, access_exp=received_at + self._min_refresh_interval + self._skew
+        )
+
     def _forget_locked(self) -> None:
         self._snapshot = None
         self._tokens = None
@@ -492,8 +506,10 @@ class TokenManager:
                     # logout() ran meanwhile: its word wins over this late answer.
                     return Failed("signed out while refreshing")
                 if isinstance(outcome, wire.Refreshed):
-                    self._save_locked(outcome.tokens)
-                    self._install_locked(outcome.tokens, source="refresh", received_at=self._time())
+                    received_at = self._time()
+                    tokens = self._with_known_exp(outcome.tokens, received_at)
+                    self._save_locked(tokens)
+                    self._install_locked(tokens, source="refresh", received_at=received_at)
                     self._refresh_failures = 0
                     self._last_error = None
                     return Authorized(outcome.tokens.access_token)
@@ -738,16 +754,18 @@ class TokenManager:
             with self._process_lock() as locked, self._lock:
                 if self._flow is not flow or flow.cancel.is_set():
                     return  # cancelled: a late answer never brings tokens back
+                received_at = self._time()
+                tokens = self._with_known_exp(decision.tokens, received_at)
                 # Saved before installed: nobody holds a token the cache has not seen.
                 if locked:
-                    self._save_locked(decision.tokens)
+                    self._save_locked(tokens)
                     if flow.record is not None:
                         self._cache.clear_pending()
                 else:
                     log.warning("could not lock the token cache; keeping the sign-in in memory")
-                self._install_locked(decision.tokens, source="device", received_at=self._time())
+                self._install_locked(tokens, source="device", received_at=received_at)
                 self._persisted = self._persisted and locked
-                self._end_flow_locked(flow, decision.tokens)
+                self._end_flow_locked(flow, tokens)
             return
         if flow.record is not None and flow.poll_lock is not None and flow.poll_lock.held:
             # Tell the processes watching this sign-in how it ended.
