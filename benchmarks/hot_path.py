@@ -143,7 +143,8 @@ def _threaded(config: Config, fns: dict[str, Callable[[], object]]) -> list[Row]
             measures[f"{name} @{threads}"] = lambda fn=fn, t=threads: threaded_rate(
                 fn, t, config.rate_seconds
             )
-    samples = interleaved(measures, config.rounds)
+    # Eight threads are noisier than one (GIL hand-offs, neighbours): more rounds.
+    samples = interleaved(measures, config.rounds if config.smoke else config.rounds + 2)
     rows = []
     for name in fns:
         one, eight = samples[f"{name} @1"], samples[f"{name} @8"]

@@ -17,7 +17,7 @@ import io
 import pstats
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 from textstack_sdk import MemoryTokenCache, TextStackApiClient, TokenManager
@@ -186,7 +186,51 @@ def _profile(fn: Call, seconds: float) -> list[dict[str, Any]]:
             }
         )
     rows.sort(key=lambda r: -r["self_us_per_request"])
-    return [{"requests_profiled": n}, *rows[:25]]
+    return [{"requests_profiled": n}, *rows[:40], *_wanted(rows[40:])]
+
+
+def _wanted(rest: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = [(m, f) for _, m, f in _BREAKDOWN]
+    return [
+        r
+        for r in rest
+        if any(m in r["function"] and r["function"].endswith(f"({f})") for m, f in keys)
+    ]
+
+
+# (label, file marker, function name): cumulative cost per request under cProfile.
+_BREAKDOWN = (
+    ("whole call", "_client.py", "list_my_books"),
+    ("token: provider get_token()", "_token_manager.py", "get_token"),
+    ("transport: handle_request()", "_transport.py", "handle_request"),
+    ("  check_url()", "_transport.py", "check_url"),
+    ("  _headers() validation", "_transport.py", "_headers"),
+    ("  urllib3 urlopen()", "connectionpool.py", "urlopen"),
+    ("  deadline reader makefile()", "_transport.py", "makefile"),
+    ("  Response headers dict + read", "_transport.py", "_send"),
+    ("parse: decode_json()", "_api_parse.py", "decode_json"),
+    ("parse: typed result", "_api_parse.py", "parse"),
+)
+
+
+def breakdown_bare(profile: list[dict[str, Any]]) -> Optional[float]:
+    """Cumulative µs per request of urllib3's urlopen() in the bare candidate."""
+    for row in profile[1:]:
+        if "connectionpool.py" in row["function"] and row["function"].endswith("(urlopen)"):
+            return float(row["cum_us_per_request"])
+    return None
+
+
+def breakdown(profile: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cumulative µs per request of the client's main steps (from ``_profile`` rows)."""
+    found = []
+    for label, marker, func in _BREAKDOWN:
+        for row in profile[1:]:
+            name = row["function"]
+            if marker in name and name.endswith(f"({func})"):
+                found.append({"step": label, "cum_us_per_request": row["cum_us_per_request"]})
+                break
+    return found
 
 
 def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
@@ -223,6 +267,10 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
             rows = _rows(calls, raw, missing)
             facts["profile_client_1_thread"] = _profile(calls[CLIENT], 0.3 if config.smoke else 2.0)
             facts["profile_bare_1_thread"] = _profile(calls[BARE], 0.3 if config.smoke else 2.0)
+            facts["client_breakdown_us"] = breakdown(facts["profile_client_1_thread"])
+            bare_urlopen = breakdown_bare(facts["profile_bare_1_thread"])
+            if bare_urlopen is not None:
+                facts["bare_urlopen_us"] = bare_urlopen
         finally:
             for close in reversed(closers):
                 with contextlib.suppress(Exception):
