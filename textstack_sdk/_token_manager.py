@@ -65,7 +65,7 @@ _MANAGERS: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 @dataclass(frozen=True)
 class TokenStatus:
-    """A secret-free summary of the manager's state, for ``textstack status``.
+    """A secret-free summary of the manager's state, for ``textstack status``. Immutable.
 
     Attributes:
         source: Where the current token came from: ``cache``, ``refresh``, ``device``
