@@ -23,7 +23,7 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_the_contract_names_are_exported() -> None:
-    assert CONTRACT <= set(textstack_sdk.__all__)
+    assert set(textstack_sdk.__all__) >= CONTRACT
 
 
 def test_one_exception_root() -> None:
