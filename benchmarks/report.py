@@ -264,7 +264,10 @@ def chart(rows: list[Row], path: str, title: str) -> Optional[str]:
             if ("textstack" in r.name.lower() or "TextStack" in r.name)
             else (
                 "#7f7f7f"
-                if r.name.startswith("floor") or "bare" in r.name or "raw http.client" in r.name
+                if r.name.startswith("floor")
+                or "bare" in r.name
+                or "raw http.client" in r.name
+                or r.name == "import urllib3"
                 else "#1f77b4"
             )
             for r in data
@@ -283,7 +286,7 @@ def chart(rows: list[Row], path: str, title: str) -> Optional[str]:
         ax.set_title(heading, fontsize=10, loc="left")
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
