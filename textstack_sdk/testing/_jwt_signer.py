@@ -35,6 +35,15 @@ class Es256Signer:
     """
 
     def __init__(self) -> None:
+        try:
+            import cryptography  # noqa: F401
+        except ImportError as exc:
+            from .._errors import ConfigurationError
+
+            raise ConfigurationError(
+                "the local TextStack server signs real JWTs and needs the 'cryptography' "
+                "package: pip install 'textstack-sdk[server]'"
+            ) from exc
         self._state: tuple[Any, str] = (None, "")
         self.rotate()
 
