@@ -39,6 +39,7 @@ from typing import (
 from . import _device_flow as flow_sm
 from . import _shared_flow as shared_flow
 from . import _wire as wire
+from ._auth_endpoints import AuthEndpoints, StartFailure
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import (
     AuthorizationDenied,
@@ -46,8 +47,6 @@ from ._errors import (
     AuthorizationExpired,
     AuthorizationTimeout,
     ConfigurationError,
-    ProtocolError,
-    TransportError,
 )
 from ._freshness import usable_until
 from ._http import Transport
@@ -222,6 +221,13 @@ class TokenManager:
 
             transport = Urllib3Transport(timeout=self._timeout)
         self._transport = transport
+        self._auth = AuthEndpoints(
+            transport,
+            api_url=self._api_url,
+            site_host=self._site_host,
+            timeout=self._timeout,
+            wall_clock=self._time,
+        )
 
         # Read without a lock by get_token(): (Authorized, usable_until) or None.
         self._snapshot: Optional[tuple[Authorized, float]] = None
@@ -525,17 +531,7 @@ class TokenManager:
                 return self._fallback_locked(outcome.reason)
 
     def _send_refresh(self, sent: TokenSet) -> wire.RefreshOutcome:
-        assert sent.refresh_token is not None
-        request = wire.build_refresh_request(
-            self._api_url, self._site_host, sent.refresh_token, self._timeout
-        )
-        try:
-            response = self._transport.handle_request(request)
-        except TransportError as exc:
-            return wire.Transient(f"network: {exc.message}")
-        except Exception as exc:  # noqa: BLE001 - a custom transport broke its contract
-            return wire.Transient(f"transport failure ({type(exc).__name__})")
-        return wire.classify_refresh(response, sent, self._time())
+        return self._auth.refresh(sent)
 
     def _refresh_dead_locked(self, sent: TokenSet) -> object:
         disk = self._safe_load()
@@ -642,20 +638,10 @@ class TokenManager:
         return pending, created
 
     def _request_device_code(self) -> Union[DeviceAuthorization, Failed]:
-        request = wire.build_device_code_request(self._api_url, self._site_host, self._timeout)
-        try:
-            response = self._transport.handle_request(request)
-        except TransportError as exc:
-            return self._start_failed(f"network: {exc.message}", retryable=True)
-        except Exception as exc:  # noqa: BLE001 - a custom transport broke its contract
-            return self._start_failed(f"transport failure ({type(exc).__name__})", True)
-        if response.status != 200:
-            retryable = response.status == 429 or response.status >= 500
-            return self._start_failed(f"the server answered HTTP {response.status}", retryable)
-        try:
-            return wire.parse_device_authorization(response)
-        except ProtocolError as exc:
-            return self._start_failed(exc.message, retryable=True)
+        got = self._auth.device_code()
+        if isinstance(got, StartFailure):
+            return self._start_failed(got.reason, got.retryable)
+        return got
 
     def _start_failed(self, reason: str, retryable: bool) -> Failed:
         message = f"could not start sign-in: {reason}"
@@ -736,16 +722,7 @@ class TokenManager:
                 lock.release()
 
     def _poll_once(self, flow: _Flow) -> wire.PollOutcome:
-        request = wire.build_device_token_request(
-            self._api_url, self._site_host, flow.auth.device_code, self._timeout
-        )
-        try:
-            response = self._transport.handle_request(request)
-        except TransportError as exc:
-            return wire.Transient(f"network: {exc.message}")
-        except Exception as exc:  # noqa: BLE001 - a custom transport broke its contract
-            return wire.Transient(f"transport failure ({type(exc).__name__})")
-        return wire.classify_device_token(response, self._time())
+        return self._auth.poll(flow.auth.device_code)
 
     def _finish_flow(self, flow: _Flow, decision: Union[flow_sm.Done, flow_sm.Stop]) -> None:
         if isinstance(decision, flow_sm.Stop) and decision.error == "adopted":
