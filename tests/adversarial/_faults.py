@@ -86,7 +86,7 @@ def code_faults(rng: random.Random, now: float) -> list[Fault]:
         "expires_in": 600,
         "interval": 5,
     }
-    bad_expiry = rng.choice(["x", -1, 0, None, "NaN", [], True, "1e999"])
+    bad_expiry: Any = rng.choice(["x", -1, 0, None, "NaN", [], True, "1e999"])
     return [
         Fault("HTML 502", {"status": 502, "body": HTML_502, "content_type": "text/html"}),
         Fault("503", {"status": 503}),
