@@ -2,11 +2,13 @@
 
 The report is written at the end of a session that ran the whole suite (every module
 collected, nothing deselected), so a partial run (``-k``, one file) never replaces the
-committed table with a partial one.
+committed table with a partial one. ``TEXTSTACK_ADVERSARIAL_REPORT=0`` turns writing off
+(for CI jobs that must leave the checkout clean).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("TEXTSTACK_ADVERSARIAL_REPORT", "1") == "0":
+        return
     if not RECORDER.has_data or _state["deselected"] or _state["collected"] != _MODULES:
         return
     target = Path(str(session.config.rootpath)) / "docs" / "RELIABILITY.md"
