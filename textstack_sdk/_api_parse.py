@@ -226,7 +226,10 @@ class _Obj:
         if value is None:
             return None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # a JSON integer beyond float range
+                number = math.inf
             if math.isfinite(number):
                 return number
         raise self._bad(key, f"should be a finite number, got {_kind_of(value)}")

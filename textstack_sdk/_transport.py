@@ -315,6 +315,7 @@ class _DeadlineReader(io.RawIOBase):
         # socket's descriptor is released exactly as with http.client's own reader.
         self._raw = sock.makefile("rb", buffering=0)
         self._deadline = deadline
+        self.saw_eof = False
 
     def readable(self) -> bool:
         return True
@@ -331,7 +332,10 @@ class _DeadlineReader(io.RawIOBase):
         # tolerance spares a syscall per response and overshoots by at most 50 ms.
         if current is None or remaining < current - _DEADLINE_TOLERANCE:
             self._sock.settimeout(remaining)
-        return self._raw.readinto(buffer)
+        count = self._raw.readinto(buffer)
+        if count == 0:
+            self.saw_eof = True
+        return count
 
     def close(self) -> None:
         if not self.closed:
@@ -342,14 +346,20 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineSocket:
     """Hands http.client a deadline-bound reader instead of the socket's own file."""
 
-    __slots__ = ("_deadline", "_sock")
+    __slots__ = ("_deadline", "_sock", "reader")
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self._sock = sock
         self._deadline = deadline
+        self.reader: Optional[_DeadlineReader] = None
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+        self.reader = _DeadlineReader(self._sock, self._deadline)
+        return io.BufferedReader(self.reader)
+
+
+class _HeadCutShort(http.client.HTTPException):
+    """The connection ended before the blank line that closes the response headers."""
 
 
 class _DeadlineHTTPResponse(http.client.HTTPResponse):
@@ -363,9 +373,20 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         url: Optional[str] = None,
     ) -> None:
         deadline: Optional[float] = getattr(_deadline_local, "value", None)
+        self._deadline_sock: Optional[_DeadlineSocket] = None
         if deadline is not None:
-            sock = cast(socket.socket, _DeadlineSocket(sock, deadline))
+            self._deadline_sock = _DeadlineSocket(sock, deadline)
+            sock = cast(socket.socket, self._deadline_sock)
         super().__init__(sock, 0, method, url)
+
+    def begin(self) -> None:
+        super().begin()
+        # http.client takes end-of-stream for the end of the headers; with no
+        # Content-Length yet, a head cut short would pass for a complete, empty answer.
+        # A complete head never needs a read that meets EOF, so one that did is cut.
+        holder = self._deadline_sock
+        if holder is not None and holder.reader is not None and holder.reader.saw_eof:
+            raise _HeadCutShort("response headers cut short")
 
 
 class _HTTPConnection(HTTPConnection):
@@ -466,6 +487,8 @@ def _describe(exc: BaseException, timed_out: bool) -> tuple[str, bool]:
             return "malformed chunked body", True
         if isinstance(cause, http.client.IncompleteRead):
             return "connection closed mid-body (incomplete body)", True
+        if isinstance(cause, _HeadCutShort):
+            return "connection closed in the middle of the response headers", True
     for cause in causes:
         if isinstance(cause, http.client.RemoteDisconnected):
             return "server closed the connection without answering", True

@@ -60,13 +60,13 @@ json_values = st.recursive(
     ),
     max_leaves=25,
 )
-# The API parsers are fuzzed without integers past float range until the OverflowError
-# bug (test_api_parser_huge_integer_is_a_protocol_error, xfail) is fixed.
+# The API parsers are fuzzed with integers far past float range too (10**400 once made
+# float() raise OverflowError; test_api_parser_huge_integer_is_a_protocol_error).
 api_json_values = st.recursive(
     st.one_of(
         st.none(),
         st.booleans(),
-        st.integers(min_value=-(10**300), max_value=10**300),
+        st.integers(min_value=-(10**500), max_value=10**500),
         st.floats(),
         st.text(max_size=40),
     ),
@@ -555,7 +555,8 @@ def test_parse_device_authorization_gives_a_value_or_protocol_error(response: Re
     assert 0 < auth.interval <= wire.MAX_INTERVAL and math.isfinite(auth.interval)
     assert 0 < auth.expires_in <= wire.MAX_CODE_LIFETIME and math.isfinite(auth.expires_in)
     assert _printable(auth.device_code)
-    assert auth.device_code not in repr(auth)
+    # A one-character device code can appear in any text by chance; real ones cannot.
+    assert len(auth.device_code) < 8 or auth.device_code not in repr(auth)
     assert auth.verification_uri.lower().startswith(("https://", "http://"))
 
 
@@ -642,12 +643,6 @@ API_HUGE_INT = scenario(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: _api_parse._Obj.number calls float() on a JSON integer past float range; "
-    "the OverflowError escapes parse() and the client instead of a ProtocolError",
-)
 @pytest.mark.parametrize(
     ("kind", "document"),
     [

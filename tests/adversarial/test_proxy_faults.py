@@ -138,12 +138,6 @@ TRUNCATED_HEAD = scenario(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Urllib3Transport accepts a response whose head is cut before the blank "
-    "line as a complete answer with an empty body (http.client ends headers at EOF); "
-    "a device poll or refresh 200 cut this way is misread instead of a TransportError",
-)
 @pytest.mark.parametrize("retry_safe", [False, True])
 def test_response_head_cut_before_the_blank_line_is_a_transport_error(
     retry_safe: bool,
