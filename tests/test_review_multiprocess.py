@@ -1,6 +1,6 @@
 """Adversarial review of the cross-process machinery and the CLI (real processes, sockets).
 
-Each known bug is an ``xfail(strict=True)`` test marked ``# BUG:``; the other tests pin
+Bugs this review found are fixed (marked ``# Was a bug (fixed):``); one known limitation stays a strict xfail; the other tests pin
 behaviour that already holds. Where a race between processes cannot be forced with a
 Barrier, the other process's file writes are replayed at the exact point of the race
 (a cache whose method performs them), which is what that process would have done.
@@ -149,11 +149,10 @@ def test_two_background_processes_poll_one_code_without_slow_down(server, cache_
     assert server.count(CODE) == 1
 
 
-# BUG: with background=False (uWSGI without threads) _poll_step releases the poll lock
+# Was a bug (fixed): with background=False (uWSGI without threads) _poll_step releases the poll lock
 # after every step (_token_manager.py:812-813), so each process takes it in turn and
 # both poll on their own schedules: the server sees two polls per interval, answers
 # slow_down, and the +5 s interval makes the approval land long after it was given.
-@pytest.mark.xfail(strict=True, reason="BUG: inline pollers in two processes double-poll")
 @pytest.mark.timeout(20)
 def test_two_inline_processes_poll_one_code_without_slow_down(server, cache_path) -> None:
     server.interval = 0.3
@@ -179,10 +178,9 @@ def test_two_inline_processes_poll_one_code_without_slow_down(server, cache_path
 # ---------------------------------------------------------------- a poller that stops
 
 
-# BUG: a poller that is stopped (Ctrl-Z on `textstack login`, SIGSTOP, a debugger) keeps
+# Was a bug (fixed): a poller that is stopped (Ctrl-Z on `textstack login`, SIGSTOP, a debugger) keeps
 # its flock on <cache>.poll.lock; watchers only take over when acquire(0) succeeds
 # (_token_manager.py:727-730), so an approved sign-in is never collected.
-@pytest.mark.xfail(strict=True, reason="BUG: a stopped poller is never replaced")
 @pytest.mark.timeout(20)
 def test_a_stopped_poller_is_replaced(server, cache_path) -> None:
     out = FORK.Queue()
@@ -200,10 +198,9 @@ def test_a_stopped_poller_is_replaced(server, cache_path) -> None:
         reap(poller)
 
 
-# BUG: the poll lock is one file for every sign-in, so the stopped poller of an OLD code
+# Was a bug (fixed): the poll lock is one file for every sign-in, so the stopped poller of an OLD code
 # blocks the polling of every later code too: no process can sign in again until the
 # stopped process is gone (a hang with no end, not just one lost code).
-@pytest.mark.xfail(strict=True, reason="BUG: a stopped old poller blocks every new sign-in")
 @pytest.mark.timeout(20)
 def test_a_stopped_poller_of_an_old_code_does_not_block_a_new_sign_in(server, cache_path) -> None:
     out = FORK.Queue()
@@ -240,11 +237,10 @@ def test_a_killed_poller_of_an_old_code_does_not_block_a_new_sign_in(server, cac
         reap(poller)
 
 
-# BUG: a process that adopts an orphaned shared sign-in (its creator was killed, e.g. a
+# Was a bug (fixed): a process that adopts an orphaned shared sign-in (its creator was killed, e.g. a
 # Ctrl-C'd script) never shows the code: _run_start_flight prompts only when created
 # (_token_manager.py:563), so `wait_for_token()` in a script waits silently until the
 # code expires (up to 15 minutes) for an approval the person cannot give.
-@pytest.mark.xfail(strict=True, reason="BUG: an adopted orphan sign-in is never prompted")
 def test_adopting_an_orphaned_sign_in_shows_the_code(server, cache_path) -> None:
     out = FORK.Queue()
     creator = start(workers.start_then_idle, server.api_url, server.site_host, cache_path, out)
@@ -261,11 +257,10 @@ def test_adopting_an_orphaned_sign_in_shows_the_code(server, cache_path) -> None
 # ---------------------------------------------------------------- the shared record
 
 
-# BUG: the pending record is not bound to the API it came from (_shared_flow.encode has
+# Was a bug (fixed): the pending record is not bound to the API it came from (_shared_flow.encode has
 # no api_url/site_host). After a sign-in against `textstack dev-server`, a sign-in
 # against another server with the same cache adopts the dev server's code and shows
 # its URL; polling it there ends in expired_token.
-@pytest.mark.xfail(strict=True, reason="BUG: a pending record of another server is adopted")
 def test_a_pending_record_of_another_server_is_not_adopted(server, cache_path) -> None:
     with FakeTextStackServer(interval=0.05) as other:
         with manager(other, cache_path, background=False) as tm_other:
@@ -352,10 +347,11 @@ def test_the_pending_record_is_owner_only_and_folder_0700(server, cache_path) ->
             assert stat.S_IMODE(os.stat(pending_path).st_mode) == 0o600
             assert stat.S_IMODE(os.stat(os.path.dirname(cache_path)).st_mode) == 0o700
             assert not stat.S_IMODE(os.stat(tm.cache.lock_path).st_mode) & 0o077
-            poll_lock = tm.cache.poll_lock()
+            poll_lock = tm.cache.poll_lock("some-device-code")
             assert poll_lock.acquire(1)
             poll_lock.release()
-            assert not stat.S_IMODE(os.stat(tm.cache.poll_lock_path).st_mode) & 0o077
+            lock_path = tm.cache.poll_lock_path("some-device-code")
+            assert not stat.S_IMODE(os.stat(lock_path).st_mode) & 0o077
     finally:
         os.umask(old)
 
@@ -381,11 +377,10 @@ class _FinishesBetweenSyncAndRead(FileTokenCache):
         return super().load_pending()
 
 
-# BUG: _watch_shared syncs the cache first and reads the record second
+# Was a bug (fixed): _watch_shared syncs the cache first and reads the record second
 # (_token_manager.py:708-714). A poller finishing in between leaves "no record" and is
 # read as "cancelled": wait_for_token raises AuthorizationError although the tokens are
 # already in the cache. Read the record first, then sync (the poller saves first).
-@pytest.mark.xfail(strict=True, reason="BUG: success read as cancellation by a watcher")
 @pytest.mark.timeout(15)
 def test_a_watcher_never_mistakes_a_finished_sign_in_for_a_cancelled_one(
     server, cache_path
@@ -394,7 +389,10 @@ def test_a_watcher_never_mistakes_a_finished_sign_in_for_a_cancelled_one(
         first = creator.get_token()
         assert isinstance(first, Pending)
         # A live poller elsewhere: the watcher below cannot take the poll lock.
-        elsewhere = InterProcessLock(FileTokenCache(cache_path).poll_lock_path)
+        shared = FileTokenCache(cache_path)
+        record = shared.load_pending()
+        assert record is not None
+        elsewhere = InterProcessLock(shared.poll_lock_path(str(record["deviceCode"])))
         assert elsewhere.acquire(1)
         try:
             cache = _FinishesBetweenSyncAndRead(cache_path)
@@ -408,12 +406,11 @@ def test_a_watcher_never_mistakes_a_finished_sign_in_for_a_cancelled_one(
             elsewhere.release()
 
 
-# BUG: logout in another process while the poller's redeeming poll is in flight: the
+# Was a bug (fixed): logout in another process while the poller's redeeming poll is in flight: the
 # poller's _finish_flow (_token_manager.py:753-768) checks only its own cancel flag,
 # not that the shared record still names its device code, so it saves the tokens
 # after the logout removed them. The in-process rule ("a late answer never brings
 # tokens back") does not hold across processes.
-@pytest.mark.xfail(strict=True, reason="BUG: logout elsewhere is undone by a late poll answer")
 @pytest.mark.timeout(20)
 def test_logout_elsewhere_during_the_redeeming_poll_wins(server, cache_path) -> None:
     out = FORK.Queue()
@@ -462,14 +459,17 @@ class _SaveFails(FileTokenCache):
         return False
 
 
-# BUG: after a rotation whose save failed, the cache still holds the refresh token that
+# Known limitation (kept as a strict xfail): after a rotation whose save failed, the cache still holds the refresh token that
 # was just spent (_token_manager.py:658 keeps going, RELIABILITY "old file intact").
 # The next process whose access token expires replays it: two POSTs with one refresh
 # token, reuse detection revokes the family and both processes are logged out. Once a
 # rotation succeeded, the old file has no value left: remove it (unlink works on a
 # full disk, and frees the room for the retried save) or mark it spent.
 @pytest.mark.xfail(
-    strict=True, reason="BUG: a spent refresh token stays on disk after a failed save"
+    strict=True,
+    reason="known limitation: ../shared/RELIABILITY.md requires the old cache file to stay "
+    "intact when saving a rotated token fails, so another process can still read the spent "
+    "refresh token",
 )
 def test_a_failed_save_after_rotation_does_not_lead_another_process_to_reuse(
     server, cache_path

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -386,6 +387,9 @@ class FileTokenCache:
             return f"cannot inspect the folder {folder} ({_describe(exc)})"
         if not stat.S_ISDIR(st.st_mode):
             return f"{folder} is not a folder"
+        if _POSIX and st.st_uid not in (os.getuid(), 0):
+            # Another user could delete or pre-create the lock and pending files there.
+            return f"the folder {folder} belongs to another user; fix: use a folder you own"
         if (
             _POSIX
             and st.st_uid == os.getuid()
@@ -433,10 +437,14 @@ class FileTokenCache:
         """Where a sign-in waiting for approval is shared between processes (0600)."""
         return self._path.with_name(self._path.name + ".pending")
 
-    @property
-    def poll_lock_path(self) -> pathlib.Path:
-        """Held by the one process that polls the shared sign-in."""
-        return self._path.with_name(self._path.name + ".poll.lock")
+    def poll_lock_path(self, device_code: str) -> pathlib.Path:
+        """Held by the one process that polls this device code.
+
+        One lock file per code, so a stopped poller of an old code never blocks a new
+        sign-in. The name carries a hash, never the code itself.
+        """
+        digest = hashlib.sha256(device_code.encode("utf-8")).hexdigest()[:16]
+        return self._path.with_name(f"{self._path.name}.poll.{digest}.lock")
 
     def load_pending(self) -> Optional[dict[str, object]]:
         """The shared pending sign-in record, or None (missing, unsafe or corrupt)."""
@@ -464,10 +472,22 @@ class FileTokenCache:
         with contextlib.suppress(FileNotFoundError, OSError):
             os.unlink(self.pending_path)
 
-    def poll_lock(self) -> InterProcessLock:
-        """A new handle on the poll lock (one per flow; held while this process polls)."""
+    def poll_lock(self, device_code: str) -> InterProcessLock:
+        """A new handle on the poll lock of one code (held while this process polls it)."""
         self._ensure_directory()
-        return InterProcessLock(self.poll_lock_path)
+        return InterProcessLock(self.poll_lock_path(device_code))
+
+    def remove_poll_locks(self) -> None:
+        """Removes the poll-lock files of ended sign-ins (a holder keeps its own inode)."""
+        pattern = re.compile(re.escape(f"{self._path.name}.poll.") + r"[0-9a-f]{16}\.lock")
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            if pattern.fullmatch(entry.name) is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
     # -- cross-process -----------------------------------------------------------------
 

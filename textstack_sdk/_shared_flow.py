@@ -17,34 +17,52 @@ from ._jwt import MAX_TOKEN_LENGTH
 from ._models import DeviceAuthorization
 from ._wire import MAX_CODE_LIFETIME, MAX_INTERVAL
 
-__all__ = ["SharedFlow", "decode", "encode", "with_outcome"]
+__all__ = ["SharedFlow", "decode", "encode", "with_outcome", "with_poll"]
 
 _VERSION = 1
 
 
 @dataclass(frozen=True)
 class SharedFlow:
-    """A decoded record: the authorization, its wall-clock expiry, and how it ended."""
+    """A decoded record. Immutable.
+
+    Attributes:
+        auth: The device authorization (its ``interval`` is the poller's current one).
+        expires_at: Wall-clock expiry of the code.
+        server: ``api_url host`` of the server the code belongs to.
+        polled_at: Wall-clock time of the poller's last poll (its heartbeat), if any.
+        outcome: How the sign-in ended, once it has.
+        message: Why, for a person.
+    """
 
     auth: DeviceAuthorization
     expires_at: float
+    server: str = ""
+    polled_at: Optional[float] = None
     outcome: Optional[str] = None
     message: Optional[str] = None
 
 
-def encode(auth: DeviceAuthorization, expires_at: float) -> dict[str, object]:
-    """The record for a new sign-in."""
+def encode(auth: DeviceAuthorization, expires_at: float, server: str) -> dict[str, object]:
+    """The record for a new sign-in against ``server`` (``api_url`` and site host)."""
     return {
         "version": _VERSION,
+        "server": server,
         "deviceCode": auth.device_code,
         "userCode": auth.user_code,
         "verificationUri": auth.verification_uri,
         "verificationUriComplete": auth.verification_uri_complete,
         "expiresAt": expires_at,
         "interval": auth.interval,
+        "polledAt": None,
         "outcome": None,
         "message": None,
     }
+
+
+def with_poll(record: Mapping[str, object], polled_at: float, interval: float) -> dict[str, object]:
+    """The same record with the poller's heartbeat and current interval."""
+    return {**record, "polledAt": polled_at, "interval": interval}
 
 
 def with_outcome(record: Mapping[str, object], kind: str, message: str) -> dict[str, object]:
@@ -88,6 +106,7 @@ def decode(record: object, now: float, *, allow_expired: bool = False) -> Option
         return None
     outcome = record.get("outcome")
     message = record.get("message")
+    server = record.get("server")
     auth = DeviceAuthorization(
         device_code=device_code,
         user_code=user_code,
@@ -99,6 +118,8 @@ def decode(record: object, now: float, *, allow_expired: bool = False) -> Option
     return SharedFlow(
         auth=auth,
         expires_at=expires_at,
+        server=server if isinstance(server, str) else "",
+        polled_at=_number(record, "polledAt"),
         outcome=outcome if isinstance(outcome, str) else None,
         message=message if isinstance(message, str) else None,
     )

@@ -208,7 +208,14 @@ class TokenManager:
         self._cache = cache
         self._shared = all(
             callable(getattr(cache, name, None))
-            for name in ("lock", "load_pending", "save_pending", "clear_pending", "poll_lock")
+            for name in (
+                "lock",
+                "load_pending",
+                "save_pending",
+                "clear_pending",
+                "poll_lock",
+                "remove_poll_locks",
+            )
         )
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         # The hot path calls this; the builtin avoids a Python-level frame per call.
@@ -221,6 +228,8 @@ class TokenManager:
 
             transport = Urllib3Transport(timeout=self._timeout)
         self._transport = transport
+        # Which server a shared pending sign-in belongs to: never adopt another's code.
+        self._server_id = f"{self._api_url} {self._site_host}"
         self._auth = AuthEndpoints(
             transport,
             api_url=self._api_url,
@@ -252,6 +261,7 @@ class TokenManager:
         self._refused: Optional[str] = None
         self._generation = 0
         self._last_flow: Optional[_Flow] = None
+        self._prompted_code: Optional[str] = None
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **options: Any) -> TokenManager:
@@ -568,7 +578,12 @@ class TokenManager:
             flight.set_result(result)
         # After the flight resolves: a slow prompt (a browser, a notebook) must not hold
         # back the callers waiting for this same Pending.
-        if created and isinstance(result, Pending) and self._prompt is not None:
+        if (
+            isinstance(result, Pending)
+            and self._prompt is not None
+            and (created or result.user_code != self._prompted_code)
+        ):
+            self._prompted_code = result.user_code
             try:
                 self._prompt(result)
             except Exception:
@@ -595,16 +610,23 @@ class TokenManager:
                     if snap is not None and self._time() < snap[1]:
                         return snap[0], False
                 adopted = shared_flow.decode(self._cache.load_pending(), self._time())
-                if adopted is not None and adopted.outcome is None:
+                if (
+                    adopted is not None
+                    and adopted.outcome is None
+                    and adopted.server == self._server_id
+                ):
                     auth, created = adopted.auth, False
-                    record = shared_flow.encode(auth, adopted.expires_at)
+                    record = shared_flow.encode(auth, adopted.expires_at, self._server_id)
             if created:
                 got = self._request_device_code()
                 if isinstance(got, Failed):
                     return got, False
                 auth = got
                 if shared:
-                    record = shared_flow.encode(auth, self._time() + auth.expires_in)
+                    self._cache.remove_poll_locks()  # of sign-ins that ended before
+                    record = shared_flow.encode(
+                        auth, self._time() + auth.expires_in, self._server_id
+                    )
                     if not self._cache.save_pending(record):
                         record = None
         now = self._clock.monotonic()
@@ -618,7 +640,7 @@ class TokenManager:
         flow.next_poll_at = now + flow.state.interval
         if record is not None:
             flow.record = record
-            flow.poll_lock = self._cache.poll_lock()
+            flow.poll_lock = self._cache.poll_lock(auth.device_code)
         with self._lock:
             if self._closed:
                 return Failed("the token manager is closed"), False
@@ -680,6 +702,8 @@ class TokenManager:
             flow.state, decision = flow_sm.decide(
                 flow.state, outcome, self._clock.monotonic(), self._policy
             )
+        if isinstance(decision, flow_sm.Wait):
+            self._heartbeat(flow)
         if isinstance(outcome, wire.Transient):
             log.info("sign-in poll: %s; backing off", outcome.reason)
         return decision
@@ -693,27 +717,54 @@ class TokenManager:
         (a stat per interval) and the shared record. The kernel frees the lock of a
         poller that dies, and the next watcher to try takes over before the code expires.
         """
+        # The record first, then the cache: the poller saves tokens before it removes
+        # the record, so a missing record with no tokens in the cache really is an end.
+        current = shared_flow.decode(self._cache.load_pending(), self._time(), allow_expired=True)
         with self._lock:
             self._sync_with_cache_locked()
             if flow.done.is_set():
                 return flow_sm.Stop("failed", "adopted", "signed in by another process")
-        current = shared_flow.decode(self._cache.load_pending(), self._time(), allow_expired=True)
-        device_code = flow.auth.device_code
-        if current is not None and current.expires_at <= self._time():
+        now = self._time()
+        if current is not None and current.expires_at <= now:
             return flow_sm.Stop(
                 "expired", "expired_token", "the sign-in code expired before it was approved."
             )
-        if current is None or current.auth.device_code != device_code:
+        if current is None or current.auth.device_code != flow.auth.device_code:
             return flow_sm.Stop(
                 "failed", "cancelled", "the sign-in was cancelled or replaced by another process"
             )
         if current.outcome is not None:
             kind = current.outcome if current.outcome in ("denied", "expired") else "failed"
             return flow_sm.Stop(kind, current.outcome, current.message or "the sign-in ended")
+        interval = max(flow.state.interval, current.auth.interval)
+        since = None if current.polled_at is None else now - current.polled_at
+        if since is not None and 0 <= since < interval:
+            # Someone polled this code less than an interval ago (inline callers take
+            # turns): polling now would earn a slow_down.
+            return flow_sm.Wait(interval - since)
         lock = flow.poll_lock
         if lock is None or lock.held or lock.acquire(0):
             return None
-        return flow_sm.Wait(flow.state.interval)
+        # The poll lock is held, but its holder has not polled for a long while: it is
+        # stopped (Ctrl-Z, a debugger). Poll in its place rather than wait for it.
+        if since is not None and since > 3 * interval + 2.0:
+            return None
+        return flow_sm.Wait(interval)
+
+    def _heartbeat(self, flow: _Flow) -> None:
+        """Records in the shared record that this code was just polled, and at what pace."""
+        if flow.record is None:
+            return
+        with self._process_lock() as locked:
+            if not locked:
+                return
+            current = shared_flow.decode(self._cache.load_pending(), self._time())
+            if current is None or current.auth.device_code != flow.auth.device_code:
+                return
+            if current.outcome is None:
+                self._cache.save_pending(
+                    shared_flow.with_poll(flow.record, self._time(), flow.state.interval)
+                )
 
     def _release_poll_lock(self, flow: _Flow) -> None:
         lock = flow.poll_lock
@@ -731,6 +782,18 @@ class TokenManager:
             with self._process_lock() as locked, self._lock:
                 if self._flow is not flow or flow.cancel.is_set():
                     return  # cancelled: a late answer never brings tokens back
+                if flow.record is not None and locked:
+                    current = shared_flow.decode(
+                        self._cache.load_pending(), self._time(), allow_expired=True
+                    )
+                    if current is None or current.auth.device_code != flow.auth.device_code:
+                        # Another process signed out (or replaced the sign-in) meanwhile.
+                        log.warning("the sign-in was cancelled elsewhere; discarding its tokens")
+                        self._end_flow_locked(
+                            flow,
+                            flow_sm.Stop("failed", "cancelled", "the sign-in was cancelled"),
+                        )
+                        return
                 received_at = self._time()
                 tokens = self._with_known_exp(decision.tokens, received_at)
                 # Saved before installed: nobody holds a token the cache has not seen.
@@ -738,6 +801,7 @@ class TokenManager:
                     self._save_locked(tokens)
                     if flow.record is not None:
                         self._cache.clear_pending()
+                        self._cache.remove_poll_locks()
                 else:
                     log.warning("could not lock the token cache; keeping the sign-in in memory")
                 self._install_locked(tokens, source="device", received_at=received_at)
@@ -893,6 +957,7 @@ class TokenManager:
                 self._cache.clear()
                 if self._shared:
                     self._cache.clear_pending()
+                    self._cache.remove_poll_locks()
             except Exception:  # noqa: BLE001 - logout must still forget the tokens here
                 log.warning("the token cache could not be cleared")
             self._cache_sig = self._cache_signature()
@@ -964,6 +1029,11 @@ class TokenManager:
     def _after_fork_in_child(self) -> None:
         # Threads do not survive fork and a lock held by one of them would stay held:
         # start over with fresh locks and no flights, and re-read the cache.
+        flow = self._flow
+        if flow is not None and flow.poll_lock is not None:
+            # Touching the lock makes it drop the descriptor inherited from the parent,
+            # so a parent that dies while polling does not leave the lock held by us.
+            _ = flow.poll_lock.held
         self._snapshot = None
         self._init_process_state()
 
