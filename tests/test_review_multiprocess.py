@@ -1,7 +1,7 @@
 """Adversarial review of the cross-process machinery and the CLI (real processes, sockets).
 
-Bugs this review found are fixed (marked ``# Was a bug (fixed):``); one known limitation stays a strict xfail; the other tests pin
-behaviour that already holds. Where a race between processes cannot be forced with a
+Bugs this review found are fixed (marked ``# Fixed bug:``); one known limitation stays
+a strict xfail; the other tests pin behaviour that already holds. Where a race between processes cannot be forced with a
 Barrier, the other process's file writes are replayed at the exact point of the race
 (a cache whose method performs them), which is what that process would have done.
 """
@@ -149,7 +149,7 @@ def test_two_background_processes_poll_one_code_without_slow_down(server, cache_
     assert server.count(CODE) == 1
 
 
-# Was a bug (fixed): with background=False (uWSGI without threads) _poll_step releases the poll lock
+# Fixed bug: with background=False (uWSGI without threads) _poll_step releases the poll lock
 # after every step (_token_manager.py:812-813), so each process takes it in turn and
 # both poll on their own schedules: the server sees two polls per interval, answers
 # slow_down, and the +5 s interval makes the approval land long after it was given.
@@ -178,7 +178,7 @@ def test_two_inline_processes_poll_one_code_without_slow_down(server, cache_path
 # ---------------------------------------------------------------- a poller that stops
 
 
-# Was a bug (fixed): a poller that is stopped (Ctrl-Z on `textstack login`, SIGSTOP, a debugger) keeps
+# Fixed bug: a poller that is stopped (Ctrl-Z on `textstack login`, SIGSTOP, a debugger) keeps
 # its flock on <cache>.poll.lock; watchers only take over when acquire(0) succeeds
 # (_token_manager.py:727-730), so an approved sign-in is never collected.
 @pytest.mark.timeout(20)
@@ -198,7 +198,7 @@ def test_a_stopped_poller_is_replaced(server, cache_path) -> None:
         reap(poller)
 
 
-# Was a bug (fixed): the poll lock is one file for every sign-in, so the stopped poller of an OLD code
+# Fixed bug: the poll lock is one file for every sign-in, so the stopped poller of an OLD code
 # blocks the polling of every later code too: no process can sign in again until the
 # stopped process is gone (a hang with no end, not just one lost code).
 @pytest.mark.timeout(20)
@@ -237,7 +237,7 @@ def test_a_killed_poller_of_an_old_code_does_not_block_a_new_sign_in(server, cac
         reap(poller)
 
 
-# Was a bug (fixed): a process that adopts an orphaned shared sign-in (its creator was killed, e.g. a
+# Fixed bug: a process that adopts an orphaned shared sign-in (its creator was killed, e.g. a
 # Ctrl-C'd script) never shows the code: _run_start_flight prompts only when created
 # (_token_manager.py:563), so `wait_for_token()` in a script waits silently until the
 # code expires (up to 15 minutes) for an approval the person cannot give.
@@ -257,7 +257,7 @@ def test_adopting_an_orphaned_sign_in_shows_the_code(server, cache_path) -> None
 # ---------------------------------------------------------------- the shared record
 
 
-# Was a bug (fixed): the pending record is not bound to the API it came from (_shared_flow.encode has
+# Fixed bug: the pending record is not bound to the API it came from (_shared_flow.encode has
 # no api_url/site_host). After a sign-in against `textstack dev-server`, a sign-in
 # against another server with the same cache adopts the dev server's code and shows
 # its URL; polling it there ends in expired_token.
@@ -377,7 +377,7 @@ class _FinishesBetweenSyncAndRead(FileTokenCache):
         return super().load_pending()
 
 
-# Was a bug (fixed): _watch_shared syncs the cache first and reads the record second
+# Fixed bug: _watch_shared syncs the cache first and reads the record second
 # (_token_manager.py:708-714). A poller finishing in between leaves "no record" and is
 # read as "cancelled": wait_for_token raises AuthorizationError although the tokens are
 # already in the cache. Read the record first, then sync (the poller saves first).
@@ -406,7 +406,7 @@ def test_a_watcher_never_mistakes_a_finished_sign_in_for_a_cancelled_one(
             elsewhere.release()
 
 
-# Was a bug (fixed): logout in another process while the poller's redeeming poll is in flight: the
+# Fixed bug: logout in another process while the poller's redeeming poll is in flight: the
 # poller's _finish_flow (_token_manager.py:753-768) checks only its own cancel flag,
 # not that the shared record still names its device code, so it saves the tokens
 # after the logout removed them. The in-process rule ("a late answer never brings
@@ -459,7 +459,7 @@ class _SaveFails(FileTokenCache):
         return False
 
 
-# Known limitation (kept as a strict xfail): after a rotation whose save failed, the cache still holds the refresh token that
+# Known limitation: after a rotation whose save failed, the cache still holds the refresh token that
 # was just spent (_token_manager.py:658 keeps going, RELIABILITY "old file intact").
 # The next process whose access token expires replays it: two POSTs with one refresh
 # token, reuse detection revokes the family and both processes are logged out. Once a

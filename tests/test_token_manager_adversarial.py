@@ -1,7 +1,7 @@
 """Adversarial tests of the token layer: races, lost tokens, hangs, leaks, hostile input.
 
-Each known bug is marked ``# Was a bug (fixed):`` and ``xfail(strict=True)`` so the suite stays green;
-remove the marker with the fix. The rest are regression tests. Concurrency is forced with
+Bugs this review found are fixed and marked ``# Fixed bug:``; they stay as regression
+tests beside the rest. Concurrency is forced with
 Events and Barriers; virtual time comes from a FakeClock shared with the server.
 """
 
@@ -135,7 +135,7 @@ class FlakyCache(FileTokenCache):
 # ---------------------------------------------------------------- P1: lost tokens
 
 
-# Was a bug (fixed): _refresh() force-syncs from disk under the file lock. After a rotated token could
+# Fixed bug: _refresh() force-syncs from disk under the file lock. After a rotated token could
 # not be saved (disk full), the disk still holds the spent generation; the force-sync
 # installs it over the live in-memory tokens and replays the spent refresh token. The
 # server sees reuse, revokes the family, and the user is logged out (device flow).
@@ -159,7 +159,7 @@ def test_rotated_token_that_could_not_be_saved_is_not_replaced_by_the_stale_disk
     assert on_disk is not None and on_disk.access_token == second.access_token
 
 
-# Was a bug (fixed): same root cause through invalidate(): the stale disk copy is re-installed by the
+# Fixed bug: same root cause through invalidate(): the stale disk copy is re-installed by the
 # force-sync, so the token the API just refused comes back instead of a refresh.
 def test_invalidate_after_a_failed_save_refreshes_the_live_generation(
     server, clock, tmp_path
@@ -229,7 +229,7 @@ def test_refresh_racing_logout_ends_logged_out(clock) -> None:
 # ---------------------------------------------------------------- P1/P2: hangs
 
 
-# Was a bug (fixed): TokenManager.close() does not call _check_fork(). After a fork without the
+# Fixed bug: TokenManager.close() does not call _check_fork(). After a fork without the
 # at-fork hooks (uWSGI), a lock held by a parent thread at fork time stays held and
 # close() (and __exit__) blocks forever; every other entry point resets first.
 @pytest.mark.timeout(10)
@@ -262,7 +262,7 @@ def test_get_token_after_a_fork_without_hooks_does_not_hang(clock) -> None:
         inherited.release()
 
 
-# Was a bug (fixed): the prompt callback runs before the start flight's Future is resolved, so the
+# Fixed bug: the prompt callback runs before the start flight's Future is resolved, so the
 # callers that arrived during the device-code request (waiting on that flight) stay
 # blocked for as long as the callback runs (a browser launch, a notebook display,
 # input()) instead of getting the Pending at once. Fix: resolve the flight first.
@@ -299,7 +299,7 @@ def test_a_slow_prompt_callback_does_not_block_callers_waiting_on_the_flight(clo
             other.join(5)
 
 
-# Was a bug (fixed): wait_for_token(timeout=None) retries a retryable Failed forever (capped 10 s
+# Fixed bug: wait_for_token(timeout=None) retries a retryable Failed forever (capped 10 s
 # delay, no overall bound): a script's login hangs for ever while the device-code
 # endpoint answers 503. It should give up (e.g. after the code lifetime / a max).
 @pytest.mark.timeout(15)
@@ -334,7 +334,7 @@ class CountingClock(FakeClock):
         return super().wait(seconds, cancel)
 
 
-# Was a bug (fixed): background=False: while one thread is inside an inline poll, wait_for_token in
+# Fixed bug: background=False: while one thread is inside an inline poll, wait_for_token in
 # another thread spins: next_poll_at is in the past, so it waits 0 s, fails to claim the
 # poll, and loops (100% CPU for the whole HTTP request).
 def test_inline_wait_for_token_does_not_spin_while_another_thread_polls() -> None:
@@ -376,7 +376,7 @@ def test_inline_wait_for_token_does_not_spin_while_another_thread_polls() -> Non
 # ---------------------------------------------------------------- P2: flow semantics
 
 
-# Was a bug (fixed): wait_for_token reads self._flow after get_token() returned Pending. If the poll
+# Fixed bug: wait_for_token reads self._flow after get_token() returned Pending. If the poll
 # thread ended the flow with a denial in between, _flow is None, the loop `continue`s
 # and get_token() starts a SECOND device flow: the denial is lost and the user is
 # prompted again (or the script waits on a new code).
@@ -417,7 +417,7 @@ def test_denial_racing_wait_for_token_raises_denied_and_starts_no_second_flow(
     assert errors and isinstance(errors[0], AuthorizationDenied), errors
 
 
-# Was a bug (fixed): logout() while another thread's device-code request is in flight: the answer
+# Fixed bug: logout() while another thread's device-code request is in flight: the answer
 # installs a new flow (and a poll thread) after logout returned, so a sign-in is pending
 # and can bring tokens back after the user signed out.
 def test_logout_during_the_device_code_request_leaves_no_flow(clock) -> None:
@@ -513,7 +513,7 @@ def test_second_process_does_not_rerotate_an_opaque_token_just_rotated(
 # ---------------------------------------------------------------- secrets
 
 
-# Was a bug (fixed): a non-JSON 200 from POST /auth/device/code (e.g. a form-encoded OAuth answer, as
+# Fixed bug: a non-JSON 200 from POST /auth/device/code (e.g. a form-encoded OAuth answer, as
 # GitHub sends without Accept: json) is put into Failed.message, status().last_error and
 # a WARNING log through snippet(): the device_code leaks.
 def test_form_encoded_device_code_answer_does_not_leak_the_device_code(clock, caplog) -> None:
