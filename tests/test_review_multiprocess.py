@@ -2,8 +2,9 @@
 
 Bugs this review found are fixed (marked ``# Fixed bug:``); one known limitation stays
 a strict xfail; the other tests pin behaviour that already holds. Where a race between
-processes cannot be forced with a Barrier, the other process's file writes are replayed at the exact point of the race
-(a cache whose method performs them), which is what that process would have done.
+processes cannot be forced with a Barrier, the other process's file writes are replayed
+at the exact point of the race (a cache whose method performs them), which is what that
+process would have done.
 """
 
 from __future__ import annotations
