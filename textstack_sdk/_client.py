@@ -298,6 +298,9 @@ class TextStackApiClient:
         # The last token that passed the header-safety check; identity comparison keeps
         # the hot path free of a regex per call. A benign race: worst case, one re-check.
         self._checked_token: Optional[str] = None
+        self._bearer_headers: dict[
+            tuple[tuple[str, str], ...], tuple[str, tuple[tuple[str, str], ...]]
+        ] = {}
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -382,7 +385,7 @@ class TextStackApiClient:
             Request(
                 method,
                 url,
-                (*headers, ("Authorization", _BEARER + token)),
+                self._with_bearer(headers, token),
                 body,
                 route,
                 retry_safe,
@@ -397,7 +400,7 @@ class TextStackApiClient:
             Request(
                 method,
                 url,
-                (*headers, ("Authorization", _BEARER + fresh)),
+                self._with_bearer(headers, fresh),
                 body,
                 route,
                 retry_safe,
@@ -409,6 +412,18 @@ class TextStackApiClient:
             reason = "the server rejected the access token even after a refresh (HTTP 401)"
             raise AuthorizationRequired(f"authentication required — {reason}", reason=reason)
         return response
+
+    def _with_bearer(
+        self, headers: tuple[tuple[str, str], ...], token: str
+    ) -> tuple[tuple[str, str], ...]:
+        # The same tuple for every call with this token: no per-call string building,
+        # and the transport's validated-headers cache hits on it.
+        cached = self._bearer_headers.get(headers)
+        if cached is not None and cached[0] is token:
+            return cached[1]
+        full = (*headers, ("Authorization", _BEARER + token))
+        self._bearer_headers[headers] = (token, full)
+        return full
 
     def _token(self) -> str:
         result: TokenResult = self._provider.get_token()

@@ -70,6 +70,7 @@ _MIB = 1024 * 1024
 _MAX_TIMEOUT = 600.0
 _MAX_BACKOFF_DELAY = 10.0
 _READ_CHUNK = 64 * 1024
+_HEADER_CACHE_SIZE = 32
 _DEADLINE_TOLERANCE = 0.05
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -651,6 +652,9 @@ class Urllib3Transport:
             self._pool_kw["ssl_context"] = ssl_context
 
         self._lock = threading.Lock()
+        # Validated header sets by their exact input: a client sends the same few sets
+        # (one per token generation), so validation runs once per set, not per request.
+        self._header_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         self._closed = False
         self._pid = os.getpid()
         self._pool = self._new_pool()
@@ -717,7 +721,13 @@ class Urllib3Transport:
         else:
             budget = _number("Request.timeout", request.timeout, 0.0, _MAX_TIMEOUT, allow_low=False)
             timeout_obj = None
-        headers = self._headers(request)
+        cached = self._header_cache.get(request.headers)
+        if cached is None:
+            cached = self._headers(request)
+            if len(self._header_cache) >= _HEADER_CACHE_SIZE:
+                self._header_cache.clear()
+            self._header_cache[request.headers] = cached
+        headers = dict(cached)  # urllib3 may add to it; the cached copy stays pristine
         start = time.monotonic()
         deadline = start + budget
         method = request.method
