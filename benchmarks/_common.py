@@ -44,10 +44,10 @@ class Config:
     def full(cls) -> Config:
         return cls(
             smoke=False,
-            rounds=7,
+            rounds=11,
             batch_seconds=0.04,
             rate_seconds=0.25,
-            http_seconds=1.0,
+            http_seconds=0.6,
             thread_counts=(1, 4, 16, 64, 256, 1024),
             process_counts=(1, 2, 4, 8, 16),
             process_repeats=2,

@@ -71,7 +71,18 @@ def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[
     for threads in (1, 8):
         suffix = f"{threads} thread{'s' if threads > 1 else ''}"
         row = _find(rows, "client throughput", f"TextStackApiClient.list_my_books, {suffix}")
-        if row is not None and row.ratio is not None:
+        paired = _find(rows, "client vs bare", f"TextStackApiClient.list_my_books, {suffix}")
+        if paired is not None and paired.ratio is not None and paired.ratio_spread:
+            # Judged on the alternating measurement: slot-to-slot drift cancels there.
+            slots = f"; slot by slot {row.ratio:.2f}" if row is not None and row.ratio else ""
+            add(
+                f"client >= 0.9x bare urllib3 req/s, {suffix}",
+                paired.ratio,
+                paired.ratio >= 0.9,
+                f"alternating every 20 requests: ratio {paired.ratio:.2f} "
+                f"(rounds {paired.ratio_spread[0]:.2f}-{paired.ratio_spread[1]:.2f}){slots}",
+            )
+        elif row is not None and row.ratio is not None:
             add(
                 f"client >= 0.9x bare urllib3 req/s, {suffix}",
                 row.ratio,
@@ -234,6 +245,17 @@ def chart(rows: list[Row], path: str, title: str) -> Optional[str]:
             (
                 "Authenticated GET req/s ÷ bare urllib3 PoolManager (same round)",
                 tp,
+                0.9,
+                "target >= 0.9x",
+                False,
+            )
+        )
+    paired = [r for r in rows if r.section.startswith("client vs bare") and r.ratio is not None]
+    if paired:
+        panels.append(
+            (
+                "Client ÷ bare urllib3, alternating every 20 requests (the judged figure)",
+                paired,
                 0.9,
                 "target >= 0.9x",
                 False,

@@ -30,6 +30,7 @@ __all__ = ["run"]
 
 SECTION = "client throughput (req/s)"
 SECTION_CPU = "client CPU per request (µs)"
+SECTION_PAIRED = "client vs bare urllib3, alternating (req/s ratio)"
 BARE = "bare urllib3 PoolManager"
 CLIENT = "TextStackApiClient.list_my_books"
 CEILING = "raw http.client keep-alive (server ceiling probe)"
@@ -158,6 +159,74 @@ def _rate_and_cpu(fn: Call, threads: int, seconds: float) -> tuple[float, float]
     return total / (max(ends) - box[0]), cpu / max(total, 1) * 1e6
 
 
+def _paired(a: Call, b: Call, threads: int, seconds: float, slice_calls: int = 20) -> float:
+    """a's request rate over b's, the two alternating every ``slice_calls`` in each thread.
+
+    Side by side at the finest grain: both see the same server, the same machine load and
+    the same moment, so drift between measurement slots (the noisiest part of a shared
+    2-core machine) cancels out. Half the threads start with each candidate.
+    """
+    barrier = threading.Barrier(threads + 1)
+    spent = [[0.0, 0.0] for _ in range(threads)]
+    done = [[0, 0] for _ in range(threads)]
+    box: list[float] = []
+    errors: list[BaseException] = []
+    perf = time.perf_counter
+
+    def work(i: int) -> None:
+        barrier.wait()
+        end = box[0] + seconds
+        turn = i % 2
+        try:
+            while perf() < end:
+                fn = a if turn == 0 else b
+                t0 = perf()
+                for _ in range(slice_calls):
+                    fn()
+                spent[i][turn] += perf() - t0
+                done[i][turn] += slice_calls
+                turn ^= 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    box.append(perf())
+    barrier.wait()
+    for w in workers:
+        w.join()
+    if errors:
+        raise RuntimeError(f"a request failed during the benchmark: {errors[0]!r}") from errors[0]
+    rate_a = sum(d[0] for d in done) / max(sum(t[0] for t in spent), 1e-9)
+    rate_b = sum(d[1] for d in done) / max(sum(t[1] for t in spent), 1e-9)
+    return rate_a / rate_b
+
+
+def _paired_rows(calls: dict[str, Call], config: Config) -> list[Row]:
+    rows = []
+    for threads in (1, 8):
+        ratios = [
+            _paired(calls[CLIENT], calls[BARE], threads, config.http_seconds)
+            for _ in range(config.rounds)
+        ]
+        s = spread(ratios)
+        rows.append(
+            Row(
+                SECTION_PAIRED,
+                f"{CLIENT}, {threads} thread{'s' if threads > 1 else ''}",
+                s.median,
+                "x",
+                [s.low, s.high],
+                baseline=f"{BARE}, alternating every 20 requests",
+                ratio=s.median,
+                ratio_spread=[s.low, s.high],
+                extra={"threads": threads, "rounds": len(ratios)},
+            )
+        )
+    return rows
+
+
 def _profile(fn: Call, seconds: float) -> list[dict[str, Any]]:
     """The client's per-request cost by function (cProfile, one thread)."""
     profiler = cProfile.Profile()
@@ -270,7 +339,7 @@ def run(config: Config) -> tuple[list[Row], dict[str, Any]]:
                         fn, t, config.http_seconds
                     )
             raw = interleaved(measures, config.rounds)  # type: ignore[arg-type]
-            rows = _rows(calls, raw, missing)
+            rows = _rows(calls, raw, missing) + _paired_rows(calls, config)
             facts["profile_client_1_thread"] = _profile(calls[CLIENT], 0.3 if config.smoke else 2.0)
             facts["profile_bare_1_thread"] = _profile(calls[BARE], 0.3 if config.smoke else 2.0)
             facts["client_breakdown_us"] = breakdown(facts["profile_client_1_thread"])
