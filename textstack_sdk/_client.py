@@ -627,17 +627,11 @@ class TextStackApiClient:
             ApiError: The server refused.
             TransportError: The network failed.
         """
-        payload = {
+        where = {
             "editionId": _id_arg(edition_id, "edition_id"),
             "chapterId": _id_arg(chapter_id, "chapter_id"),
-            "anchorJson": _json_text(anchor_json, "anchor_json"),
-            "color": _text_arg(color, "color"),
-            "selectedText": _text_arg(selected_text, "selected_text"),
-            "noteText": _opt_text(note_text, "note_text"),
         }
-        return self._send_json(
-            "POST", "POST /me/highlights", "/me/highlights", payload, P.highlight
-        )
+        return self._post_highlight(where, selected_text, color, note_text, anchor_json)
 
     def list_my_vocabulary(
         self,
@@ -768,9 +762,23 @@ class TextStackApiClient:
             ApiError: The server refused.
             TransportError: The network failed.
         """
-        payload = {
+        where = {
             "userBookId": _id_arg(book_id, "book_id"),
             "userChapterId": _id_arg(user_chapter_id, "user_chapter_id"),
+        }
+        return self._post_highlight(where, selected_text, color, note_text, anchor_json)
+
+    def _post_highlight(
+        self,
+        where: dict[str, str],
+        selected_text: str,
+        color: str,
+        note_text: Optional[str],
+        anchor_json: Optional[Union[str, Mapping[str, Any]]],
+    ) -> Optional[Highlight]:
+        # One route for catalog and uploaded books; ``where`` names the book and chapter.
+        payload = {
+            **where,
             "anchorJson": _json_text(anchor_json, "anchor_json"),
             "color": _text_arg(color, "color"),
             "selectedText": _text_arg(selected_text, "selected_text"),
