@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,6 @@ from textstack_sdk import (
     AuthorizationTimeout,
     Authorized,
     Failed,
-    FileTokenCache,
     MemoryTokenCache,
     Pending,
     TokenManager,
@@ -29,78 +28,14 @@ from textstack_sdk import (
 from textstack_sdk._jwt import decode_exp
 from textstack_sdk.testing import FakeClock, FakeTextStackServer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _tm_helpers import drive, manager, run_threads, seed
+
 pytestmark = pytest.mark.timeout(30)
 
 CODE = "POST /auth/device/code"
 POLL = "POST /auth/device/token"
 REFRESH = "POST /auth/refresh-mobile"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[FakeTextStackServer]:
-    with FakeTextStackServer(clock=clock, interval=5) as srv:
-        yield srv
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> FileTokenCache:
-    return FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
-
-
-def manager(
-    server: FakeTextStackServer, clock: FakeClock, cache: object, **options: object
-) -> TokenManager:
-    options.setdefault("timeout", 5)
-    return TokenManager(
-        api_url=server.api_url,
-        site_host=server.site_host,
-        cache=cache,
-        clock=clock,
-        prompt=False,
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def seed(server: FakeTextStackServer, cache: FileTokenCache) -> TokenSet:
-    access, refresh = server.issue_tokens()
-    tokens = TokenSet(access, refresh, decode_exp(access))
-    assert cache.save(tokens)
-    return tokens
-
-
-def run_threads(n: int, target) -> list[object]:  # type: ignore[no-untyped-def]
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def body(i: int) -> None:
-        barrier.wait()
-        results[i] = target()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert not any(t.is_alive() for t in threads)
-    return results
-
-
-def drive(clock: FakeClock, until, step: float = 30.0, max_steps: int = 200) -> None:  # type: ignore[no-untyped-def]
-    """Advances virtual time one step at a time until ``until()`` holds."""
-    for _ in range(max_steps):
-        if until():
-            return
-        try:
-            clock.wait_for_waiters(1, timeout=0.3)
-        except AssertionError:
-            continue  # the poll thread finished between our check and the wait
-        clock.advance(step)
-    assert until()
 
 
 def approve_when_polled(server: FakeTextStackServer, clock: FakeClock, pending: Pending) -> None:

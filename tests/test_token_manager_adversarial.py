@@ -11,9 +11,9 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -33,8 +33,10 @@ from textstack_sdk import (
     provider_from_env,
 )
 from textstack_sdk._http import Request, Response
-from textstack_sdk._jwt import decode_exp
-from textstack_sdk.testing import FakeClock, FakeTextStackServer, MockTransport
+from textstack_sdk.testing import FakeClock, MockTransport
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tm_helpers import manager, seed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,40 +46,7 @@ REFRESH = "POST /auth/refresh-mobile"
 API = "http://127.0.0.1:9/api"
 
 
-# ---------------------------------------------------------------- helpers (copied, small)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[FakeTextStackServer]:
-    with FakeTextStackServer(clock=clock, interval=5) as srv:
-        yield srv
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> FileTokenCache:
-    return FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
-
-
-def manager(
-    server: FakeTextStackServer, clock: FakeClock, cache: object, **options: Any
-) -> TokenManager:
-    options.setdefault("timeout", 5)
-    options.setdefault("prompt", False)
-    return TokenManager(
-        api_url=server.api_url, site_host=server.site_host, cache=cache, clock=clock, **options
-    )
-
-
-def seed(server: FakeTextStackServer, cache: Any) -> TokenSet:
-    access, refresh = server.issue_tokens()
-    tokens = TokenSet(access, refresh, decode_exp(access))
-    assert cache.save(tokens)
-    return tokens
+# ---------------------------------------------------------------- helpers
 
 
 def json_response(status: int, payload: Any, headers: Optional[dict[str, str]] = None) -> Response:
