@@ -114,7 +114,7 @@ def test_host_header_is_the_configured_site_host() -> None:
     assert transport.requests[0].header("Host") == "textstack.app"
 
 
-# BUG: resolve_site_host() lower-cases the value (_settings.py:77), but the public
+# BUG: resolve_site_host() lower-cases the value (_settings.py:72), but the public
 # contract says the client sends ``Host: <site_host>`` *exactly*. DNS names are
 # case-insensitive, so this is a nit, but it is a documented promise.
 @pytest.mark.xfail(strict=True, reason="BUG: site host is lower-cased, not sent exactly")
@@ -467,7 +467,7 @@ def test_problem_details_404_is_not_found() -> None:
 
 # BUG: API_CONTRACT.md: '"Not found / not yours" (404) returns None'. The client only
 # applies it to the routes TEXTSTACK_API.md happens to annotate; list_my_highlights
-# (_client.py:586) raises ApiError(404) for an unknown or foreign edition instead.
+# (_client.py:590) raises ApiError(404) for an unknown or foreign edition instead.
 @pytest.mark.xfail(strict=True, reason="BUG: 404 raises instead of returning None")
 def test_not_found_on_list_my_highlights_returns_none() -> None:
     client, _ = _client(_answer(404, {"title": "Not Found", "status": 404}, PROBLEM))
@@ -485,7 +485,7 @@ def test_chapter_review_404_refusal_raises_with_its_message() -> None:
 
 
 # BUG: ASP.NET's ``Results.BadRequest("AnchorJson required")`` / ``Results.NotFound("Edition
-# not found")`` answer with a JSON *string* body. api_error (_api_parse.py:790) only
+# not found")`` answer with a JSON *string* body. api_error (_api_parse.py:791) only
 # decodes bodies starting with '{', so the message keeps its JSON quotes (and any
 # escapes, e.g. \u0027). Fix: json-decode a body that starts with '"' and use the string.
 @pytest.mark.xfail(strict=True, reason="BUG: JSON-string error body keeps its quotes")
@@ -740,7 +740,7 @@ def test_save_highlight_with_an_explicit_anchor_passes_a_strict_server() -> None
 
 
 # BUG (P1): save_highlight / save_my_highlight default anchor_json=None and send
-# ``"anchorJson": null`` (_client.py:731). TEXTSTACK_API.md lists anchorJson as a body
+# ``"anchorJson": null`` (_client.py:782). TEXTSTACK_API.md lists anchorJson as a body
 # field (no "optional"), and TextStack validates it ("AnchorJson required", must be a
 # JSON object: it is a jsonb column); its own MCP client therefore always synthesizes a
 # W3C text-quote anchor. Only our fake accepts null (testing/_library.py:370), so the
@@ -756,8 +756,8 @@ def test_save_highlight_documented_call_passes_a_strict_server() -> None:
 
 # BUG (P2): TextStack's DTOs declare chapter slugs nullable (SearchResultDto.ChapterSlug,
 # ChapterSummaryDto.Slug, ChapterNav.Slug are ``string?``) and TEXTSTACK_API.md never says
-# they are present, but _api_parse reads them with req_str (_search_hit:355,
-# _chapter_summary:381, _chapter_link:411): ONE chapter without a slug turns the whole
+# they are present, but _api_parse reads them with req_str (_api_parse.py:329,
+# 371, 396): ONE chapter without a slug turns the whole
 # search / book / chapter answer into a ProtocolError. Fix: o.text() for these slugs
 # (keep the id required), and let the CLI fall back to the chapter number.
 @pytest.mark.xfail(strict=True, reason="BUG: a null chapter slug breaks search/book/chapter")
