@@ -59,7 +59,7 @@ def show_catalog(client: TextStackApiClient, query: str) -> None:
     print(f"\n{book.title} by {authors}: {len(book.chapters)} chapters")
     print(f"  {chapter.title}: {plain_text(chapter.html)}")
 
-    for highlight in client.list_my_highlights(book.id):  # needs a sign-in
+    for highlight in client.list_my_highlights(book.id) or ():  # needs a sign-in
         print(f"  your highlight: {highlight.selected_text!r}")
 
 

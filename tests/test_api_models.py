@@ -150,12 +150,12 @@ def test_wrong_json_type_is_a_protocol_error(kind: Any, value: Any) -> None:
         (P.book, {"id": G1, "slug": "s", "authors": [{"nom": "x"}]}, "authors[0].name"),
         (P.book, {"id": G1, "slug": "s", "chapters": {}}, "chapters"),
         (P.chapter, {"slug": "c"}, "html"),
-        (P.chapter, {"slug": "c", "html": "", "prev": {"title": "t"}}, "prev.slug"),
+        (P.chapter, {"slug": "c", "html": "", "prev": {"slug": 7}}, "prev.slug"),
         (P.chapter, {"slug": "c", "html": "", "next": "c2"}, "next"),
         (P.search_results, {"total": 1}, "items"),
         (
             P.search_results,
-            {"total": 1, "items": [{"chapterId": G1, "edition": {"id": G2}}]},
+            {"total": 1, "items": [{"chapterId": G1, "chapterSlug": 3, "edition": {"id": G2}}]},
             "items[0].chapterSlug",
         ),
         (
@@ -186,7 +186,11 @@ def test_wrong_json_type_is_a_protocol_error(kind: Any, value: Any) -> None:
         (P.my_book_detail, {"title": "t"}, "id"),
         (P.my_book_detail, {"id": G1, "hasOriginalPdf": "yes"}, "hasOriginalPdf"),
         (P.my_chapter, {"slug": "c", "html": ""}, "id"),
-        (P.my_chapter, {"id": G1, "slug": "c", "html": "", "previous": {"x": 1}}, "previous.slug"),
+        (
+            P.my_chapter,
+            {"id": G1, "slug": "c", "html": "", "previous": {"slug": []}},
+            "previous.slug",
+        ),
         (P.insights, [{"text": "t"}], "[0].id"),
         (P.shelves, {"continueReading": [{"title": "t"}]}, "continueReading[0].id"),
         (P.shelves, {"recentlyAdded": "none"}, "recentlyAdded"),

@@ -447,7 +447,8 @@ def test_write_bodies_are_camel_case_and_progress_is_book_percent() -> None:
     assert bodies[1] == {
         "userBookId": "b1",
         "userChapterId": "uc1",
-        "anchorJson": None,
+        # No anchor given: the selection is quoted (the server requires an anchor).
+        "anchorJson": '{"type":"TextQuoteSelector","exact":"sel","source":"sdk"}',
         "color": "green",
         "selectedText": "sel",
         "noteText": None,
@@ -539,7 +540,6 @@ def test_404_is_none_where_the_contract_says(
 @pytest.mark.parametrize(
     "call",
     [
-        lambda c: c.list_my_highlights(E1),
         lambda c: c.list_my_books(),
         lambda c: c.search_books("q"),
         lambda c: c.get_shelves(),
@@ -911,9 +911,7 @@ def test_not_found_and_not_yours_over_sockets(server: FakeTextStackServer, clien
     assert client.get_my_insights(book_id=unknown) is None
     assert client.get_progress(server.sample_ids["moby-dick"]) is None  # never opened
     assert client.get_my_book_progress(server.sample_ids["meditations"]) is None
-    with pytest.raises(ApiError) as info:
-        client.list_my_highlights(unknown)
-    assert info.value.status == 404
+    assert client.list_my_highlights(unknown) is None  # the contract: 404 means None
 
 
 def test_writes_over_sockets(server: FakeTextStackServer, client: Any) -> None:
@@ -926,7 +924,7 @@ def test_writes_over_sockets(server: FakeTextStackServer, client: Any) -> None:
     assert recorded.json() == {
         "editionId": pride,
         "chapterId": chapter_id,
-        "anchorJson": None,
+        "anchorJson": '{"type":"TextQuoteSelector","exact":"a single man","source":"sdk"}',
         "color": "yellow",
         "selectedText": "a single man",
         "noteText": "n",

@@ -721,6 +721,7 @@ def test_highlights_round_trip(server: FakeTextStackServer, wire: Wire, token: s
         {
             "userBookId": book,
             "userChapterId": ids["meditations/book-two"],
+            "anchorJson": '{"exact": "Begin the morning"}',
             "selectedText": "Begin the morning",
             "color": "yellow",
         },

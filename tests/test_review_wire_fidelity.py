@@ -4,7 +4,7 @@ Every answer here is one TEXTSTACK_API.md allows (an ASP.NET service's natural w
 saying it) but that ``textstack_sdk.testing`` happens not to send: 201/204 writes,
 7-digit fractions, ProblemDetails errors, enums as numbers, missing optional fields,
 extra fields, ``Retry-After`` on the auth endpoints... A test marked
-``xfail(strict=True)`` with a ``# BUG:`` comment is a real defect (it starts passing,
+``xfail(strict=True)`` with a ``# Fixed bug:`` comment is a real defect (it starts passing,
 and so fails, once the bug is fixed); the others pin behaviour that already holds.
 """
 
@@ -114,10 +114,9 @@ def test_host_header_is_the_configured_site_host() -> None:
     assert transport.requests[0].header("Host") == "textstack.app"
 
 
-# BUG: resolve_site_host() lower-cases the value (_settings.py:72), but the public
+# Fixed bug: resolve_site_host() lower-cases the value (_settings.py:72), but the public
 # contract says the client sends ``Host: <site_host>`` *exactly*. DNS names are
 # case-insensitive, so this is a nit, but it is a documented promise.
-@pytest.mark.xfail(strict=True, reason="BUG: site host is lower-cased, not sent exactly")
 def test_host_header_is_sent_exactly_as_configured() -> None:
     client, transport = _client(_answer(200, {"total": 0, "items": []}), site_host="TextStack.App")
     client.search_books("x")
@@ -297,7 +296,6 @@ def test_numeric_ids_and_nulls_for_optional_fields() -> None:
 # strings here). _api_parse.py reads them with o.text() (_my_book, my_book_detail,
 # insight), so one numeric enum turns the whole list call into a ProtocolError, while
 # vocabulary `stage` and citation `marker` already use o.scalar(). Fix: o.scalar().
-@pytest.mark.xfail(strict=True, reason="BUG: numeric enum status/source breaks parsing")
 def test_enum_fields_sent_as_numbers_do_not_break_reads() -> None:
     client, _ = _client(_answer(200, [{"id": B1, "title": "T", "status": 2}]))
     (book,) = client.list_my_books()
@@ -465,10 +463,9 @@ def test_problem_details_404_is_not_found() -> None:
     assert client.list_my_book_highlights(B1) is None
 
 
-# BUG: API_CONTRACT.md: '"Not found / not yours" (404) returns None'. The client only
+# Fixed bug: API_CONTRACT.md: '"Not found / not yours" (404) returns None'. The client only
 # applies it to the routes TEXTSTACK_API.md happens to annotate; list_my_highlights
 # (_client.py:590) raises ApiError(404) for an unknown or foreign edition instead.
-@pytest.mark.xfail(strict=True, reason="BUG: 404 raises instead of returning None")
 def test_not_found_on_list_my_highlights_returns_none() -> None:
     client, _ = _client(_answer(404, {"title": "Not Found", "status": 404}, PROBLEM))
     assert client.list_my_highlights(E1) is None
@@ -484,11 +481,10 @@ def test_chapter_review_404_refusal_raises_with_its_message() -> None:
     assert info.value.message == "No chapter 'nope' in this book."
 
 
-# BUG: ASP.NET's ``Results.BadRequest("AnchorJson required")`` / ``Results.NotFound("Edition
+# Fixed bug: ASP.NET's ``Results.BadRequest("AnchorJson required")`` / ``Results.NotFound("Edition
 # not found")`` answer with a JSON *string* body. api_error (_api_parse.py:791) only
 # decodes bodies starting with '{', so the message keeps its JSON quotes (and any
 # escapes, e.g. \u0027). Fix: json-decode a body that starts with '"' and use the string.
-@pytest.mark.xfail(strict=True, reason="BUG: JSON-string error body keeps its quotes")
 def test_json_string_error_body_is_the_message() -> None:
     client, _ = _client(lambda _r: Response(400, dict(JSON), b'"Edition isn\\u0027t here"'))
     with pytest.raises(ApiError) as info:
@@ -607,12 +603,11 @@ def test_slow_down_adds_five_seconds_for_the_rest_of_the_flow() -> None:
     assert decision == Wait(10.0)
 
 
-# BUG: _device_flow.py:124 counts every slow_down of the flow (authorization_pending does
+# Fixed bug: _device_flow.py:124 counts every slow_down of the flow (authorization_pending does
 # not reset ``slow_downs``) and stops with "slow_down_storm" after the 7th, although the
 # message says "in a row" and RFC 8628 / TEXTSTACK_API.md only say "add 5 s". A server
 # whose rate limiter answers slow_down now and then kills an otherwise healthy sign-in.
 # Fix: reset slow_downs on authorization_pending (as failures is), or drop the cap.
-@pytest.mark.xfail(strict=True, reason="BUG: sporadic slow_down ends a healthy sign-in")
 def test_sporadic_slow_down_does_not_end_the_flow() -> None:
     policy = FlowPolicy()
     state = FlowState(deadline=1e9, interval=5.0)
@@ -671,13 +666,12 @@ def test_refresh_429_retry_after_is_honoured() -> None:
         assert len(server.sent("refresh_mobile")) == 2
 
 
-# BUG: a 429 (with Retry-After) from POST /auth/device/code is turned into a retryable
+# Fixed bug: a 429 (with Retry-After) from POST /auth/device/code is turned into a retryable
 # Failed (_auth_endpoints.py:60-62) that drops Retry-After, and nothing remembers it:
 # every following get_token() -- i.e. every API call of every thread -- posts a new
 # device-code request at once, hammering the rate limiter that asked us to wait.
 # Fix: carry retry_after in StartFailure and keep a "no new code before" time in the
 # TokenManager (as _refresh_not_before does for refresh), with a small floor without it.
-@pytest.mark.xfail(strict=True, reason="BUG: device-code 429 Retry-After ignored")
 def test_device_code_429_retry_after_is_honoured() -> None:
     clock = FakeClock()
     server = AuthServer(code=lambda _r: Response(429, {"retry-after": "60"}, b""))
@@ -747,7 +741,6 @@ def test_save_highlight_with_an_explicit_anchor_passes_a_strict_server() -> None
 # documented three-argument call fails with 400 against a faithful server.
 # Fix: when anchor_json is None, send json.dumps({"type": "TextQuoteSelector",
 # "exact": selected_text, "source": "sdk"}) (and keep the fake as strict as the API).
-@pytest.mark.xfail(strict=True, reason="BUG: default save_highlight sends anchorJson null")
 def test_save_highlight_documented_call_passes_a_strict_server() -> None:
     client, _ = _client(_strict_highlight_server)
     assert client.save_highlight(E1, "c1", "some text") is not None
@@ -760,7 +753,6 @@ def test_save_highlight_documented_call_passes_a_strict_server() -> None:
 # 371, 396): ONE chapter without a slug turns the whole
 # search / book / chapter answer into a ProtocolError. Fix: o.text() for these slugs
 # (keep the id required), and let the CLI fall back to the chapter number.
-@pytest.mark.xfail(strict=True, reason="BUG: a null chapter slug breaks search/book/chapter")
 def test_null_chapter_slugs_do_not_break_reads() -> None:
     client, _ = _client(
         _answer(
@@ -815,7 +807,6 @@ def test_null_chapter_slugs_do_not_break_reads() -> None:
 # becomes the RFC default of 5 s, while ``interval: 0.5`` is clamped to the 1 s floor.
 # API_CONTRACT: the poll waits the server's interval, "never less than 1 s". Fix: treat
 # a present, finite, non-negative interval as given and let FlowPolicy.min_interval clamp it.
-@pytest.mark.xfail(strict=True, reason="BUG: interval 0 becomes 5 s instead of the 1 s floor")
 def test_interval_zero_is_clamped_to_the_floor_not_defaulted() -> None:
     from textstack_sdk._wire import parse_device_authorization
 

@@ -442,6 +442,10 @@ def test_device_code_request_failure_is_retryable_and_not_cached(server, clock, 
     with manager(server, clock, cache) as tm:
         first = tm.get_token()
         assert isinstance(first, Failed) and first.retryable
+        # Every caller asking at once would hammer a failing server: a short backoff.
+        assert isinstance(tm.get_token(), Failed)
+        assert server.count(CODE) == 1
+        clock.advance(1.0)
         assert isinstance(tm.get_token(), Pending)
     assert server.count(CODE) == 2
 

@@ -42,7 +42,7 @@ def test_device_code_happy() -> None:
     assert "dev-123" not in repr(auth)
 
 
-@pytest.mark.parametrize("interval", [None, "x", True, -1, 0, float("nan"), [5]])
+@pytest.mark.parametrize("interval", [None, "x", True, -1, float("nan"), [5]])
 def test_missing_or_bad_interval_means_five(interval: object) -> None:
     body = dict(GOOD_CODE)
     if interval is None:
@@ -51,6 +51,10 @@ def test_missing_or_bad_interval_means_five(interval: object) -> None:
         body["interval"] = interval
     raw = json.dumps(body).replace("NaN", "NaN").encode()
     assert parse_device_authorization(resp(200, raw)).interval == 5.0
+
+
+def test_interval_zero_means_the_rfc_floor_not_the_default() -> None:
+    assert parse_device_authorization(resp(200, dict(GOOD_CODE, interval=0))).interval == 1.0
 
 
 def test_huge_interval_and_lifetime_are_capped() -> None:

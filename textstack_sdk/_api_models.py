@@ -131,7 +131,7 @@ class SearchHit:
     """One chapter matching a catalog search. Immutable; thread-safe."""
 
     chapter_id: str
-    chapter_slug: str
+    chapter_slug: Optional[str]  # the server allows chapters without a slug
     edition: EditionSummary
     chapter_title: Optional[str] = None
     chapter_number: Optional[int] = None
@@ -165,7 +165,7 @@ class ChapterSummary:
     """A chapter in a book's table of contents. Immutable; thread-safe."""
 
     id: str
-    slug: str
+    slug: Optional[str]  # the server allows chapters without a slug
     chapter_number: Optional[int] = None
     title: Optional[str] = None
     word_count: Optional[int] = None
@@ -192,7 +192,7 @@ class ChapterLink:
     ``chapter_number`` is only given by the user-book routes.
     """
 
-    slug: str
+    slug: Optional[str]
     title: Optional[str] = None
     chapter_number: Optional[int] = None
 
@@ -300,7 +300,7 @@ class MyBook:
     title: Optional[str] = None
     slug: Optional[str] = None
     author: Optional[str] = None
-    status: Optional[str] = None
+    status: Union[str, int, None] = None
     chapter_count: Optional[int] = None
     progress_percent: Optional[float] = None
     progress_chapter_slug: Optional[str] = None
@@ -323,7 +323,7 @@ class MyBookDetail:
     genre: Optional[str] = None
     published_year: Optional[int] = None
     total_word_count: Optional[int] = None
-    status: Optional[str] = None
+    status: Union[str, int, None] = None
     has_original_pdf: Optional[bool] = None
     chapters: tuple[ChapterSummary, ...] = ()
 
@@ -360,7 +360,7 @@ class Insight:
     chapter_number: Optional[int] = None
     chapter_title: Optional[str] = None
     question: Optional[str] = None
-    source: Optional[str] = None
+    source: Union[str, int, None] = None
     created_at: Optional[datetime] = None
     updated_at: Optional[datetime] = None
 

@@ -326,7 +326,7 @@ def _search_hit(value: Any, path: str) -> SearchHit:
         raise o._bad("edition", "is missing")
     return SearchHit(
         chapter_id=o.id("chapterId"),
-        chapter_slug=o.req_str("chapterSlug"),
+        chapter_slug=o.text("chapterSlug"),
         edition=edition,
         chapter_title=o.text("chapterTitle"),
         chapter_number=o.integer("chapterNumber"),
@@ -368,7 +368,7 @@ def _chapter_summary(value: Any, path: str) -> ChapterSummary:
     o = _Obj(value, path)
     return ChapterSummary(
         id=o.id("id"),
-        slug=o.req_str("slug"),
+        slug=o.text("slug"),
         chapter_number=o.integer("chapterNumber"),
         title=o.text("title"),
         word_count=o.integer("wordCount"),
@@ -393,7 +393,7 @@ def book(value: Any, path: str = "") -> Book:
 def _chapter_link(value: Any, path: str) -> ChapterLink:
     o = _Obj(value, path)
     return ChapterLink(
-        slug=o.req_str("slug"),
+        slug=o.text("slug"),
         title=o.text("title"),
         chapter_number=o.integer("chapterNumber"),
     )
@@ -502,7 +502,7 @@ def _my_book(value: Any, path: str) -> MyBook:
         title=o.text("title"),
         slug=o.text("slug"),
         author=o.text("author"),
-        status=o.text("status"),
+        status=o.scalar("status"),
         chapter_count=o.integer("chapterCount"),
         progress_percent=o.number("progressPercent"),
         progress_chapter_slug=o.text("progressChapterSlug"),
@@ -528,7 +528,7 @@ def my_book_detail(value: Any, path: str = "") -> MyBookDetail:
         genre=o.text("genre"),
         published_year=o.integer("publishedYear"),
         total_word_count=o.integer("totalWordCount"),
-        status=o.text("status"),
+        status=o.scalar("status"),
         has_original_pdf=o.flag("hasOriginalPdf"),
         chapters=o.many("chapters", _chapter_summary),
     )
@@ -562,7 +562,7 @@ def insight(value: Any, path: str = "") -> Insight:
         chapter_number=o.integer("chapterNumber"),
         chapter_title=o.text("chapterTitle"),
         question=o.text("question"),
-        source=o.text("source"),
+        source=o.scalar("source"),
         created_at=o.time("createdAt"),
         updated_at=o.time("updatedAt"),
     )
@@ -788,11 +788,14 @@ def api_error(status: int, headers: Mapping[str, str], body: bytes, *, route: st
         return ApiError(status, f"unexpected redirect{where}", route=route)
     data: Any = None
     stripped = body.lstrip()
-    if stripped[:1] in (b"{", b"\xef"):
+    if stripped[:1] in (b"{", b'"', b"\xef"):
         try:
             data = json.loads(body.decode("utf-8-sig"))
         except (ValueError, RecursionError):
             data = None
+    if isinstance(data, str) and data.strip():
+        # ASP.NET's Results.BadRequest("...") answers a bare JSON string.
+        return ApiError(status, for_terminal(data, 500), route=route)
     if isinstance(data, dict):
         code = _text(data, "error")
         message = (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 from . import _wire as wire
 from ._errors import ProtocolError, TransportError
@@ -19,6 +19,7 @@ class StartFailure:
 
     reason: str
     retryable: bool
+    retry_after: Optional[float] = None
 
 
 class AuthEndpoints:
@@ -60,7 +61,8 @@ class AuthEndpoints:
             return StartFailure(sent.reason, retryable=True)
         if sent.status != 200:
             retryable = sent.status == 429 or sent.status >= 500
-            return StartFailure(f"the server answered HTTP {sent.status}", retryable)
+            wait = wire.retry_after_seconds(sent, self._time()) if retryable else None
+            return StartFailure(f"the server answered HTTP {sent.status}", retryable, wait)
         try:
             return wire.parse_device_authorization(sent)
         except ProtocolError as exc:

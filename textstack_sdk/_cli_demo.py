@@ -226,11 +226,11 @@ def _user_calls(client: Any, steps: _Steps) -> None:
     book = client.get_book("moby-dick")
     _check(book is not None and book.chapters != (), "the sample book is missing")
     edition_id, chapter = book.id, book.chapters[0]
-    before = client.list_my_highlights(edition_id)
+    before = client.list_my_highlights(edition_id) or ()
     saved = client.save_highlight(
         edition_id, chapter.id, "Call me Ishmael.", note_text="saved by textstack demo"
     )
-    after = client.list_my_highlights(edition_id)
+    after = client.list_my_highlights(edition_id) or ()
     _check(len(after) == len(before) + 1, "the saved highlight did not show up")
     steps.detail(
         f"list_my_highlights(): {len(before)} -> save_highlight() -> {len(after)} "

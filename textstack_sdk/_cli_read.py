@@ -116,7 +116,9 @@ def cmd_chapter(ctx: Context) -> int:
 
 
 def cmd_highlights(ctx: Context) -> int:
-    items = ctx.client().list_my_highlights(ctx.args.edition_id)
+    items = _found(
+        ctx.client().list_my_highlights(ctx.args.edition_id), f"edition {ctx.args.edition_id}"
+    )
     return _emit(
         ctx,
         items,

@@ -587,17 +587,21 @@ class TextStackApiClient:
             self._send_json("POST", route, path, payload, P.ask_answer, empty_is_none=False)
         )
 
-    def list_my_highlights(self, edition_id: str) -> tuple[Highlight, ...]:
+    def list_my_highlights(self, edition_id: str) -> Optional[tuple[Highlight, ...]]:
         """The caller's highlights in a catalog edition (``GET /me/highlights/{editionId}``).
+
+        Returns:
+            The highlights (empty when there are none), or None when the edition is not
+            found (404).
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
-            ApiError: The server refused (a 404 too).
+            ApiError: Any failure other than 404.
             TransportError: The network failed.
         """
         path = "/me/highlights/" + _segment(edition_id, "edition_id")
-        return self._required(
-            self._get("GET /me/highlights/{editionId}", path, P.highlights, user=True)
+        return self._get(
+            "GET /me/highlights/{editionId}", path, P.highlights, user=True, none_on_404=True
         )
 
     def save_highlight(  # noqa: PLR0917 - positional order is the public contract
@@ -777,9 +781,18 @@ class TextStackApiClient:
         anchor_json: Optional[Union[str, Mapping[str, Any]]],
     ) -> Optional[Highlight]:
         # One route for catalog and uploaded books; ``where`` names the book and chapter.
+        anchor = _json_text(anchor_json, "anchor_json")
+        if anchor is None:
+            # The server requires an anchor (the text of a JSON object); without one from
+            # a reader, quote the selection, as TextStack's own clients do.
+            anchor = json.dumps(
+                {"type": "TextQuoteSelector", "exact": selected_text, "source": "sdk"},
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
         payload = {
             **where,
-            "anchorJson": _json_text(anchor_json, "anchor_json"),
+            "anchorJson": anchor,
             "color": _text_arg(color, "color"),
             "selectedText": _text_arg(selected_text, "selected_text"),
             "noteText": _opt_text(note_text, "note_text"),

@@ -115,7 +115,8 @@ def decide(
         return new_state, _wait(new_state, delay, now)
     error = outcome.error
     if error == "authorization_pending":
-        new_state = replace(state, failures=0)
+        # The interval keeps every slow_down increase; only the streak count resets.
+        new_state = replace(state, failures=0, slow_downs=0)
         return new_state, _wait(new_state, new_state.interval, now)
     if error == "slow_down":
         new_state = replace(

@@ -69,7 +69,7 @@ def resolve_site_host(value: Optional[str], environ: Mapping[str, str]) -> str:
         raise ConfigurationError(
             f"site host must be a bare host name such as textstack.app, got {host[:100]!r}"
         )
-    return host.lower()
+    return host
 
 
 def resolve_timeout(value: Optional[float], environ: Mapping[str, str]) -> float:

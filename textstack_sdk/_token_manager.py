@@ -259,6 +259,8 @@ class TokenManager:
         self._refresh_failures = 0
         self._refresh_not_before = float("-inf")
         self._refused: Optional[str] = None
+        self._start_failures = 0
+        self._start_not_before = float("-inf")
         self._generation = 0
         self._last_flow: Optional[_Flow] = None
         self._prompted_code: Optional[str] = None
@@ -308,6 +310,11 @@ class TokenManager:
                     role = "refresh"
                 elif self._tokens is not None and self._tokens.refresh_token:
                     return self._fallback_locked(self._last_error or "refresh is backing off")
+                elif self._clock.monotonic() < self._start_not_before:
+                    return Failed(
+                        self._last_error or "could not start sign-in; try again shortly",
+                        retryable=True,
+                    )
                 else:
                     flight = self._start_flight = Future()
                     role = "start"
@@ -662,13 +669,23 @@ class TokenManager:
     def _request_device_code(self) -> Union[DeviceAuthorization, Failed]:
         got = self._auth.device_code()
         if isinstance(got, StartFailure):
-            return self._start_failed(got.reason, got.retryable)
+            return self._start_failed(got.reason, got.retryable, got.retry_after)
+        with self._lock:
+            self._start_failures = 0
         return got
 
-    def _start_failed(self, reason: str, retryable: bool) -> Failed:
+    def _start_failed(
+        self, reason: str, retryable: bool, retry_after: Optional[float] = None
+    ) -> Failed:
         message = f"could not start sign-in: {reason}"
         with self._lock:
             self._last_error = message
+            # Every caller would otherwise ask for a new code at once (each API call of
+            # every thread): back off, and never sooner than the server asked.
+            self._start_failures += 1
+            backoff = min(2.0 ** (self._start_failures - 1), 60.0)
+            wait = max(backoff, min(retry_after or 0.0, wire.MAX_CODE_LIFETIME))
+            self._start_not_before = self._clock.monotonic() + wait
         log.warning("%s", message)
         return Failed(message, retryable=retryable)
 

@@ -190,6 +190,14 @@ def _seconds(value: object) -> Optional[float]:
     return number if math.isfinite(number) and number > 0 else None
 
 
+def _interval(value: object) -> Optional[float]:
+    # 0 means "no wait asked for": the RFC 8628 floor of 1 s, not the 5 s default of an
+    # absent interval.
+    if value == 0 and not isinstance(value, bool):
+        return 1.0
+    return _seconds(value)
+
+
 def _is_web_url(value: str) -> bool:
     lowered = value.lower()
     return (lowered.startswith("https://") or lowered.startswith("http://")) and not any(
@@ -220,7 +228,7 @@ def parse_device_authorization(response: Response) -> DeviceAuthorization:
     expires_in = _seconds(data.get("expires_in"))
     if expires_in is None:
         raise ProtocolError(response.status, "the answer has no usable 'expires_in'", route=route)
-    interval = _seconds(data.get("interval"))
+    interval = _interval(data.get("interval"))
     return DeviceAuthorization(
         device_code=device_code,
         user_code=user_code,

@@ -7,6 +7,7 @@ Problem; field names, ids and status codes follow TEXTSTACK_API.md.
 from __future__ import annotations
 
 import html
+import json
 import re
 import uuid
 from datetime import datetime, timezone
@@ -367,7 +368,16 @@ class Library:
                 FieldProblem("color", "invalid", f"'color' must be one of {', '.join(_COLORS)}.")
             )
         note = optional_text(body, "noteText", max_length=5000)
-        anchor = optional_text(body, "anchorJson", max_length=10_000)
+        # As the real server: the anchor is required and must be a JSON object's text.
+        anchor = require_text(body, "anchorJson", max_length=10_000)
+        try:
+            parsed_anchor = json.loads(anchor)
+        except ValueError:
+            parsed_anchor = None
+        if not isinstance(parsed_anchor, dict):
+            raise validation(
+                FieldProblem("anchorJson", "invalid", "'anchorJson' must be a JSON object.")
+            )
         owner = ("userbook" if upload else "edition", book.id)
         record = self._highlight(
             owner=owner, chapter=chapter, text=text, color=color, note=note, at=now, anchor=anchor
