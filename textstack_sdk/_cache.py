@@ -477,6 +477,31 @@ class FileTokenCache:
         self._ensure_directory()
         return InterProcessLock(self.poll_lock_path(device_code))
 
+    def touch_poll(self, device_code: str, when: float) -> None:
+        """Records that this code was just polled: the poll-lock file's mtime is ``when``.
+
+        A heartbeat that needs no lock and rewrites nothing: a stopped poller can never
+        be caught holding the cache lock because of it.
+        """
+        path = self.poll_lock_path(device_code)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            os.utime(fd, (when, when))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def polled_at(self, device_code: str) -> Optional[float]:
+        """When this code was last polled by any process (see ``touch_poll``), or None."""
+        try:
+            return os.stat(self.poll_lock_path(device_code), follow_symlinks=False).st_mtime
+        except (OSError, ValueError):
+            return None
+
     def remove_poll_locks(self) -> None:
         """Removes the poll-lock files of ended sign-ins (a holder keeps its own inode)."""
         pattern = re.compile(re.escape(f"{self._path.name}.poll.") + r"[0-9a-f]{16}\.lock")

@@ -17,7 +17,7 @@ from ._jwt import MAX_TOKEN_LENGTH
 from ._models import DeviceAuthorization
 from ._wire import MAX_CODE_LIFETIME, MAX_INTERVAL
 
-__all__ = ["SharedFlow", "decode", "encode", "with_outcome", "with_poll"]
+__all__ = ["SharedFlow", "decode", "encode", "with_outcome"]
 
 _VERSION = 1
 
@@ -30,7 +30,6 @@ class SharedFlow:
         auth: The device authorization (its ``interval`` is the poller's current one).
         expires_at: Wall-clock expiry of the code.
         server: ``api_url host`` of the server the code belongs to.
-        polled_at: Wall-clock time of the poller's last poll (its heartbeat), if any.
         outcome: How the sign-in ended, once it has.
         message: Why, for a person.
     """
@@ -38,7 +37,6 @@ class SharedFlow:
     auth: DeviceAuthorization
     expires_at: float
     server: str = ""
-    polled_at: Optional[float] = None
     outcome: Optional[str] = None
     message: Optional[str] = None
 
@@ -54,15 +52,9 @@ def encode(auth: DeviceAuthorization, expires_at: float, server: str) -> dict[st
         "verificationUriComplete": auth.verification_uri_complete,
         "expiresAt": expires_at,
         "interval": auth.interval,
-        "polledAt": None,
         "outcome": None,
         "message": None,
     }
-
-
-def with_poll(record: Mapping[str, object], polled_at: float, interval: float) -> dict[str, object]:
-    """The same record with the poller's heartbeat and current interval."""
-    return {**record, "polledAt": polled_at, "interval": interval}
 
 
 def with_outcome(record: Mapping[str, object], kind: str, message: str) -> dict[str, object]:
@@ -119,7 +111,6 @@ def decode(record: object, now: float, *, allow_expired: bool = False) -> Option
         auth=auth,
         expires_at=expires_at,
         server=server if isinstance(server, str) else "",
-        polled_at=_number(record, "polledAt"),
         outcome=outcome if isinstance(outcome, str) else None,
         message=message if isinstance(message, str) else None,
     )

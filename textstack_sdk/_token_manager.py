@@ -215,6 +215,8 @@ class TokenManager:
                 "clear_pending",
                 "poll_lock",
                 "remove_poll_locks",
+                "touch_poll",
+                "polled_at",
             )
         )
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
@@ -754,7 +756,8 @@ class TokenManager:
             kind = current.outcome if current.outcome in ("denied", "expired") else "failed"
             return flow_sm.Stop(kind, current.outcome, current.message or "the sign-in ended")
         interval = max(flow.state.interval, current.auth.interval)
-        since = None if current.polled_at is None else now - current.polled_at
+        polled_at = self._cache.polled_at(flow.auth.device_code)
+        since = None if polled_at is None else now - polled_at
         if since is not None and 0 <= since < interval:
             # Someone polled this code less than an interval ago (inline callers take
             # turns): polling now would earn a slow_down.
@@ -769,19 +772,9 @@ class TokenManager:
         return flow_sm.Wait(interval)
 
     def _heartbeat(self, flow: _Flow) -> None:
-        """Records in the shared record that this code was just polled, and at what pace."""
-        if flow.record is None:
-            return
-        with self._process_lock() as locked:
-            if not locked:
-                return
-            current = shared_flow.decode(self._cache.load_pending(), self._time())
-            if current is None or current.auth.device_code != flow.auth.device_code:
-                return
-            if current.outcome is None:
-                self._cache.save_pending(
-                    shared_flow.with_poll(flow.record, self._time(), flow.state.interval)
-                )
+        """Tells the other processes that this code was just polled (no lock taken)."""
+        if flow.record is not None:
+            self._cache.touch_poll(flow.auth.device_code, self._time())
 
     def _release_poll_lock(self, flow: _Flow) -> None:
         lock = flow.poll_lock
