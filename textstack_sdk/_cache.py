@@ -150,6 +150,7 @@ class FileTokenCache:
 
             cipher = cipher_from_env()
         self._cipher: Optional[TokenCipher] = cipher
+        self._store_name: Optional[str] = None
 
     @property
     def cipher(self) -> Optional[TokenCipher]:
@@ -164,9 +165,11 @@ class FileTokenCache:
         return None if got.data is None else record_key_id(got.data)
 
     def _store_id(self) -> str:
-        # Resolved each time: the folder may be created, or reached through a symlink,
-        # after construction; every process must bind records to the same name.
-        return os.path.join(os.path.realpath(self.directory), self._path.name)
+        # Every process must bind records to the same name however it spells the path
+        # (a symlinked home folder): the folder's real path, resolved once.
+        if self._store_name is None:
+            self._store_name = os.path.join(os.path.realpath(self.directory), self._path.name)
+        return self._store_name
 
     @property
     def path(self) -> pathlib.Path:

@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Protocol, Union, runtime_checkable
@@ -65,6 +66,7 @@ _KID_DOMAIN = b"textstack-sdk cache key id v1\x00"
 _AD_DOMAIN = b"textstack-sdk sealed record\x00"
 _MAX_KEY_FILE = 4096
 _MAX_KEYS = 16
+_KID = re.compile(r"[0-9a-f]{16}")
 # A short marker every record carries in its first bytes, so a store that has no key can
 # still tell an encrypted record from a corrupt one and leave it alone.
 MARKER = b'"format":"textstack-sealed/'
@@ -211,13 +213,19 @@ def key_id(key: KeyInput) -> str:
 
 
 def record_key_id(record: bytes) -> Optional[str]:
-    """The key id a sealed record names, or None when ``record`` is not a sealed record."""
+    """The key id a sealed record names, or None when it is not a record or names none.
+
+    Only reads the id (the record is not verified): for messages and for deciding
+    whether a record may be overwritten.
+    """
     if MARKER not in record[:64]:
         return None
     try:
-        return _unpack(record)[0]
-    except CacheDecryptionError as exc:
-        return exc.key_id
+        document = json.loads(record)
+    except (ValueError, RecursionError):
+        return None
+    kid = document.get("kid") if isinstance(document, dict) else None
+    return kid if isinstance(kid, str) and _KID.fullmatch(kid) is not None else None
 
 
 def is_sealed(record: bytes) -> bool:
@@ -353,7 +361,7 @@ def _unpack(record: bytes) -> tuple[str, bytes, bytes]:
     if not isinstance(document, dict):
         raise malformed
     kid = document.get("kid")
-    if not isinstance(kid, str) or len(kid) != 16 or any(c not in "0123456789abcdef" for c in kid):
+    if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
         raise malformed
     if document.get("format") != FORMAT or document.get("alg") != _ALG:
         raise CacheDecryptionError(
