@@ -466,3 +466,32 @@ def test_importing_the_package_and_the_plaintext_hot_path_import_no_cryptography
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# -- rewrite (the CLI's rekey and decrypt) ------------------------------------------------
+
+
+def test_rewrite_re_encrypts_under_the_first_key(path: pathlib.Path) -> None:
+    assert FileTokenCache(path, cipher=None).save(TOKENS)
+    assert sealed(path, OLD).rewrite() == "plaintext"
+    assert sealed(path, NEW, OLD).rewrite() == AesGcmCipher(OLD).key_id
+    assert sealed(path, NEW).load() == TOKENS
+    assert sealed(path, NEW).rewrite(plaintext=True) == AesGcmCipher(NEW).key_id
+    assert json.loads(path.read_bytes())["accessToken"] == ACCESS
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ConfigurationError):
+        FileTokenCache(path, cipher=None).rewrite()
+    path.unlink()
+    assert sealed(path, NEW).rewrite() is None
+
+
+def test_rewrite_refuses_what_it_cannot_decrypt(path: pathlib.Path) -> None:
+    assert sealed(path, OLD).save(TOKENS)
+    before = path.read_bytes()
+    for cache in (sealed(path, NEW), FileTokenCache(path, cipher=None)):
+        for plaintext in (False, True):
+            if cache.cipher is None and not plaintext:
+                continue
+            with pytest.raises(CacheDecryptionError):
+                cache.rewrite(plaintext=plaintext)
+            assert path.read_bytes() == before

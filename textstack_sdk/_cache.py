@@ -46,7 +46,7 @@ import time
 from collections.abc import Hashable, Iterator, Mapping
 from typing import TYPE_CHECKING, Literal, Optional, Protocol, Union, runtime_checkable
 
-from ._errors import CacheDecryptionError, ConfigurationError
+from ._errors import CacheDecryptionError, ConfigurationError, TextStackError
 from ._filelock import InterProcessLock
 from ._jwt import decode_exp, is_bearer_token
 from ._models import TokenSet
@@ -392,6 +392,49 @@ class FileTokenCache:
         if was_failing:
             _log.info("token cache %s saved again", self._path)
         return True
+
+    def rewrite(self, *, plaintext: bool = False, timeout: float = 10.0) -> Optional[str]:
+        """Reads the cache and writes it again: under the first key, or in plaintext.
+
+        For ``textstack cache rekey`` (a file written under an older key, or in
+        plaintext, is re-encrypted now rather than at the next refresh) and
+        ``textstack cache decrypt --to-plaintext`` (leaving encryption; the user's
+        explicit choice is the one way a plaintext file is written while a key is
+        configured). Holds the cross-process lock throughout.
+
+        Args:
+            plaintext: Write the tokens unencrypted.
+            timeout: Longest wait for the cross-process lock.
+
+        Returns:
+            The key id the file was encrypted with before, ``"plaintext"`` when it was
+            not encrypted, or None when there is no cache to rewrite.
+
+        Raises:
+            ConfigurationError: Re-encryption was asked and no key is configured.
+            CacheDecryptionError: The file cannot be decrypted with the configured keys.
+            TextStackError: The lock could not be taken, or the file could not be written.
+        """
+        from ._cipher import record_key_id
+
+        if self._cipher is None and not plaintext:
+            raise ConfigurationError(
+                "no encryption key is configured; set TEXTSTACK_CACHE_KEY or "
+                "TEXTSTACK_CACHE_KEY_FILE (make a key with `textstack cache key`)"
+            )
+        with self.lock(timeout) as acquired:
+            if not acquired:
+                raise TextStackError(f"could not lock the token cache {self._path} in time")
+            before = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="").data
+            tokens = self.load()
+            if tokens is None:
+                return None
+            payload = _serialise(tokens)
+            problem = self._write(payload if plaintext else self._seal(payload))
+        if problem is not None:
+            raise TextStackError(f"cannot write the token cache {self._path} ({problem})")
+        kid = None if before is None else record_key_id(before)
+        return kid or "plaintext"
 
     def clear(self) -> bool:
         """Removes the cache file (a symlink at the path is removed, its target is not).
