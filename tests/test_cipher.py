@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -10,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from _tm_helpers import manager, seed
@@ -495,3 +498,74 @@ def test_rewrite_refuses_what_it_cannot_decrypt(path: pathlib.Path) -> None:
             with pytest.raises(CacheDecryptionError):
                 cache.rewrite(plaintext=plaintext)
             assert path.read_bytes() == before
+
+
+# -- the OS keyring (optional extra) ------------------------------------------------------
+
+
+class _MemoryKeyring:
+    """A keyring backend holding passwords in a dict (the CI machine has no OS keyring)."""
+
+    def __init__(self, stored: dict[tuple[str, str], str]) -> None:
+        import keyring.backend
+
+        class Backend(keyring.backend.KeyringBackend):
+            priority = 1  # type: ignore[assignment]
+
+            def get_password(self, service: str, username: str) -> str | None:
+                return stored.get((service, username))
+
+            def set_password(self, service: str, username: str, password: str) -> None:
+                stored[(service, username)] = password
+
+            def delete_password(self, service: str, username: str) -> None:
+                stored.pop((service, username), None)
+
+        self.backend = Backend()
+
+
+def _keyring() -> Any:
+    if os.environ.get("CI") == "true":
+        import keyring  # the test extra brings it: CI must not skip
+
+        return keyring
+    return pytest.importorskip("keyring", reason="the keyring extra is not installed")
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[dict[tuple[str, str], str]]:
+    keyring = _keyring()
+    stored: dict[tuple[str, str], str] = {}
+    previous = keyring.get_keyring()
+    keyring.set_keyring(_MemoryKeyring(stored).backend)
+    try:
+        yield stored
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_key_from_the_os_keyring(memory_keyring: dict[tuple[str, str], str]) -> None:
+    env = {"TEXTSTACK_CACHE_KEY_KEYRING": "textstack"}
+    with pytest.raises(ConfigurationError, match="holds no key"):
+        cipher_from_env(environ=env)
+    memory_keyring[("textstack", "cache-key")] = f"{NEW},{OLD}"
+    cipher = cipher_from_env(environ=env)
+    assert cipher is not None and cipher.key_ids[0] == AesGcmCipher(NEW).key_id
+    # The key file and the variable come first.
+    first = cipher_from_env(environ={**env, "TEXTSTACK_CACHE_KEY": OLD})
+    assert first is not None and first.key_id == AesGcmCipher(OLD).key_id
+    memory_keyring[("textstack", "cache-key")] = "not a key"
+    assert "not a key" in _refused(env)
+
+
+def test_an_unusable_keyring_is_an_error_not_plaintext() -> None:
+    keyring = _keyring()
+    fail = importlib.import_module("keyring.backends.fail")
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        message = _refused({"TEXTSTACK_CACHE_KEY_KEYRING": "textstack"})
+        assert "could not be read" in message and "TEXTSTACK_CACHE_KEY_FILE" in message
+    finally:
+        keyring.set_keyring(previous)

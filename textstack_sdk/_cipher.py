@@ -18,8 +18,11 @@ A record is one line of JSON that says what it is, so a reader that expects toke
 Keys are 32 random bytes written as URL-safe base64. Sources, first found wins: an
 explicit argument; ``TEXTSTACK_CACHE_KEY`` (one key, or a comma-separated list whose
 first key encrypts and all decrypt); ``TEXTSTACK_CACHE_KEY_FILE`` (same format, in a file
-refused unless it is owner-only, checked on its open descriptor like the cache). None of
-them set means no encryption; a source that is set but unusable raises, never falls back.
+refused unless it is owner-only, checked on its open descriptor like the cache);
+``TEXTSTACK_CACHE_KEY_KEYRING`` (a service name: the key list stored in the OS keyring under
+that service and the user ``cache-key``, through the optional ``keyring`` package). None
+of them set means no encryption; a source that is set but unusable raises, never falls
+back to the next source or to plaintext.
 
 ``cryptography`` is imported only when a cipher is built, never at package import.
 """
@@ -30,6 +33,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import importlib
 import json
 import os
 import re
@@ -43,6 +47,8 @@ from ._private_file import read_private
 __all__ = [
     "ENV_KEY",
     "ENV_KEY_FILE",
+    "ENV_KEY_KEYRING",
+    "KEYRING_USER",
     "AesGcmCipher",
     "TokenCipher",
     "cipher_from_env",
@@ -54,6 +60,8 @@ __all__ = [
 
 ENV_KEY = "TEXTSTACK_CACHE_KEY"
 ENV_KEY_FILE = "TEXTSTACK_CACHE_KEY_FILE"
+ENV_KEY_KEYRING = "TEXTSTACK_CACHE_KEY_KEYRING"
+KEYRING_USER = "cache-key"
 FORMAT = "textstack-sealed/1"
 _ALG = "A256GCM"
 _NOTE = (
@@ -268,6 +276,9 @@ def cipher_from_env(
     path = env.get(ENV_KEY_FILE, "").strip()
     if path:
         return AesGcmCipher(_split(_read_key_file(path), ENV_KEY_FILE))
+    service = env.get(ENV_KEY_KEYRING, "").strip()
+    if service:
+        return AesGcmCipher(_split(_read_keyring(service), ENV_KEY_KEYRING))
     return None
 
 
@@ -300,6 +311,32 @@ def _read_key_file(path: str) -> str:
         return got.data.decode("ascii")
     except UnicodeDecodeError:
         raise ConfigurationError(f"the key file {full} is not a base64 key") from None
+
+
+def _read_keyring(service: str) -> str:
+    try:
+        # Imported by name: the extra is optional, and so are its type stubs.
+        keyring: Any = importlib.import_module("keyring")
+    except ImportError:
+        raise ConfigurationError(
+            f"{ENV_KEY_KEYRING} is set, but the OS keyring needs the 'keyring' package: "
+            "pip install 'textstack-sdk[keyring]'"
+        ) from None
+    try:
+        value = keyring.get_password(service, KEYRING_USER)
+    except Exception as exc:  # noqa: BLE001 - every backend failure means "no key"
+        # Only the type: a backend's message is not ours to vouch for.
+        raise ConfigurationError(
+            f"the OS keyring could not be read for {ENV_KEY_KEYRING}={service!r} "
+            f"({type(exc).__name__}); headless machines usually have no keyring: use "
+            f"{ENV_KEY_FILE} there"
+        ) from None
+    if not value:
+        raise ConfigurationError(
+            f"the OS keyring holds no key for service {service!r} (user {KEYRING_USER!r}); "
+            f"store one with `keyring set {service} {KEYRING_USER}`"
+        )
+    return str(value)
 
 
 def _decode_key(key: KeyInput, label: str) -> bytes:
