@@ -184,8 +184,7 @@ class AesGcmCipher:
         aead = self._aead.get(kid)
         if aead is None:
             raise CacheDecryptionError(
-                f"it was encrypted with key id {kid}, which is not configured "
-                f"(configured: {', '.join(self._ids)})",
+                f"it needs key id {kid}, which is not configured",
                 key_id=kid,
                 reason="unknown_key",
             )
@@ -195,8 +194,7 @@ class AesGcmCipher:
             plain: bytes = aead.decrypt(nonce, sealed, _associated_data(store_kind, store_id))
         except InvalidTag:
             raise CacheDecryptionError(
-                f"it does not decrypt with key id {kid}: it was altered, or copied "
-                "from another location",
+                f"it does not verify under key id {kid} (altered, or copied from another location)",
                 key_id=kid,
                 reason="tampered",
             ) from None
@@ -243,13 +241,10 @@ def is_sealed(record: bytes) -> bool:
 
 def undecryptable_message(where: str, error: CacheDecryptionError) -> str:
     """The message a store gives when its record cannot be decrypted: the two ways out."""
-    if error.key_id:
-        need = f"configure the key with id {error.key_id} ({ENV_KEY} or {ENV_KEY_FILE})"
-    else:
-        need = f"configure the key it was written with ({ENV_KEY} or {ENV_KEY_FILE})"
+    key = f"key id {error.key_id}" if error.key_id else "the key it was written with"
     return (
-        f"the token cache {where} cannot be decrypted: {error.message}; it was left "
-        f"untouched. Fix: {need}, or run `textstack logout` to discard it and sign in again"
+        f"cannot decrypt the token cache {where}: {error.message}; it is left as it is. "
+        f"Fix: configure {key} in {ENV_KEY}, or run `textstack logout` to discard it"
     )
 
 

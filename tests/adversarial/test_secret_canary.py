@@ -64,6 +64,14 @@ CANARY_KEY = scenario(
     "warnings, reprs, exception text/repr/traceback/chain",
 )
 
+CANARY_CLI_KEY = scenario(
+    "secrets",
+    "CLI with --debug and a key list configured: cache key, login, status (--json), "
+    "books, cache rekey, cache decrypt, logout; then a wrong key: status, books, login",
+    "no configured key anywhere on stdout/stderr/logs; `cache key` prints its fresh key "
+    "on stdout only",
+)
+
 SECRET_KEYS = (
     "access_token",
     "refresh_token",
@@ -499,6 +507,78 @@ def test_cache_keys_never_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     CANARY_KEY.add("keys tracked", 5)
     CANARY_KEY.add("texts scanned", scanned)
     CANARY_KEY.add("log records", log_count)
+
+
+def test_cli_cache_commands_print_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from textstack_sdk import AesGcmCipher
+    from textstack_sdk.cli import main
+
+    hay = Haystack()
+    secrets = Secrets()
+    old, new, stranger = (AesGcmCipher.generate_key() for _ in range(3))
+    for key in (old, new, stranger):
+        _add_key(secrets, key)
+    fresh: list[str] = []
+    with FakeTextStackServer(interval=0.02, auto_approve=True) as server:
+        for name in ("TEXTSTACK_MCP_TOKEN", "TEXTSTACK_CACHE_KEY", "TEXTSTACK_CACHE_KEY_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("TEXTSTACK_API_URL", server.api_url)
+        monkeypatch.setenv("TEXTSTACK_SITE_HOST", server.site_host)
+        monkeypatch.setenv("TEXTSTACK_MCP_TOKEN_CACHE", str(tmp_path / "cli" / "mcp-token.json"))
+        monkeypatch.setenv("TEXTSTACK_MIN_POLL_INTERVAL", "0")
+        sessions = [
+            (
+                f"{old}",
+                [
+                    ["login", "--no-browser", "--timeout", "20", "--debug"],
+                    ["status", "--debug"],
+                ],
+            ),
+            (
+                f"{new},{old}",
+                [
+                    ["cache", "key", "--debug"],
+                    ["status", "--json", "--debug"],
+                    ["books", "--debug"],
+                    ["cache", "rekey", "--debug"],
+                    ["cache", "decrypt", "--to-plaintext", "--debug"],
+                ],
+            ),
+            (
+                f"{stranger}",
+                [
+                    ["status", "--debug"],
+                    ["books", "--debug"],
+                    ["login", "--no-browser", "--timeout", "5", "--debug"],
+                    ["cache", "rekey", "--debug"],
+                    ["logout", "--debug"],
+                ],
+            ),
+        ]
+        count = 0
+        with debug_everything(hay):
+            for keys, commands in sessions:
+                monkeypatch.setenv("TEXTSTACK_CACHE_KEY", keys)
+                for argv in commands:
+                    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+                    main(argv)
+                    count += 1
+                    out, err = capsys.readouterr()
+                    hay.add(f"stderr of {argv}", err)
+                    if argv[:2] == ["cache", "key"]:
+                        fresh.append(out.strip())
+                    else:
+                        hay.add(f"stdout of {argv}", out)
+        for request in server.requests:
+            secrets.harvest_headers(request.headers.items())
+            secrets.harvest_json(request.body)
+    assert len(fresh) == 1 and len(fresh[0]) == 44
+    _add_key(secrets, fresh[0])  # the new key: on `cache key`'s stdout, nowhere else
+    scanned = hay.scan(secrets)
+    CANARY_CLI_KEY.add("commands run", count)
+    CANARY_CLI_KEY.add("texts scanned", scanned)
 
 
 def test_the_canary_can_fail() -> None:
