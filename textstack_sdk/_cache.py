@@ -21,6 +21,14 @@ of failures and returns False; the caller keeps its tokens in memory and saves a
 Temp files abandoned by a crash (they hold secrets) are removed by later saves and by
 ``clear()`` once they are a minute old.
 
+Encryption at rest (optional, see ``_cipher``): with a cipher every write is a sealed
+record bound to this path, and the same rules hold for it (0600, atomic, checked on the
+descriptor). A record that cannot be decrypted raises ``CacheDecryptionError`` from
+``load()``: it is never parsed as plaintext, never moved aside, and ``save()`` refuses to
+replace a record sealed with a key it lacks; only ``clear()`` (logout) removes it. With a
+key configured, a valid plaintext cache is re-written encrypted once, and any other
+unreadable content is treated as undecryptable rather than corrupt.
+
 Cross-process coordination: ``FileTokenCache.lock(timeout)`` is an exclusive ``flock``
 on ``<path>.lock`` (see ``_filelock``), a file that is never replaced or deleted (not
 even by ``clear()``: deleting it would let two processes lock different inodes).
@@ -115,9 +123,10 @@ class FileTokenCache:
     Args:
         path: The cache file. None resolves ``default_cache_path()``. A relative path is
             made absolute against the current folder once, here; ``~`` is expanded.
-        cipher: Encrypts the file. ``"env"`` (the default) takes the key from
-            ``TEXTSTACK_CACHE_KEY`` / ``TEXTSTACK_CACHE_KEY_FILE`` when one is set, and
-            writes plaintext otherwise; None never encrypts.
+        cipher: Encrypts the file. ``"env"`` (the default) uses ``cipher_from_env()``:
+            the key from ``TEXTSTACK_CACHE_KEY``, ``TEXTSTACK_CACHE_KEY_FILE`` or
+            ``TEXTSTACK_CACHE_KEY_KEYRING`` when one is set, plaintext otherwise. None
+            never encrypts.
 
     Raises:
         ConfigurationError: ``path`` is None and no absolute default can be found, or
@@ -201,6 +210,9 @@ class FileTokenCache:
                 it, or a key is configured and the file is neither a record nor a
                 valid plaintext cache. The file is left exactly as it is.
         """
+        return self._load(migrate=True)
+
+    def _load(self, *, migrate: bool) -> Optional[TokenSet]:
         raw, ident = self._read_checked()
         if raw is None:
             return None
@@ -223,7 +235,8 @@ class FileTokenCache:
                 )
             )
         assert tokens is not None
-        self._encrypt_in_place(tokens, ident)
+        if migrate:
+            self._encrypt_in_place(tokens, ident)
         return tokens
 
     def _open_sealed(self, raw: bytes) -> TokenSet:
@@ -284,7 +297,7 @@ class FileTokenCache:
                 problem,
             )
             return
-        _log.warning(
+        _log.info(
             "token cache %s was plaintext; re-wrote it encrypted with key id %s",
             self._path,
             self._cipher.key_id,
@@ -426,7 +439,7 @@ class FileTokenCache:
             if not acquired:
                 raise TextStackError(f"could not lock the token cache {self._path} in time")
             before = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="").data
-            tokens = self.load()
+            tokens = self._load(migrate=False)
             if tokens is None:
                 return None
             payload = _serialise(tokens)
