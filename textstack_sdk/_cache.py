@@ -52,16 +52,21 @@ import stat
 import threading
 import time
 from collections.abc import Hashable, Iterator, Mapping
-from typing import TYPE_CHECKING, Literal, Optional, Protocol, Union, runtime_checkable
+from typing import Literal, Optional, Protocol, Union, runtime_checkable
 
+from ._cipher import (
+    ENV_KEY,
+    TokenCipher,
+    cipher_from_env,
+    is_sealed,
+    record_key_id,
+    undecryptable_message,
+)
 from ._errors import CacheDecryptionError, ConfigurationError, TextStackError
 from ._filelock import InterProcessLock
 from ._jwt import decode_exp, is_bearer_token
 from ._models import TokenSet
 from ._private_file import describe, read_private
-
-if TYPE_CHECKING:
-    from ._cipher import TokenCipher
 
 __all__ = ["MAX_CACHE_BYTES", "FileTokenCache", "TokenCache", "default_cache_path"]
 
@@ -155,8 +160,6 @@ class FileTokenCache:
         if isinstance(cipher, str):
             if cipher != "env":
                 raise ConfigurationError('cipher must be a TokenCipher, None or "env"')
-            from ._cipher import cipher_from_env
-
             cipher = cipher_from_env()
         self._cipher: Optional[TokenCipher] = cipher
         self._store_name: Optional[str] = None
@@ -168,8 +171,6 @@ class FileTokenCache:
 
     def stored_key_id(self) -> Optional[str]:
         """The key id the file on disk is encrypted with; None when plaintext or missing."""
-        from ._cipher import record_key_id
-
         got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
         return None if got.data is None else record_key_id(got.data)
 
@@ -216,8 +217,6 @@ class FileTokenCache:
         raw, ident = self._read_checked()
         if raw is None:
             return None
-        from ._cipher import is_sealed
-
         if is_sealed(raw):
             return self._open_sealed(raw)
         tokens, problem = _parse(raw)
@@ -240,8 +239,6 @@ class FileTokenCache:
         return tokens
 
     def _open_sealed(self, raw: bytes) -> TokenSet:
-        from ._cipher import record_key_id
-
         if self._cipher is None:
             raise self._undecryptable(
                 CacheDecryptionError(
@@ -266,8 +263,6 @@ class FileTokenCache:
         return tokens
 
     def _undecryptable(self, exc: CacheDecryptionError) -> CacheDecryptionError:
-        from ._cipher import undecryptable_message
-
         return CacheDecryptionError(
             undecryptable_message(str(self._path), exc), key_id=exc.key_id, reason=exc.reason
         )
@@ -310,8 +305,6 @@ class FileTokenCache:
 
     def _foreign_record(self) -> Optional[str]:
         """Why the file on disk must not be overwritten: it is sealed with a key we lack."""
-        from ._cipher import ENV_KEY, record_key_id
-
         got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
         kid = None if got.data is None else record_key_id(got.data)
         if kid is None or (self._cipher is not None and kid in self._cipher.key_ids):
@@ -428,8 +421,6 @@ class FileTokenCache:
             CacheDecryptionError: The file cannot be decrypted with the configured keys.
             TextStackError: The lock could not be taken, or the file could not be written.
         """
-        from ._cipher import record_key_id
-
         if self._cipher is None and not plaintext:
             raise ConfigurationError(
                 "no encryption key is configured; set TEXTSTACK_CACHE_KEY or "
@@ -617,8 +608,6 @@ class FileTokenCache:
         raw, _ = self._read_checked(self.pending_path)
         if raw is None:
             return None
-        from ._cipher import is_sealed
-
         if is_sealed(raw):
             if self._cipher is None:
                 return None

@@ -53,6 +53,7 @@ __all__ = [
     "TokenCipher",
     "cipher_from_env",
     "generate_key",
+    "is_sealed",
     "key_id",
     "record_key_id",
     "undecryptable_message",
