@@ -39,7 +39,8 @@ ALTERED = scenario(
     "encryption",
     "sealed cache: every byte of the record flipped (3 bit patterns each), random "
     "multi-byte edits, truncations and extensions",
-    "load() raises CacheDecryptionError naming the key id; the file stays byte-for-byte; "
+    "load() raises CacheDecryptionError with the way out (`textstack logout`); the file "
+    "stays byte-for-byte; "
     "nothing moved aside; never a token",
 )
 JUNK = scenario(
