@@ -7,6 +7,7 @@ the catalog's own data, so a drift in either shows.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -927,14 +928,62 @@ def test_a_timeout_is_upstream_timed_out(server: FakeTextStackServer) -> None:
     assert text == "get_book failed: upstream timed out"
 
 
-def test_a_mapping_defect_is_an_unexpected_error(server: FakeTextStackServer) -> None:
+def test_a_mapping_defect_is_an_unexpected_error(
+    server: FakeTextStackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    canary = "canary-token-5f0c2a"
+
     class Broken:
         def get_token(self) -> TokenResult:
-            raise RuntimeError("secret-ish detail that must not reach the model")
+            raise RuntimeError(f"a detail quoting {canary}")
 
-    with _client(server, Broken()) as client:
+    with caplog.at_level(logging.DEBUG), _client(server, Broken()) as client:
         text = fails(ToolCatalog(client), "get_my_book", {"bookId": A_BOOK})
     assert text == "get_my_book failed: unexpected error"
+    assert "RuntimeError" in caplog.text and "get_my_book" in caplog.text
+    assert canary not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_blank_slugs_are_not_found_without_a_request(
+    catalog: ToolCatalog, server: FakeTextStackServer
+) -> None:
+    server.reset_counters()
+    # .NET counts "  " as two characters; no book or chapter has that slug.
+    assert fails(catalog, "get_book", {"slug": "  "}) == "get_book: no book found for slug '  '"
+    assert (
+        fails(catalog, "get_chapter", {"slug": "moby-dick", "chapterSlug": "\t"})
+        == "get_chapter: no chapter '\t' in book 'moby-dick'"
+    )
+    assert (
+        fails(catalog, "get_my_chapter", {"bookId": A_BOOK, "chapterSlug": " "})
+        == f"get_my_chapter: no chapter ' ' in uploaded book '{A_BOOK}'"
+    )
+    assert (
+        fails(catalog, "set_book_progress", {"slug": " ", "chapterSlug": "c"})
+        == "set_book_progress failed: no catalog book ' '"
+    )
+    assert (
+        fails(catalog, "get_chapter_review", {"bookId": A_BOOK, "chapterSlug": " "})
+        == "get_chapter_review: no chapter ' ' in this book"
+    )
+    assert (
+        fails(
+            catalog,
+            "save_chapter_review",
+            {"bookId": A_BOOK, "chapterSlug": " ", "review": {"a": 1}},
+        )
+        == "save_chapter_review refused: no chapter ' ' in this book"
+    )
+    assert server.count("*") == 0
+
+
+def test_slashes_and_spaces_in_slugs_stay_one_path_segment(
+    catalog: ToolCatalog, server: FakeTextStackServer
+) -> None:
+    fails(catalog, "get_chapter", {"slug": "a/b c", "chapterSlug": ".."})
+    (req,) = server.requests
+    assert req.path == "/api/books/a%2Fb%20c/chapters/%2E%2E"
 
 
 REFUSALS: list[tuple[str, dict[str, Any], str]] = [

@@ -404,6 +404,15 @@ def _failure(tool: str, exc: BaseException) -> str:
     return f"{tool} failed: unexpected error"
 
 
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    if tb is None:
+        return "an unknown place"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 class ToolCatalog:
     """TextStack's MCP tools over one API client. Thread-safe: calls share nothing mutable.
 
@@ -456,6 +465,7 @@ class ToolCatalog:
         except Exception as exc:  # noqa: BLE001 - the wrapper turns every failure into a text
             text = _failure(tool.name, exc)
             if text.endswith("unexpected error"):
-                # A mapping defect: the model gets the bare text, stderr gets the details.
-                _log.warning("%s: unexpected %s", tool.name, type(exc).__name__, exc_info=True)
+                # A mapping defect: the model gets the bare text; the log gets where it
+                # happened, never the exception's text (it might quote a token).
+                _log.warning("%s: unexpected %s at %s", tool.name, type(exc).__name__, _where(exc))
             return Reply(text, is_error=True)
