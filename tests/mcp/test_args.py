@@ -234,3 +234,17 @@ def test_validation_never_raises_anything_but_a_refusal(data: st.DataObject) -> 
         assert exc.text.endswith(".")
     else:
         assert callable(job)
+
+
+@given(st.text())
+def test_utf16_length_property(text: str) -> None:
+    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text)
+    assert utf16_len(text) == units
+    a = Args({"s": text}, ("s",))
+    assert a.optional_string("s", units) == text
+    if units:
+        assert (
+            refused(a.optional_string, "s", units - 1)
+            == f"'s' must be at most {units - 1} characters."
+        )
+        assert a.required_string("s", units, units) == text
