@@ -23,6 +23,7 @@ No text carries a URL, a traceback or exception text.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -423,11 +424,13 @@ class ToolCatalog:
     def __init__(self, client: TextStackApiClient) -> None:
         self._client = client
         self._tools = {tool.name: (tool, HANDLERS[tool.name]) for tool in TOOLS}
-        self._listing = [tool.listing() for tool in TOOLS]
+        # Kept as JSON text: decoding it is the cheapest way to hand out a fresh copy.
+        self._listing = json.dumps([tool.listing() for tool in TOOLS], ensure_ascii=False)
 
     def list_tools(self) -> list[dict[str, Any]]:
         """The ``tools`` of a ``tools/list`` result, in catalog order (a fresh copy)."""
-        return copy.deepcopy(self._listing)
+        tools: list[dict[str, Any]] = json.loads(self._listing)
+        return tools
 
     def call(
         self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
