@@ -41,9 +41,11 @@ class Block(NamedTuple):
     code: str
 
 
+# A Markdown fence (the info string's first word is the language) up to the same fence.
 _FENCE = re.compile(
     r"^(?P<fence>```+|~~~+)(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^(?P=fence)\s*$", re.M | re.S
 )
+# A reST code-block, its options, a blank line, then its indented (or blank) lines.
 _RST = re.compile(
     r"^\.\. code-block:: (?P<lang>\w+)\n(?:[ \t]+:.*\n)*\n(?P<code>(?:[ \t]+.*\n|\n)+)", re.M
 )
@@ -165,7 +167,7 @@ def test_examples_run_against_the_local_server(
             continue
         code = compile(block.code, f"{page.relative_to(REPO)}:{block.line}", "exec")
         with contextlib.redirect_stdout(io.StringIO()):
-            exec(code, namespace)  # noqa: S102 - the docs' own examples
+            exec(code, namespace)
     if callable(namespace.get("app")):  # a WSGI example: serve one request through it
         _serve_once(namespace["app"])
     # The examples ran as the signed-in user: none had to start a sign-in.
