@@ -172,3 +172,15 @@ def test_examples_run_against_the_local_server(
         _serve_once(namespace["app"])
     # The examples ran as the signed-in user: none had to start a sign-in.
     assert server.count(DEVICE_CODE) == 0
+
+
+def test_the_reference_documents_every_public_name() -> None:
+    """A name added to ``textstack_sdk.__all__`` needs its entry in docs/api.rst."""
+    import textstack_sdk
+
+    reference = (DOCS / "api.rst").read_text(encoding="utf-8")
+    documented = set(
+        re.findall(r"^\.\. auto(?:class|exception|function|data):: (\w+)", reference, re.M)
+    )
+    assert set(textstack_sdk.__all__) - documented == set()
+    assert documented - set(textstack_sdk.__all__) == set()

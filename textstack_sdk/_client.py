@@ -215,7 +215,9 @@ class TextStackApiClient:
 
     One transport (one connection pool) per client. Public catalog routes never carry
     a token; user-scoped routes get one from the token provider first and send nothing
-    without it. See the module docstring for what each kind of call returns.
+    without it. A call that gets one thing returns None when the server answers 404;
+    a list is a tuple, empty only when truly empty; failures raise (each method's
+    Raises section says which).
 
     Args:
         api_url: Base URL including its path prefix; None reads ``TEXTSTACK_API_URL``
