@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import shlex
@@ -32,6 +33,7 @@ from textstack_sdk.testing import FakeTextStackServer
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 DEVICE_CODE = "POST /auth/device/code"
+LOGGERS = ("textstack_sdk", *(f"textstack_sdk.{x}" for x in ("auth", "cache", "client", "http")))
 
 
 class Block(NamedTuple):
@@ -107,6 +109,22 @@ def signed_in_env(
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)  # an example that writes a file leaves the checkout clean
     return env
+
+
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """The logging page configures logging, as its readers would; later tests get it back."""
+    root = logging.getLogger()
+    ours = [logging.getLogger(name) for name in LOGGERS]
+    saved = (root.level, list(root.handlers), [(x.level, x.propagate) for x in ours])
+    yield
+    for handler in root.handlers:
+        if handler not in saved[1]:
+            root.removeHandler(handler)
+    root.setLevel(saved[0])
+    for logger, (level, propagate) in zip(ours, saved[2]):
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 # ---------------------------------------------------------------------------- tests
