@@ -123,6 +123,8 @@ class RedisProcess:
                 "daemonize no",
                 'save ""',
                 "appendonly no",
+                # A replica's first sync would otherwise wait 5 s for more replicas to join.
+                "repl-diskless-sync-delay 0",
             ]
             if self.password and not self.sentinel:
                 lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
@@ -270,6 +272,21 @@ def shared_redis(
         yield fleet.server()
     finally:
         fleet.stop_all()
+
+
+def wait_for_replicas(master: RedisProcess, count: int = 1) -> None:
+    """Waits until ``count`` replicas of ``master`` are online (synced)."""
+    client = master.client()
+
+    def online() -> bool:
+        info = client.info("replication")
+        states = [info.get(f"slave{i}", {}).get("state") for i in range(count)]
+        return states == ["online"] * count
+
+    try:
+        wait_until(online, 10, f"{count} replica(s) to come online")
+    finally:
+        client.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

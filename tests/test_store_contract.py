@@ -199,6 +199,8 @@ def test_the_intent_needs_the_lease_the_version_and_a_live_record(
     assert (not_held.recorded, not_held.reason, not_held.may_send) == (False, "lease", False)
     b_lease = b.acquire_lease("b", ttl=10, wait=0)
     assert b_lease is not None
+    taken = a.record_intent(lease, version=version, refresh_token="refresh-1")
+    assert (taken.recorded, taken.reason) == (False, "lease")
     ok = b.record_intent(b_lease, version=version, refresh_token="refresh-1")
     assert ok.may_send and ok.acknowledged
     intent = a.load().intent

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ._clock import SYSTEM_CLOCK, Clock
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, TextStackError
 from ._models import TokenSet
 from ._store import (
     IntentInfo,
@@ -232,7 +232,8 @@ class RedisTokenStore:
         cipher: Encrypts the tokens and the pending sign-in when given.
         socket_timeout: Seconds any one Redis call may take.
         connect_timeout: Seconds a connection may take to open.
-        ack_timeout: Seconds to wait for a replica to acknowledge an intent.
+        ack_timeout: Seconds to wait for a replica to acknowledge an intent (default 0.5,
+            or half the socket timeout when that is shorter; WAIT must end before it).
         replicas: Replica acknowledgements an intent needs; None asks for one whenever the
             master reports a connected replica.
         intent_grace: Seconds an intent outlives its lease, for a late holder to commit.
@@ -253,7 +254,7 @@ class RedisTokenStore:
         cipher: Optional[TokenCipher] = None,
         socket_timeout: float = 2.0,
         connect_timeout: float = 2.0,
-        ack_timeout: float = 0.5,
+        ack_timeout: Optional[float] = None,
         replicas: Optional[int] = None,
         intent_grace: float = 5.0,
         poll_interval: float = 0.05,
@@ -268,6 +269,8 @@ class RedisTokenStore:
             raise ConfigurationError("namespace must be 1-64 letters, digits, '.', '_' or '-'")
         _check_range("socket_timeout", socket_timeout, 0.01, 60.0)
         _check_range("connect_timeout", connect_timeout, 0.01, 60.0)
+        if ack_timeout is None:
+            ack_timeout = min(0.5, socket_timeout / 2)
         _check_range("ack_timeout", ack_timeout, 0.001, socket_timeout * 0.9)
         _check_range("intent_grace", intent_grace, 0.0, 600.0)
         _check_range("poll_interval", poll_interval, 0.001, 5.0)
@@ -510,7 +513,16 @@ class RedisTokenStore:
         data = blob if isinstance(blob, bytes) else str(blob).encode("utf-8")
         if self._cipher is None:
             return data
-        return self._cipher.decrypt(data, kind=CIPHER_KIND, identity=self._identity(part))
+        try:
+            return self._cipher.decrypt(data, kind=CIPHER_KIND, identity=self._identity(part))
+        except TextStackError:
+            raise
+        except Exception as exc:
+            # The cipher's own words may name a key id; they never hold the key or the data.
+            raise StoreError(
+                f"the {part} record in namespace {self._namespace!r} does not decrypt "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
 
     def _identity(self, part: str) -> str:
         return f"{self._namespace}#{part}"
@@ -544,7 +556,14 @@ def _connect(target: StoreTarget, socket_timeout: float, connect_timeout: float)
         raise ConfigurationError(
             "the Redis token store needs redis-py: pip install 'textstack-sdk[redis]'"
         ) from None
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # redis-py 6+ retries three times with backoff by default, which would multiply the
+    # bound on every call; the caller decides about retrying.
+    no_retry = Retry(NoBackoff(), 0)
     common: dict[str, Any] = {
+        "retry": no_retry,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
         "username": target.username,
@@ -557,6 +576,7 @@ def _connect(target: StoreTarget, socket_timeout: float, connect_timeout: float)
         host, port = target.hosts[0]
         return redis.Redis(host=host, port=port, **common)
     sentinel_kwargs: dict[str, Any] = {
+        "retry": no_retry,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
     }
