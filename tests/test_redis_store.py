@@ -11,6 +11,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator
+from typing import Callable
 
 import pytest
 from _redis_harness import (  # noqa: F401 - fixtures
@@ -345,3 +346,53 @@ def closed_port() -> int:
     from _redis_harness import free_port
 
     return free_port()
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_each_store_operation_is_one_round_trip(
+    store: RedisTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.connection
+
+    sent: list[object] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: object, command: object, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)  # type: ignore[arg-type]
+
+    store.load()  # the connection's own handshake is not an operation's
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+
+    def trips(operation: Callable[[], object]) -> int:
+        before = len(sent)
+        operation()
+        return len(sent) - before
+
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=10, wait=0)
+    assert lease is not None
+
+    def measure() -> dict[str, int]:
+        return {
+            "load": trips(store.load),
+            "acquire_lease": trips(lambda: store.acquire_lease("b", ttl=10, wait=0)),
+            "renew_lease": trips(lambda: store.renew_lease(lease, ttl=10)),
+            "record_intent": trips(
+                lambda: store.record_intent(lease, version=version, refresh_token="r")
+            ),
+            "commit": trips(lambda: store.commit(version, TOKENS, now=time.time())),
+            "release_lease": trips(lambda: store.release_lease(lease)),
+            "republish": trips(lambda: store.republish(version, TOKENS)),
+            "offer_pending": trips(lambda: store.offer_pending({"user_code": "A"})),
+            "mark_revoked": trips(lambda: store.mark_revoked(0, now=time.time())),
+            "tombstone": trips(lambda: store.tombstone(now=time.time())),
+        }
+
+    first = measure()
+    # A script's first use on a server: EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA again.
+    assert set(first.values()) <= {1, 3}
+    steady = measure()
+    assert steady == dict.fromkeys(steady, 1)
