@@ -110,11 +110,19 @@ class RedisProcess:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisProcess:
+        return self._start(None)
+
+    def restart(self) -> RedisProcess:
+        """Starts it again on the same port (after ``kill()`` or ``stop()``), empty."""
+        self.stop()
+        return self._start(self.port)
+
+    def _start(self, port: Optional[int]) -> RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         last = ""
         # A free port may be taken between the probe and the bind; try another one.
-        for _ in range(5):
-            self.port = free_port()
+        for _ in range(1 if port else 5):
+            self.port = port or free_port()
             conf = self.workdir / "server.conf"
             lines = [
                 f"port {self.port}",

@@ -230,6 +230,35 @@ def test_a_refused_connection_is_unavailable_and_retryable(namespace: str) -> No
     store.close()
 
 
+def test_the_store_recovers_when_redis_comes_back(redis_fleet: RedisFleet, namespace: str) -> None:
+    server = redis_fleet.server()
+    store = RedisTokenStore(server.url, namespace=namespace, socket_timeout=0.5)
+    try:
+        held = store.commit(0, TOKENS, now=time.time()).version
+        server.kill()
+        with pytest.raises(StoreUnavailable):
+            store.load()
+        server.restart()
+        snapshot = store.load()
+        assert snapshot.regressed_from(held), "a restart without persistence lost the record"
+        assert store.republish(held, TOKENS).ok
+    finally:
+        store.close()
+
+
+def test_no_secret_in_the_values_a_store_hands_out(
+    store: RedisTokenStore,
+) -> None:
+    version = store.commit(0, TOKENS, now=time.time()).version
+    assert store.offer_pending({"device_code": "device-secret-1", "user_code": "ABCD"})
+    lease = store.acquire_lease("a", ttl=10, wait=0)
+    assert lease is not None
+    intent = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+    shown = " ".join(repr(value) for value in (store.load(), lease, intent, store))
+    for secret in ("access-secret-1", "refresh-secret-1", "device-secret-1", lease.token):
+        assert secret not in shown
+
+
 # -- replicas --------------------------------------------------------------------------------
 
 
