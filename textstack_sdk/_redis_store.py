@@ -290,13 +290,17 @@ class RedisTokenStore:
         self._intent_key = f"{tag}:intent"
         self._tag = tag
         self._client = _connect(self._target, socket_timeout, connect_timeout)
+        # WAIT counts the writes made on its own connection, so an intent and its WAIT must
+        # share one: a pinned client, built on first use, one intent at a time.
+        self._intent_lock = threading.Lock()
+        self._intent_client: Any = None
+        self._intent_script: Any = None
         self._scripts = {
             name: self._client.register_script(source)
             for name, source in (
                 ("load", _LOAD),
                 ("acquire", _ACQUIRE),
                 ("release", _RELEASE),
-                ("intent", _INTENT),
                 ("write_live", _WRITE_LIVE),
                 ("write_state", _WRITE_STATE),
             )
@@ -320,6 +324,10 @@ class RedisTokenStore:
 
     def close(self) -> None:
         """Closes the connections. Safe to call twice."""
+        with self._intent_lock:
+            pinned, self._intent_client = self._intent_client, None
+        if pinned is not None:
+            self._call(pinned.close)
         self._call(self._client.close)
 
     def load(self) -> Snapshot:
@@ -387,32 +395,34 @@ class RedisTokenStore:
     def record_intent(self, lease: Lease, *, version: int, refresh_token: str) -> IntentResult:
         if lease.purpose != "refresh":
             raise StoreError("an intent needs the refresh lease")
-        started = self._clock.monotonic()
-        ok, reason, pttl, current, connected = self._call(
-            lambda: self._scripts["intent"](
-                keys=[self._lease_key("refresh"), self._intent_key, self._record_key],
-                args=[
-                    _lease_value(lease),
-                    str(version),
-                    fingerprint(refresh_token),
-                    str(self._grace_ms),
-                ],
+        with self._intent_lock:
+            client, script = self._call(self._pinned)
+            started = self._clock.monotonic()
+            ok, reason, pttl, current, connected = self._call(
+                lambda: script(
+                    keys=[self._lease_key("refresh"), self._intent_key, self._record_key],
+                    args=[
+                        _lease_value(lease),
+                        str(version),
+                        fingerprint(refresh_token),
+                        str(self._grace_ms),
+                    ],
+                )
             )
-        )
-        lease_deadline = started + int(pttl) / 1000.0
-        if not ok:
-            return IntentResult(
-                recorded=False,
-                acknowledged=False,
-                reason=_text(reason),
-                lease_deadline=lease_deadline,
-                current_version=int(current),
-            )
-        needed = self._replicas if self._replicas is not None else min(1, int(connected))
-        acknowledged = True
-        if needed > 0:
-            acked = self._call(lambda: self._client.wait(needed, self._ack_ms))
-            acknowledged = int(acked) >= needed
+            lease_deadline = started + int(pttl) / 1000.0
+            if not ok:
+                return IntentResult(
+                    recorded=False,
+                    acknowledged=False,
+                    reason=_text(reason),
+                    lease_deadline=lease_deadline,
+                    current_version=int(current),
+                )
+            needed = self._replicas if self._replicas is not None else min(1, int(connected))
+            acknowledged = True
+            if needed > 0:
+                acked = self._call(lambda: client.wait(needed, self._ack_ms))
+                acknowledged = int(acked) >= needed
         return IntentResult(
             recorded=True,
             acknowledged=acknowledged,
@@ -454,6 +464,18 @@ class RedisTokenStore:
             if left <= 0:
                 return None
             self._clock.wait(min(left, self._jittered()), self._never)
+
+    def _pinned(self) -> tuple[Any, Any]:
+        """The intent's own connection and script (call with the intent lock held)."""
+        if self._intent_client is None:
+            import redis
+
+            client = redis.Redis(
+                connection_pool=self._client.connection_pool, single_connection_client=True
+            )
+            self._intent_script = client.register_script(_INTENT)
+            self._intent_client = client
+        return self._intent_client, self._intent_script
 
     def _jittered(self) -> float:
         # Jitter keeps hosts that woke together from polling Redis in lockstep.
