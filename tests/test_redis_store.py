@@ -262,12 +262,22 @@ def test_no_secret_in_the_values_a_store_hands_out(
 # -- replicas --------------------------------------------------------------------------------
 
 
-def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
-    redis_fleet: RedisFleet, namespace: str
-) -> None:
+@pytest.fixture
+def replicated(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, RedisProcess]]:
+    """A master and one synced replica; the replica is thawed at the end if frozen."""
     master = redis_fleet.server()
     replica = redis_fleet.replica(master)
     wait_for_replicas(master)
+    try:
+        yield master, replica
+    finally:
+        replica.thaw()
+
+
+def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str
+) -> None:
+    master, replica = replicated
     store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
     try:
         version = store.commit(0, TOKENS, now=time.time()).version
@@ -275,7 +285,9 @@ def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
         assert lease is not None
         acked = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
         assert (acked.recorded, acked.acknowledged, acked.may_send) == (True, True, True)
-        assert replica.client().get(f"{{textstack:{namespace}}}:intent") is not None
+        on_replica = replica.client()
+        assert on_replica.get(f"{{textstack:{namespace}}}:intent") is not None
+        on_replica.close()
         assert store.release_lease(lease, withdraw_intent=True)
 
         replica.freeze()
@@ -288,19 +300,18 @@ def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
         assert lost.request_budget(time.monotonic(), wanted=0.1) is None
         assert 0.25 < time.monotonic() - started < 2.0
     finally:
-        replica.thaw()
         store.close()
 
 
 def test_the_wait_counts_the_intents_own_write(
-    redis_fleet: RedisFleet, namespace: str, monkeypatch: pytest.MonkeyPatch
+    replicated: tuple[RedisProcess, RedisProcess],
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """WAIT acknowledges the writes of its own connection. Were the intent and its WAIT on
     two pooled connections (threads share the pool), a WAIT on a connection that wrote
     nothing would be acknowledged at once, by a replica that never got the intent."""
-    master = redis_fleet.server()
-    replica = redis_fleet.replica(master)
-    wait_for_replicas(master)
+    master, replica = replicated
     store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.2)
     try:
         version = store.commit(0, TOKENS, now=time.time()).version
@@ -319,7 +330,6 @@ def test_the_wait_counts_the_intents_own_write(
         result = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
         assert (result.recorded, result.may_send, result.reason) == (True, False, "replica")
     finally:
-        replica.thaw()
         store.close()
 
 
