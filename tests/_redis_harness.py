@@ -310,8 +310,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 class FreezableProxy:
     """A TCP relay that can stop relaying: a replication link frozen mid-stream. Thread-safe.
 
-    Bytes read while frozen are held, and dropped by ``close()``: what the master sent
-    after ``freeze()`` never reaches the other side.
+    Bytes read while frozen are held: ``thaw()`` delivers them late, ``close()`` drops them
+    (what the master sent after ``freeze()`` then never reaches the other side).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -334,6 +334,10 @@ class FreezableProxy:
 
     def freeze(self) -> None:
         self._relaying.clear()
+
+    def thaw(self) -> None:
+        """Relays again, held bytes first: a partition that heals delivers what it held."""
+        self._relaying.set()
 
     def close(self) -> None:
         self._closed.set()

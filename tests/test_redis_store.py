@@ -15,6 +15,7 @@ from typing import Callable
 
 import pytest
 from _redis_harness import (  # noqa: F401 - fixtures
+    FreezableProxy,
     RedisFleet,
     RedisProcess,
     redis_binary,
@@ -257,6 +258,34 @@ def test_no_secret_in_the_values_a_store_hands_out(
     shown = " ".join(repr(value) for value in (store.load(), lease, intent, store))
     for secret in ("access-secret-1", "refresh-secret-1", "device-secret-1", lease.token):
         assert secret not in shown
+
+
+def test_a_commit_cut_off_by_a_partition_is_settled_by_the_next_read(
+    shared_redis: RedisProcess, namespace: str
+) -> None:
+    link = FreezableProxy(shared_redis.port)
+    store = RedisTokenStore(
+        f"redis://127.0.0.1:{link.port}/0", namespace=namespace, socket_timeout=0.3
+    )
+    try:
+        base = store.commit(0, TOKENS, now=time.time()).version
+        link.freeze()
+        rotated = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
+        with pytest.raises(StoreUnavailable):
+            store.commit(base, rotated, now=time.time())
+        # The partition heals and the held command lands late: its outcome was unknown to
+        # the caller, and the next read (not the reply it missed) tells it.
+        link.thaw()
+        direct = RedisTokenStore(shared_redis.url, namespace=namespace)
+        landed = direct.wait_for_change(base, timeout=5)
+        direct.close()
+        assert landed is not None, "the held command reached Redis"
+        after = store.load()
+        assert after.tokens == rotated and after.version > base
+        assert not store.commit(base, TOKENS, now=time.time()).ok
+    finally:
+        store.close()
+        link.close()
 
 
 # -- replicas --------------------------------------------------------------------------------
