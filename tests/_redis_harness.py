@@ -67,13 +67,6 @@ def require_redis_server() -> str:
     return binary
 
 
-def server_version(binary: str) -> str:
-    out = subprocess.run(
-        [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
-    )
-    return out.stdout.strip()
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -151,6 +151,17 @@ def test_every_key_shares_one_hash_tag(
     assert keys == [f"{tag}:intent", f"{tag}:lease:poll", f"{tag}:lease:refresh", f"{tag}:record"]
 
 
+def test_namespaces_keep_logins_apart(store: RedisTokenStore, shared_redis: RedisProcess) -> None:
+    assert store.commit(0, TOKENS, now=time.time()).ok
+    neighbour = RedisTokenStore(shared_redis.url, namespace=store.namespace + "-other")
+    try:
+        assert neighbour.load().version == 0
+        assert neighbour.acquire_lease("b", ttl=10, wait=0) is not None
+        assert store.acquire_lease("a", ttl=10, wait=0) is not None
+    finally:
+        neighbour.close()
+
+
 def test_a_flushed_script_cache_is_reloaded(
     store: RedisTokenStore, shared_redis: RedisProcess
 ) -> None:

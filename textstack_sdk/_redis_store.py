@@ -241,6 +241,12 @@ class RedisTokenStore:
         clock: Monotonic time and cancellable waits.
         environ: Where to read ``TEXTSTACK_TOKEN_STORE`` (default ``os.environ``).
 
+    Time bounds: each call takes at most one socket timeout (redis-py's own retries are
+    off; a caller that wants to retry decides so on :class:`StoreUnavailable`). With
+    Sentinel, finding the master may take one timeout per Sentinel that does not answer.
+    A lease wait takes at most ``wait`` plus one socket timeout; an intent with replicas
+    adds ``ack_timeout``.
+
     Raises:
         ConfigurationError: No URL, a URL that cannot work, an option out of range, or
             redis-py not installed (``pip install 'textstack-sdk[redis]'``).
