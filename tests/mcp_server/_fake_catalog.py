@@ -2,7 +2,8 @@
 
 ``echo`` answers its arguments; ``wait`` blocks until cancelled (or 20 s); ``my_books``
 makes one user-scoped SDK call, so sign-in is exercised through the real client.
-Run as a script it serves MCP on stdio with this catalog (``python -m tests.mcp_server._fake_catalog``).
+Run as a script, it serves MCP on stdio with this catalog
+(``python -m tests.mcp_server._fake_catalog``).
 """
 
 from __future__ import annotations

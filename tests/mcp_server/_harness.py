@@ -7,6 +7,7 @@ never produces (broken JSON, floods, cancellation races, signals).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -109,10 +110,8 @@ class RawServer:
 
     def close(self, timeout: float = 10.0) -> int:
         assert self.proc.stdin is not None
-        try:
+        with contextlib.suppress(OSError):
             self.proc.stdin.close()
-        except OSError:
-            pass
         try:
             return self.proc.wait(timeout)
         finally:
