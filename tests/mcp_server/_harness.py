@@ -102,9 +102,7 @@ class RawServer:
         return message
 
     def initialize(self) -> None:
-        self.request(
-            "init", "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}}
-        )
+        self.request("init", "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}})
         assert self.read()["id"] == "init"
         self.notify("notifications/initialized")
 

@@ -126,9 +126,10 @@ def test_two_servers_for_one_user_show_one_code(api: FakeTextStackServer, tmp_pa
     env = server_env(api.api_url, api.site_host, tmp_path / "shared.json")
 
     async def main() -> None:
-        async with mcp.Client(_params(env), mode="legacy") as one, mcp.Client(
-            _params(env), mode="legacy"
-        ) as two:
+        async with (
+            mcp.Client(_params(env), mode="legacy") as one,
+            mcp.Client(_params(env), mode="legacy") as two,
+        ):
             first = await one.call_tool("my_books", {})
             second = await two.call_tool("my_books", {})
             assert first.is_error and second.is_error

@@ -142,7 +142,9 @@ def test_stdin_eof_waits_for_calls_in_flight(raw: RawServer) -> None:
     assert json.loads(line)["id"] == 1
 
 
-def test_eof_with_a_stuck_call_exits_within_the_bound(api: FakeTextStackServer, tmp_path: Path) -> None:
+def test_eof_with_a_stuck_call_exits_within_the_bound(
+    api: FakeTextStackServer, tmp_path: Path
+) -> None:
     env = server_env(api.api_url, api.site_host, tmp_path / "c.json", token="t")
     raw = RawServer(env)
     raw.initialize()
@@ -165,7 +167,7 @@ def test_sigterm_ends_it_promptly(raw: RawServer) -> None:
     assert raw.rest() == []
 
 
-NOISY_SITE = '''
+NOISY_SITE = """
 import logging, subprocess, sys, warnings
 logging.basicConfig(stream=sys.stdout, level=logging.DEBUG, force=True)
 logging.getLogger("textstack_sdk").setLevel(logging.DEBUG)
@@ -181,7 +183,7 @@ def serve(self):
     import os; os.write(1, b"raw write to fd 1\\n")
     return _orig(self)
 stdio.StdioServer.serve = serve
-'''
+"""
 
 
 def test_stdout_carries_only_json_rpc_in_a_noisy_process(
