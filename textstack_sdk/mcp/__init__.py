@@ -1,6 +1,8 @@
-"""``textstack mcp``: the SDK as an MCP stdio server (pure core, one stdio loop, catalog).
+"""``textstack mcp``: the SDK as an MCP stdio server (a drop-in for TextStack's .NET tool).
 
-Imports only downward from the SDK; nothing in the SDK imports this package.
+A pure JSON-RPC core (``_protocol``), one stdio loop around it (``_stdio``), the tool
+catalog (``_catalog``) as data plus small handlers on the client, and the wiring
+(``_server``). Imports only downward from the SDK; nothing in the SDK imports this package.
 """
 
 from __future__ import annotations
