@@ -108,6 +108,16 @@ def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[
             crypto.note,
             speed=False,
         )
+    overhead = _find(rows, "mcp: server overhead", "overhead (server path - SDK call)")
+    if overhead is not None and overhead.value is not None:
+        add(
+            "textstack mcp overhead per tools/call < 0.3 ms over the SDK call",
+            overhead.value,
+            overhead.value < 300.0,
+            f"{overhead.value:.0f} µs (rounds {overhead.spread[0]:.0f}-{overhead.spread[1]:.0f})"
+            if overhead.spread
+            else "",
+        )
     return targets
 
 
