@@ -27,6 +27,8 @@ from ._harness import ROOT
 pytestmark = pytest.mark.slow
 
 ENV_INSPECTOR = "TEXTSTACK_INSPECTOR"
+GET_BOOK = ["--tool-args-json", '{"slug":"moby-dick"}']
+SHORT_QUERY = ["--tool-args-json", '{"query":"x"}']
 CACHED = Path(tempfile.gettempdir()) / "textstack-inspector" / "node_modules" / ".bin"
 
 
@@ -96,8 +98,7 @@ def test_tools_list_and_call_in_the_default_era(
     code, called = _run(
         inspector,
         tmp_path,
-        [*target, "--method", "tools/call", "--tool-name", "get_book"]
-        + ["--tool-args-json", '{"slug":"moby-dick"}'],
+        [*target, "--method", "tools/call", "--tool-name", "get_book", *GET_BOOK],
     )
     assert code == 0
     assert json.loads(called["result"]["content"][0]["text"])["slug"] == "moby-dick"
@@ -122,8 +123,7 @@ def test_the_2026_era_through_a_config_entry(
     code, refused = _run(
         inspector,
         tmp_path,
-        [*pick, "--method", "tools/call", "--tool-name", "search_books"]
-        + ["--tool-args-json", '{"query":"x"}'],
+        [*pick, "--method", "tools/call", "--tool-name", "search_books", *SHORT_QUERY],
     )
     assert code == 5  # the Inspector's exit code for an isError result
     assert refused["result"]["isError"] is True
