@@ -197,9 +197,9 @@ class StdioServer:
                 start = end + 1
 
     def serve(self) -> int:
-        """Serves until stdin ends (or SIGTERM); returns the exit code, 0."""
+        """Serves until stdin ends or SIGTERM (exit code 0), or Ctrl-C (130)."""
         restore = self._on_sigterm()
-        drain = self._drain_timeout
+        drain, code = self._drain_timeout, 0
         try:
             for line in self._lines():
                 with self._lock:
@@ -210,10 +210,12 @@ class StdioServer:
                     self._apply_locked(actions)
         except _Terminated:
             drain = 0.0  # the client already waited after closing stdin
+        except KeyboardInterrupt:
+            drain, code = 0.0, 130
         finally:
             restore()
             self._shutdown(drain)
-        return 0
+        return code
 
     def _shutdown(self, drain: float) -> None:
         deadline = time.monotonic() + drain
