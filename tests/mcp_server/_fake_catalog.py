@@ -9,6 +9,7 @@ Run as a script, it serves MCP on stdio with this catalog
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from typing import Any, Optional
@@ -56,6 +57,8 @@ class FakeCatalog:
         self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
     ) -> dict[str, Any]:
         if name == "echo":
+            if arguments and arguments.get("delay"):
+                cancel.wait(float(arguments["delay"]))  # a slow upstream, cut short by cancel
             if arguments and arguments.get("print"):
                 print("stray print from a tool")  # the stdout guard must divert this
             return _text(json.dumps(arguments, separators=(",", ":")))
@@ -75,4 +78,5 @@ class FakeCatalog:
 if __name__ == "__main__":
     from textstack_sdk.mcp._server import serve_stdio
 
-    sys.exit(serve_stdio(catalog_factory=FakeCatalog))
+    drain = float(os.environ.get("FAKE_MCP_DRAIN_SECONDS", "5"))
+    sys.exit(serve_stdio(catalog_factory=FakeCatalog, drain_timeout=drain))
