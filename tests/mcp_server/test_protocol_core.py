@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from textstack_sdk.mcp._protocol import Send, ServerCore, Start
@@ -21,6 +21,9 @@ META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},
 }
+
+
+CALL = {"name": "echo", "arguments": {}}
 
 
 def _core() -> ServerCore:
@@ -168,11 +171,16 @@ request = st.fixed_dictionaries(
 )
 notification = st.fixed_dictionaries(
     {"jsonrpc": st.just("2.0"), "method": st.just("notifications/cancelled")},
-    optional={"params": st.fixed_dictionaries({"requestId": st.integers(0, 30) | st.text()})},
+    optional={
+        "params": st.fixed_dictionaries(
+            {"requestId": st.integers(0, 30) | st.integers(0, 30).map(str) | st.text()}
+        )
+    },
 )
 steps = st.lists(
     st.one_of(
         request.map(lambda r: ("request", r)),
+        st.just(("request", {"jsonrpc": "2.0", "method": "tools/call", "params": CALL})),
         notification.map(lambda n: ("raw", _line(n))),
         json_values.map(lambda v: ("raw", _line(v))),
         st.binary(max_size=60).map(lambda b: ("raw", b.replace(b"\n", b""))),
@@ -183,15 +191,33 @@ steps = st.lists(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=steps, string_ids=st.booleans())
+@given(steps=steps, string_ids=st.booleans(), initialized=st.booleans())
+@example(
+    steps=[
+        ("request", {"jsonrpc": "2.0", "method": "tools/call", "params": CALL}),
+        (
+            "raw",
+            _line(
+                {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 0}}
+            ),
+        ),
+        ("finish", None),
+    ],
+    string_ids=False,
+    initialized=True,
+)
 def test_every_request_gets_exactly_one_answer_or_none_when_cancelled(
-    steps: list[tuple[str, Any]], string_ids: bool
+    steps: list[tuple[str, Any]], string_ids: bool, initialized: bool
 ) -> None:
     core = _core()
+    if initialized:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}}
+        core.receive(_line({"jsonrpc": "2.0", "id": -1, "method": "initialize", "params": hello}))
     expected: set[Any] = set()
     answered: list[Any] = []
     starts: list[Start] = []
     every_start: list[Start] = []
+    dropped: set[Any] = set()
     for i, (kind, payload) in enumerate(steps):
         if kind == "request":
             request_id: Any = str(i) if string_ids else i
@@ -201,14 +227,22 @@ def test_every_request_gets_exactly_one_answer_or_none_when_cancelled(
             actions = core.receive(payload)
         else:
             done = {"content": [], "isError": False}
-            actions = core.finish(starts.pop(0).key, done) if starts else []
+            actions = []
+            if starts:
+                start = starts.pop(0)
+                if start.cancel.is_set():
+                    dropped.add(start.key[1])
+                actions = core.finish(start.key, done)
         starts.extend(a for a in actions if isinstance(a, Start))
         every_start.extend(a for a in actions if isinstance(a, Start))
         answered.extend(m["id"] for m in _sent(actions))
     for start in starts:
+        if start.cancel.is_set():
+            dropped.add(start.key[1])
         answered.extend(m["id"] for m in _sent(core.finish(start.key, {"content": []})))
     cancelled = {s.key[1] for s in every_start if s.cancel.is_set()}
     real = [a for a in answered if a is not None]
     assert len(real) == len(set(real))  # never two answers to one request
     assert set(real) | cancelled >= expected
     assert set(real) <= expected
+    assert not dropped & set(real)  # a call cancelled before it finished is never answered
