@@ -8,6 +8,8 @@ Three figures:
 * ``tools/call get_book`` round trip over stdio, sequential calls on a warm process, both
   servers making the same SDK call (``TextStackApiClient.get_book``) against the local
   server in its own process; the direct SDK call in this process is the floor.
+* a user-scoped call with no sign-in: the time to the "authentication required" answer
+  (one device-code request to the local server, no API request), fresh cache per round.
 * the server's own overhead per call, in process: the core parsing the request line,
   dispatch, the catalog's argument checks and rendering, and the encoded answer, minus
   the SDK call it wraps (an in-memory transport, so the network is not in the figure).
@@ -20,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -30,6 +33,7 @@ __all__ = ["run"]
 
 SECTION_SPAWN = "mcp: spawn to first tools/list (ms)"
 SECTION_CALL = "mcp: tools/call get_book over stdio (µs/call)"
+SECTION_PENDING = "mcp: sign-in needed, time to the answer (ms)"
 SECTION_OVERHEAD = "mcp: server overhead per tools/call, in process (µs)"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = [sys.executable, "-m", "textstack_sdk.mcp"]
@@ -166,6 +170,26 @@ def _over_stdio(config: Config, api_url: str, with_fastmcp: bool) -> list[Row]:
     return ratio_rows(SECTION_CALL, samples, "direct SDK call (floor)", "µs")
 
 
+def _pending_ms(api_url: str) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        env = _env(api_url)
+        del env["TEXTSTACK_MCP_TOKEN"]
+        env["TEXTSTACK_MCP_TOKEN_CACHE"] = os.path.join(folder, "token.json")
+        child = _Child(OURS, env)
+        try:
+            child.send(_line(0, "initialize", INIT) + _line(None, "notifications/initialized"))
+            child.until(0)
+            start = time.perf_counter()
+            child.send(_line(1, "tools/call", {"name": "get_my_reading", "arguments": {}}))
+            result = child.until(1)["result"]
+            elapsed = time.perf_counter() - start
+        finally:
+            child.close()
+    if not result["content"][0]["text"].startswith("authentication required"):
+        raise RuntimeError(f"expected a sign-in answer, got {result}")
+    return elapsed * 1e3
+
+
 def _in_process(config: Config, api_url: str) -> list[Row]:
     """Server path (core + catalog) minus the SDK call, both over an in-memory transport."""
     import urllib.request
@@ -244,6 +268,17 @@ def run(config: Config) -> list[Row]:
             spawns["FastMCP (mcp 2.x)"] = lambda: _spawn_ms(FASTMCP, env)
         rounds = 2 if config.smoke else 7
         rows += ratio_rows(SECTION_SPAWN, interleaved(spawns, rounds), "textstack mcp", "ms")
+        pending = spread([_pending_ms(server.api_url) for _ in range(rounds)])
+        rows.append(
+            Row(
+                SECTION_PENDING,
+                "textstack mcp: get_my_reading, no token",
+                pending.median,
+                "ms",
+                spread=[pending.low, pending.high],
+                note="one device-code round trip; target < 100 ms",
+            )
+        )
         rows += _over_stdio(config, server.api_url, with_fastmcp)
         rows += _in_process(config, server.api_url)
     finally:
