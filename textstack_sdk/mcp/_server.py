@@ -31,14 +31,25 @@ ENV_MIN_POLL = "TEXTSTACK_MIN_POLL_INTERVAL"
 
 
 def _prompt(pending: Pending) -> None:
+    _note(
+        f"to connect TextStack, open {for_terminal(pending.verification_uri)}"
+        f" and enter code {for_terminal(pending.user_code)}"
+    )
+
+
+def _note(text: str) -> None:
     try:
-        sys.stderr.write(
-            f"textstack mcp: to connect TextStack, open {for_terminal(pending.verification_uri)}"
-            f" and enter code {for_terminal(pending.user_code)}\n"
-        )
+        sys.stderr.write(f"textstack mcp: {text}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
-        pass  # a closed stderr must not break the sign-in
+        pass  # a closed stderr must not stop the server or its sign-in
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def _min_poll_interval(environ: Mapping[str, str]) -> float:
@@ -96,6 +107,9 @@ def serve_stdio(
             server_version=__version__,
             instructions=INSTRUCTIONS,
         )
+        if _isatty(0):
+            # Someone typed the command by hand: MCP hosts start it themselves.
+            _note("serving MCP on stdin/stdout for an MCP host (see README); Ctrl-D ends it")
         with guard_stdio() as (read_fd, write_fd):
             return StdioServer(core, catalog, read_fd=read_fd, write_fd=write_fd, **options).serve()
     finally:
@@ -114,5 +128,5 @@ def main() -> int:
     except KeyboardInterrupt:
         return 130
     except TextStackError as exc:
-        sys.stderr.write(f"textstack mcp: error: {for_terminal(str(exc), limit=1000)}\n")
+        _note(f"error: {for_terminal(str(exc), limit=1000)}")
         return 5 if isinstance(exc, ConfigurationError) else 1
