@@ -26,10 +26,10 @@ import pytest
 from _servers import closed_port
 
 from textstack_sdk import FileTokenCache, TokenSet
-from textstack_sdk._cli import main
-from textstack_sdk._cli_auth import Progress, safe_browser_url, should_open_browser
-from textstack_sdk._cli_format import describe_expiry, html_to_text, render_table, to_json
 from textstack_sdk._jwt import decode_exp
+from textstack_sdk.cli import main
+from textstack_sdk.cli._format import describe_expiry, html_to_text, render_table, to_json
+from textstack_sdk.cli._signin import Progress, safe_browser_url, should_open_browser
 from textstack_sdk.testing import FakeTextStackServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -536,7 +536,7 @@ def test_api_error_exits_1(
 def test_keyboard_interrupt_exits_130(
     capsys: pytest.CaptureFixture[str], api_env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from textstack_sdk import _cli_read
+    from textstack_sdk.cli import _read as _cli_read
 
     def interrupted(ctx: Any) -> int:
         raise KeyboardInterrupt
@@ -585,7 +585,7 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str], cache_path: pathlib
 def test_demo_interactive_waits_for_the_person(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, browser: list[str]
 ) -> None:
-    from textstack_sdk import _cli_demo
+    from textstack_sdk.cli import _demo as _cli_demo
 
     started: queue.Queue[FakeTextStackServer] = queue.Queue()
 

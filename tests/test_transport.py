@@ -20,12 +20,11 @@ import pytest
 from _servers import RawRequest, RawServer, closed_port, respond
 
 from textstack_sdk._errors import ConfigurationError, TransportError
-from textstack_sdk._http import Request, Response
+from textstack_sdk._http import Request, Response, parse_retry_after
 from textstack_sdk._transport import (
     Urllib3Transport,
     backoff_delay,
     check_url,
-    parse_retry_after,
     redirect_target,
     retry_delay,
 )

@@ -7,12 +7,19 @@ Everything above this seam (the token manager, the client) speaks only these typ
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
-__all__ = ["Request", "Response", "Transport", "json_body"]
+__all__ = ["Request", "Response", "Transport", "json_body", "parse_retry_after"]
+
+_RETRY_AFTER_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+# parse_retry_after never returns more than this: "wait effectively forever", still finite.
+_RETRY_AFTER_CEILING = 1e9
 
 
 @dataclass(frozen=True)
@@ -84,3 +91,33 @@ class Transport(Protocol):
 def json_body(payload: Mapping[str, Any]) -> bytes:
     """Encodes a JSON request body compactly (UTF-8)."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Reads a ``Retry-After`` header: delay-seconds or an HTTP-date.
+
+    Args:
+        value: The header value, or None when absent.
+        now: The current wall-clock time (epoch seconds), for HTTP-dates.
+
+    Returns:
+        Seconds to wait (at most 1e9; callers cap it by their own bound), 0.0 for a date
+        in the past, or None when absent, malformed or negative.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _RETRY_AFTER_SECONDS.fullmatch(text):
+        return min(float(text), _RETRY_AFTER_CEILING)
+    if text[0] in "+-" or text[0].isdigit():
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+        target = when.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if not math.isfinite(target):
+        return None
+    return min(max(target - now, 0.0), _RETRY_AFTER_CEILING)

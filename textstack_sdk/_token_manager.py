@@ -74,7 +74,8 @@ class TokenStatus:
         subject: Who the token belongs to (its unverified ``email``/``sub`` claim).
         has_refresh_token: Whether a refresh token is held.
         cache_path: Where tokens are persisted, for file caches.
-        pending: The sign-in waiting for approval, if any.
+        pending: The sign-in waiting for approval, if any: this process's, else one
+            another process started for the same server and shares through the cache.
         last_error: Why the last refresh or sign-in failed, if it did.
     """
 
@@ -1018,9 +1019,26 @@ class TokenManager:
                 subject=decode_subject(tokens.access_token) if tokens is not None else None,
                 has_refresh_token=bool(tokens is not None and tokens.refresh_token),
                 cache_path=str(path) if path is not None else None,
-                pending=flow.pending if flow is not None else None,
+                pending=flow.pending if flow is not None else self._shared_pending(),
                 last_error=self._last_error,
             )
+
+    def _shared_pending(self) -> Optional[Pending]:
+        """A sign-in another process started for this server and shares through the cache."""
+        if not self._shared:
+            return None
+        try:
+            flow = shared_flow.decode(self._cache.load_pending(), self._time())
+        except Exception:  # noqa: BLE001 - a status report must not fail on a stray file
+            return None
+        if flow is None or flow.outcome is not None or flow.server != self._server_id:
+            return None
+        return Pending(
+            verification_uri=flow.auth.verification_uri,
+            user_code=flow.auth.user_code,
+            verification_uri_complete=flow.auth.verification_uri_complete,
+            expires_at=flow.expires_at,
+        )
 
     @property
     def cache(self) -> Any:

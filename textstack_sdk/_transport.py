@@ -2,7 +2,7 @@
 
 This is the only module that imports urllib3. urllib3's own retries and redirects are
 off; the small policies that replace them are pure functions here (``check_url``,
-``parse_retry_after``, ``retry_delay``, ``redirect_target``) so they can be tested
+``retry_delay``, ``redirect_target``) so they can be tested
 without sockets. Every urllib3 / socket / ssl / http.client failure becomes a
 ``TransportError`` in one place, ``_map_error``.
 
@@ -17,7 +17,6 @@ checked again as soon as it returns.
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import http.client
 import io
@@ -56,13 +55,13 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util import Retry, Timeout, parse_url
 
 from ._errors import ConfigurationError, TransportError
-from ._http import Request, Response
+from ._http import Request, Response, parse_retry_after
 from ._version import __version__
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-__all__ = ["Urllib3Transport", "check_url", "parse_retry_after", "redirect_target", "retry_delay"]
+__all__ = ["Urllib3Transport", "check_url", "redirect_target", "retry_delay"]
 
 _log = logging.getLogger("textstack_sdk.http")
 
@@ -84,9 +83,6 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Printable ASCII and tab only: http.client would put an illegal value, or a value it
 # cannot encode, into its exception text, and the value may be a bearer token.
 _BAD_HEADER_VALUE = re.compile(r"[^\t\x20-\x7e]")
-_RETRY_AFTER_SECONDS = re.compile(r"\d+(?:\.\d+)?")
-# parse_retry_after never returns more than this: "wait effectively forever", still finite.
-_RETRY_AFTER_CEILING = 1e9
 
 _DEFAULT_USER_AGENT = (
     f"textstack-sdk/{__version__} "
@@ -166,36 +162,6 @@ def _origin(url: str) -> tuple[str, str, int]:
     parsed = parse_url(url)
     scheme = (parsed.scheme or "").lower()
     return scheme, (parsed.host or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
-
-
-def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
-    """Reads a ``Retry-After`` header: delay-seconds or an HTTP-date.
-
-    Args:
-        value: The header value, or None when absent.
-        now: The current wall-clock time (epoch seconds), for HTTP-dates.
-
-    Returns:
-        Seconds to wait (at most 1e9; callers cap it by their own bound), 0.0 for a date
-        in the past, or None when absent, malformed or negative.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if _RETRY_AFTER_SECONDS.fullmatch(text):
-        return min(float(text), _RETRY_AFTER_CEILING)
-    if text[0] in "+-" or text[0].isdigit():
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-        target = when.timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if not math.isfinite(target):
-        return None
-    return min(max(target - now, 0.0), _RETRY_AFTER_CEILING)
 
 
 def backoff_delay(attempt: int, base: float, rand: Callable[[], float] = random.random) -> float:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ._errors import ProtocolError
-from ._http import Request, Response, json_body
+from ._http import Request, Response, json_body, parse_retry_after
 from ._jwt import decode_exp, is_bearer_token
 from ._models import DeviceAuthorization, TokenSet
 from ._text import for_terminal
@@ -165,9 +165,6 @@ def parse_json(response: Response, route: str) -> Any:
 
 def retry_after_seconds(response: Response, now: float) -> Optional[float]:
     """The ``Retry-After`` of a response in seconds, or None when absent or malformed."""
-    # The transport module owns the parser; import late so _wire stays free of urllib3.
-    from ._transport import parse_retry_after
-
     return parse_retry_after(response.headers.get("retry-after"), now)
 
 

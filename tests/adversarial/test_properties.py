@@ -31,10 +31,10 @@ from textstack_sdk import _api_parse as P
 from textstack_sdk import _wire as wire
 from textstack_sdk._cache import MAX_CACHE_BYTES, FileTokenCache
 from textstack_sdk._errors import ApiError, AuthorizationRequired, ProtocolError
-from textstack_sdk._http import Request, Response
+from textstack_sdk._http import Request, Response, parse_retry_after
 from textstack_sdk._jwt import _MAX_EXP, MAX_TOKEN_LENGTH, decode_exp, is_bearer_token
 from textstack_sdk._models import DeviceAuthorization, TokenSet
-from textstack_sdk._transport import Urllib3Transport, parse_retry_after
+from textstack_sdk._transport import Urllib3Transport
 from textstack_sdk.testing import FakeTextStackServer, MockTransport
 
 from ._budget import PROPERTY_SETTINGS

@@ -336,7 +336,7 @@ def test_full_sdk_session_leaks_no_secret(tmp_path: Path) -> None:
 def test_cli_session_prints_no_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from textstack_sdk._cli import main
+    from textstack_sdk.cli import main
 
     hay = Haystack()
     secrets = Secrets()

@@ -18,16 +18,14 @@ import sys
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
-from ._cli_auth import Progress, Prompter
-from ._cli_format import describe_expiry, html_to_text
-from ._errors import ConfigurationError, TextStackError
-from ._models import Pending
-from ._text import for_terminal
-
-if TYPE_CHECKING:
-    from ._cli import Context
+from .._errors import ConfigurationError, TextStackError
+from .._models import Pending
+from .._text import for_terminal
+from ._context import Context
+from ._format import describe_expiry, html_to_text
+from ._signin import Progress, Prompter
 
 __all__ = ["DemoFailed", "register"]
 
@@ -41,7 +39,7 @@ class DemoFailed(TextStackError):
 
 def _server_class() -> Any:
     try:
-        from .testing import FakeTextStackServer
+        from ..testing import FakeTextStackServer
     except ImportError as exc:  # cryptography signs the server's JWTs
         raise ConfigurationError(
             "the local server needs the 'server' extra: pip install 'textstack-sdk[server]' "
@@ -89,9 +87,9 @@ def _check(condition: bool, message: str) -> None:
 
 
 def cmd_demo(ctx: Context) -> int:
-    from ._cache import FileTokenCache
-    from ._client import TextStackApiClient
-    from ._token_manager import TokenManager
+    from .._cache import FileTokenCache
+    from .._client import TextStackApiClient
+    from .._token_manager import TokenManager
 
     server_class = _server_class()
     interactive = bool(ctx.args.interactive)

@@ -7,21 +7,19 @@ raises ``AuthorizationRequired`` (the Pending message) and the command exits 3.
 from __future__ import annotations
 
 import shutil
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
-from ._api_models import Shelves
-from ._cli_format import (
+from .._api_models import Shelves
+from .._errors import TextStackError
+from .._text import for_terminal
+from ._context import Context
+from ._format import (
     clean_lines,
     html_to_text,
     render_fields,
     render_table,
     to_json,
 )
-from ._errors import TextStackError
-from ._text import for_terminal
-
-if TYPE_CHECKING:
-    from ._cli import Context
 
 __all__ = ["NotFound", "register"]
 

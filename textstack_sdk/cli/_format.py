@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from html.parser import HTMLParser
 from typing import Any, Optional
 
-from ._api_models import JsonObject
-from ._errors import FieldError
-from ._text import for_terminal
+from .._api_models import JsonObject
+from .._errors import FieldError
+from .._text import for_terminal
 
 __all__ = [
     "clean_lines",

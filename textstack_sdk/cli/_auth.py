@@ -1,0 +1,180 @@
+"""``textstack login | status | logout | token``: the sign-in commands.
+
+No token is printed anywhere except by ``token`` on stdout.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from .._errors import AuthorizationRequired
+from .._jwt import decode_exp, decode_subject
+from .._models import Failed, Pending, TokenResult
+from .._text import for_terminal
+from ._context import Context
+from ._format import describe_expiry, iso_utc, render_fields, to_json
+from ._signin import Prompter, failed_to_error, sign_in
+
+__all__ = ["register"]
+
+
+def cmd_login(ctx: Context) -> int:
+    args = ctx.args
+    if ctx.env_token():
+        ctx.err(
+            "textstack: note: TEXTSTACK_MCP_TOKEN is set; the SDK will use it instead of "
+            "this sign-in while it stays set."
+        )
+    prompter = Prompter(ctx, no_browser=args.no_browser, force=args.browser)
+    manager = ctx.manager(prompt=prompter)
+    sign_in(ctx, manager, args.login_timeout, prompter)
+    status = manager.status()
+    who = f" as {for_terminal(status.subject)}" if status.subject else ""
+    where = f"; tokens saved to {for_terminal(status.cache_path)}" if status.cache_path else ""
+    ctx.out(f"Signed in{who}{where}.")
+    return 0
+
+
+def _status_data(ctx: Context) -> dict[str, Any]:
+    from .._settings import resolve_api_url, resolve_site_host
+
+    api_url = resolve_api_url(ctx.args.api_url, ctx.environ)
+    site_host = resolve_site_host(ctx.args.site_host, ctx.environ)
+    token = ctx.env_token()
+    if token:
+        exp = decode_exp(token)
+        return {
+            "source": "environment (TEXTSTACK_MCP_TOKEN)",
+            "authorized": exp is None or exp > time.time(),
+            "subject": decode_subject(token),
+            "expires_at": exp,
+            "has_refresh_token": False,
+            "cache_path": None,
+            "pending": None,
+            "last_error": None,
+            "api_url": api_url,
+            "site_host": site_host,
+        }
+    manager = ctx.manager(prompt=False)
+    status = manager.status()
+    pending = status.pending
+    return {
+        "source": status.source,
+        "authorized": status.authorized,
+        "subject": status.subject,
+        "expires_at": status.expires_at,
+        "has_refresh_token": status.has_refresh_token,
+        "cache_path": status.cache_path,
+        "pending": None
+        if pending is None
+        else {
+            "verification_uri": pending.verification_uri,
+            "user_code": pending.user_code,
+            "expires_at": iso_utc(pending.expires_at),
+        },
+        "last_error": status.last_error,
+        "api_url": api_url,
+        "site_host": site_host,
+    }
+
+
+def cmd_status(ctx: Context) -> int:
+    data = _status_data(ctx)
+    now = time.time()
+    if ctx.json:
+        shown = dict(data)
+        shown["expires_at"] = iso_utc(data["expires_at"])
+        exp = data["expires_at"]
+        shown["expires_in_seconds"] = None if exp is None else int(exp - now)
+        ctx.out(to_json(shown))
+        return 0
+    signed_in = data["authorized"] or data["has_refresh_token"]
+    if data["authorized"]:
+        state = "yes"
+    elif data["has_refresh_token"]:
+        state = "yes (the access token will be refreshed on next use)"
+    else:
+        state = "no (run `textstack login`)"
+    pending = data["pending"]
+    ctx.out(
+        render_fields(
+            [
+                ("signed in", state),
+                ("user", data["subject"] if signed_in else None),
+                ("source", data["source"]),
+                ("expires", describe_expiry(data["expires_at"], now) if signed_in else None),
+                ("token cache", data["cache_path"]),
+                ("api", f"{data['api_url']} (Host: {data['site_host']})"),
+                (
+                    "pending",
+                    None
+                    if pending is None
+                    else f"open {pending['verification_uri']} and enter {pending['user_code']}",
+                ),
+                ("last error", data["last_error"]),
+            ]
+        )
+    )
+    return 0
+
+
+def cmd_logout(ctx: Context) -> int:
+    manager = ctx.manager(prompt=False)
+    before = manager.status()
+    manager.logout()
+    path = for_terminal(before.cache_path or "")
+    if before.source == "none" and not before.has_refresh_token:
+        ctx.out(f"Not signed in; nothing to remove{' at ' + path if path else ''}.")
+    else:
+        ctx.out(f"Signed out{'; removed ' + path if path else ''}.")
+    if ctx.env_token():
+        ctx.err("textstack: note: TEXTSTACK_MCP_TOKEN is still set in the environment.")
+    return 0
+
+
+def cmd_token(ctx: Context) -> int:
+    token = ctx.env_token()
+    if token:
+        ctx.out(token)
+        return 0
+    if ctx.args.login:
+        prompter = Prompter(ctx, no_browser=ctx.args.no_browser, force=False)
+        result: TokenResult = sign_in(ctx, ctx.manager(prompt=prompter), None, prompter)
+    else:
+        result = ctx.manager(prompt=False).get_token()
+    if isinstance(result, Pending):
+        raise AuthorizationRequired(
+            result.message,
+            verification_uri=result.verification_uri,
+            user_code=result.user_code,
+        )
+    if isinstance(result, Failed):
+        raise failed_to_error(result)
+    ctx.out(result.access_token)
+    return 0
+
+
+def register(add: Callable[..., Any]) -> None:
+    """Adds the sign-in commands to the parser."""
+    login = add(
+        "login", cmd_login, "sign in with the device flow and wait for approval", timeout=False
+    )
+    login.add_argument(
+        "--timeout",
+        dest="login_timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give up after S seconds (default: when the code expires)",
+    )
+    login.add_argument("--no-browser", action="store_true", help="never open a browser")
+    login.add_argument(
+        "--browser", action="store_true", help="open the browser even if not interactive"
+    )
+    status = add("status", cmd_status, "show who is signed in, until when, and where")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    add("logout", cmd_logout, "forget the saved sign-in")
+    token = add("token", cmd_token, "print the access token (refreshed if needed) on stdout")
+    token.add_argument("--login", action="store_true", help="sign in (and wait) when not signed in")
+    token.add_argument("--no-browser", action="store_true", help="never open a browser")
