@@ -36,7 +36,7 @@ SECTION_CALL = "mcp: tools/call get_book over stdio (µs/call)"
 SECTION_PENDING = "mcp: sign-in needed, time to the answer (ms)"
 SECTION_OVERHEAD = "mcp: server overhead per tools/call, in process (µs)"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OURS = [sys.executable, "-m", "textstack_sdk.mcp"]
+OURS = [sys.executable, "-m", "textstack_sdk", "mcp"]
 FASTMCP = [sys.executable, "-m", "benchmarks._fastmcp_get_book"]
 INIT = {
     "protocolVersion": "2025-11-25",

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_CATALOG = ["-m", "tests.mcp_server._fake_catalog"]
-REAL_SERVER = ["-m", "textstack_sdk.mcp"]
+REAL_SERVER = ["-m", "textstack_sdk", "mcp"]
 
 
 def server_env(

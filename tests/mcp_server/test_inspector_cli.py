@@ -88,7 +88,7 @@ def _server_env(api: FakeTextStackServer) -> dict[str, str]:
 def test_tools_list_and_call_in_the_default_era(
     inspector: Path, api: FakeTextStackServer, tmp_path: Path
 ) -> None:
-    target = [sys.executable, "-m", "textstack_sdk.mcp"]
+    target = [sys.executable, "-m", "textstack_sdk", "mcp"]
     for key, value in _server_env(api).items():
         target += ["-e", f"{key}={value}"]
     code, listing = _run(inspector, tmp_path, [*target, "--method", "tools/list"])
@@ -110,7 +110,7 @@ def test_the_2026_era_through_a_config_entry(
     config = tmp_path / "servers.json"
     entry = {
         "command": sys.executable,
-        "args": ["-m", "textstack_sdk.mcp"],
+        "args": ["-m", "textstack_sdk", "mcp"],
         "env": _server_env(api),
         "protocolEra": "modern",
     }
