@@ -23,6 +23,7 @@ No text carries a URL, a traceback or exception text.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -404,6 +405,15 @@ def _failure(tool: str, exc: BaseException) -> str:
     return f"{tool} failed: unexpected error"
 
 
+def _where(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    if tb is None:
+        return "an unknown place"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 class ToolCatalog:
     """TextStack's MCP tools over one API client. Thread-safe: calls share nothing mutable.
 
@@ -414,11 +424,13 @@ class ToolCatalog:
     def __init__(self, client: TextStackApiClient) -> None:
         self._client = client
         self._tools = {tool.name: (tool, HANDLERS[tool.name]) for tool in TOOLS}
-        self._listing = [tool.listing() for tool in TOOLS]
+        # Kept as JSON text: decoding it is the cheapest way to hand out a fresh copy.
+        self._listing = json.dumps([tool.listing() for tool in TOOLS], ensure_ascii=False)
 
     def list_tools(self) -> list[dict[str, Any]]:
         """The ``tools`` of a ``tools/list`` result, in catalog order (a fresh copy)."""
-        return copy.deepcopy(self._listing)
+        tools: list[dict[str, Any]] = json.loads(self._listing)
+        return tools
 
     def call(
         self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
@@ -456,6 +468,7 @@ class ToolCatalog:
         except Exception as exc:  # noqa: BLE001 - the wrapper turns every failure into a text
             text = _failure(tool.name, exc)
             if text.endswith("unexpected error"):
-                # A mapping defect: the model gets the bare text, stderr gets the details.
-                _log.warning("%s: unexpected %s", tool.name, type(exc).__name__, exc_info=True)
+                # A mapping defect: the model gets the bare text; the log gets where it
+                # happened, never the exception's text (it might quote a token).
+                _log.warning("%s: unexpected %s at %s", tool.name, type(exc).__name__, _where(exc))
             return Reply(text, is_error=True)

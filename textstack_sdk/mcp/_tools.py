@@ -71,6 +71,11 @@ def error(text: str) -> Reply:
     return Reply(text, is_error=True)
 
 
+def _blank(text: str) -> bool:
+    """A path value the client refuses to send; no book or chapter has such a slug."""
+    return not text.strip()
+
+
 def _refused(exc: ApiError) -> bool:
     """A 4xx refusal (the .NET tool's own failure texts apply), not a server failure."""
     return 400 <= exc.status < 500 and not isinstance(exc, ProtocolError)
@@ -145,7 +150,7 @@ def get_book(a: Args) -> Job:
     slug = a.required_string("slug", 1, 300)
 
     def run(up: Upstream) -> Reply:
-        book = up.api.get_book(slug)
+        book = None if _blank(slug) else up.api.get_book(slug)
         if book is None:
             return error(f"get_book: no book found for slug '{slug}'")
         return ok(
@@ -169,7 +174,8 @@ def get_chapter(a: Args) -> Job:
     chapter_slug = a.required_string("chapterSlug", 1, 300)
 
     def run(up: Upstream) -> Reply:
-        chapter = up.api.get_chapter(slug, chapter_slug)
+        blank = _blank(slug) or _blank(chapter_slug)
+        chapter = None if blank else up.api.get_chapter(slug, chapter_slug)
         if chapter is None:
             return error(f"get_chapter: no chapter '{chapter_slug}' in book '{slug}'")
         text, truncated = strip_and_cap(chapter.html)
@@ -252,7 +258,8 @@ def get_my_chapter(a: Args) -> Job:
     chapter_slug = a.required_string("chapterSlug", 1, 300)
 
     def run(up: Upstream) -> Reply:
-        chapter = up.api.get_my_chapter(book_id, chapter_slug)
+        blank = _blank(chapter_slug)
+        chapter = None if blank else up.api.get_my_chapter(book_id, chapter_slug)
         if chapter is None:
             return error(
                 f"get_my_chapter: no chapter '{chapter_slug}' in uploaded book '{book_id}'"
@@ -599,7 +606,7 @@ def set_book_progress(a: Args) -> Job:
         )
 
     def catalog(up: Upstream, slug: str) -> Reply:
-        edition = up.api.get_book(slug)
+        edition = None if _blank(slug) else up.api.get_book(slug)
         if edition is None:
             return error(f"set_book_progress failed: no catalog book '{slug}'")
         at = _index_of(edition.chapters, chapter_slug)
@@ -649,6 +656,8 @@ def get_chapter_review(a: Args) -> Job:
     part = a.optional_int("part", 1, 20)
 
     def run(up: Upstream) -> Reply:
+        if _blank(chapter_slug):
+            return error(f"get_chapter_review: no chapter '{chapter_slug}' in this book")
         try:
             review = up.api.get_chapter_review(chapter_slug, edition_id, book_id, part)
         except ApiError as exc:
@@ -669,6 +678,8 @@ def save_chapter_review(a: Args) -> Job:
         raise ArgumentRefused("'review' is required and must be an object.")
 
     def run(up: Upstream) -> Reply:
+        if _blank(chapter_slug):
+            return error(f"save_chapter_review refused: no chapter '{chapter_slug}' in this book")
         try:
             saved = up.api.save_chapter_review(chapter_slug, review, edition_id, book_id)
         except ApiError as exc:
