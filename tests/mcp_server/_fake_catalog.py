@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from textstack_sdk import AuthorizationRequired
 
@@ -53,9 +53,9 @@ class FakeCatalog:
     def list_tools(self) -> list[dict[str, Any]]:
         return [dict(tool) for tool in TOOLS]
 
-    def call(
-        self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
-    ) -> dict[str, Any]:
+    def call(self, name: str, arguments: Any, cancel: threading.Event) -> dict[str, Any]:
+        if not isinstance(arguments, (dict, type(None))):
+            return _text("Arguments must be an object.", error=True)
         if name == "echo":
             if arguments and arguments.get("delay"):
                 cancel.wait(float(arguments["delay"]))  # a slow upstream, cut short by cancel

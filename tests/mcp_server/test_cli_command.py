@@ -1,4 +1,4 @@
-"""``textstack mcp`` as a command: global options reach the server; bad settings exit 5."""
+"""``textstack mcp`` as a command: options reach the server, bad settings exit 5, raw input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from textstack_sdk.testing import FakeTextStackServer
 
-from ._harness import ROOT, RawServer, server_env
+from ._harness import REAL_SERVER, ROOT, RawServer, server_env
 
 
 @pytest.fixture
@@ -61,3 +61,20 @@ def test_a_bad_setting_is_one_line_on_stderr_and_exit_5(tmp_path: Path) -> None:
     assert done.returncode == 5
     assert done.stdout == b""
     assert done.stderr.decode().startswith("textstack: error: ")
+
+
+def test_arguments_that_are_not_an_object_get_the_dotnet_text(
+    api: FakeTextStackServer, tmp_path: Path
+) -> None:
+    # The official client cannot send these; the .NET tool answers them with a result.
+    raw = RawServer(
+        server_env(api.api_url, api.site_host, tmp_path / "c.json", token="t"), list(REAL_SERVER)
+    )
+    raw.initialize()
+    for i, arguments in enumerate([[], "x", 3, True]):
+        raw.request(i, "tools/call", {"name": "get_book", "arguments": arguments})
+        result = raw.read()["result"]
+        assert result["isError"] is True
+        assert result["content"][0]["text"] == "Arguments must be an object."
+    assert api.count("*") == 0
+    assert raw.close() == 0

@@ -82,7 +82,7 @@ class Start:
 
     key: _Key
     name: str
-    arguments: Optional[dict[str, Any]]
+    arguments: Any  # params.arguments: None when absent; any JSON value otherwise
     cancel: threading.Event = field(compare=False)
 
 
@@ -385,9 +385,9 @@ class ServerCore:
         name = params.get("name")
         if not isinstance(name, str):
             raise _Reject(INVALID_PARAMS, "Invalid params: name must be a string")
+        # Any JSON value goes to the catalog, which answers a non-object with the .NET
+        # tool's "Arguments must be an object." result (the model can correct that).
         arguments = params.get("arguments")
-        if arguments is not None and not isinstance(arguments, dict):
-            raise _Reject(INVALID_PARAMS, "Invalid params: arguments must be an object")
         if key in self._calls:
             raise _Reject(INVALID_REQUEST, "Invalid Request: this id is already in flight")
         if name not in self._tool_names:

@@ -40,9 +40,7 @@ class Catalog(Protocol):
 
     def list_tools(self) -> list[dict[str, Any]]: ...
 
-    def call(
-        self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
-    ) -> dict[str, Any]: ...
+    def call(self, name: str, arguments: Any, cancel: threading.Event) -> dict[str, Any]: ...
 
 
 class _Terminated(BaseException):
