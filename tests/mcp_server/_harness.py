@@ -125,3 +125,19 @@ class RawServer:
             if line is None:
                 return out
             out.append(line)
+
+
+def official_client() -> Any:
+    """The ``mcp`` package: skipped on Python 3.9 (it needs 3.10+), required in CI."""
+    import pytest
+
+    if sys.version_info < (3, 10):
+        pytest.skip("the official mcp client needs Python 3.10+", allow_module_level=True)
+    try:
+        import mcp
+    except ImportError:
+        why = "the official MCP client is missing: pip install -e '.[test]' (mcp>=2.3,<3)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why, allow_module_level=True)
+    return mcp

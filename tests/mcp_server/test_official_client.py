@@ -17,13 +17,11 @@ from typing import Any
 
 import pytest
 
-if sys.version_info < (3, 10):
-    pytest.skip("the official mcp client needs Python 3.10+", allow_module_level=True)
-mcp = pytest.importorskip("mcp", reason="the official MCP client (pip install 'mcp>=2.3,<3')")
+from textstack_sdk.testing import FakeTextStackServer
 
-from textstack_sdk.testing import FakeTextStackServer  # noqa: E402
+from ._harness import FAKE_CATALOG, ROOT, official_client, server_env
 
-from ._harness import FAKE_CATALOG, ROOT, server_env  # noqa: E402
+mcp = official_client()
 
 MODES = ["legacy", "auto", "2026-07-28"]
 EXPECTED_VERSION = {"legacy": "2025-11-25", "auto": "2026-07-28", "2026-07-28": "2026-07-28"}
