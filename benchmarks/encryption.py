@@ -87,9 +87,9 @@ def run(config: Config) -> list[Row]:
             "load, encrypted": lambda: _per_op_us(sealed.load, loads),
             "cipher only: seal + open one record": lambda: _per_op_us(
                 lambda: cipher.decrypt(
-                    cipher.encrypt(record, store_kind="file", store_id=store_id),
-                    store_kind="file",
-                    store_id=store_id,
+                    cipher.encrypt(record, kind="file", identity=store_id),
+                    kind="file",
+                    identity=store_id,
                 ),
                 loads,
             ),

@@ -105,6 +105,24 @@ def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[
             crypto.note,
             speed=False,
         )
+    pending = _find(rows, "mcp: sign-in needed", "textstack mcp: get_my_reading, no token")
+    if pending is not None and pending.value is not None:
+        add(
+            "textstack mcp answers a call needing sign-in in < 100 ms (local server)",
+            pending.value,
+            pending.value < 100.0,
+            f"{pending.value:.1f} ms",
+        )
+    overhead = _find(rows, "mcp: server overhead", "overhead (server path - SDK call)")
+    if overhead is not None and overhead.value is not None:
+        add(
+            "textstack mcp overhead per tools/call < 0.3 ms over the SDK call",
+            overhead.value,
+            overhead.value < 300.0,
+            f"{overhead.value:.0f} µs (rounds {overhead.spread[0]:.0f}-{overhead.spread[1]:.0f})"
+            if overhead.spread
+            else "",
+        )
     for kind in ("save", "load"):
         added = _find(
             rows, "encryption at rest, added", f"{kind}: encrypted - plaintext, same round"

@@ -109,12 +109,12 @@ def test_a_record_copied_to_another_path_does_not_decrypt(tmp_path: pathlib.Path
 
 def test_a_record_of_another_store_kind_does_not_decrypt() -> None:
     cipher = AesGcmCipher(OLD)
-    record = cipher.encrypt(b"x", store_kind="file", store_id="/a")
-    assert cipher.decrypt(record, store_kind="file", store_id="/a") == b"x"
+    record = cipher.encrypt(b"x", kind="file", identity="/a")
+    assert cipher.decrypt(record, kind="file", identity="/a") == b"x"
     with pytest.raises(CacheDecryptionError):
-        cipher.decrypt(record, store_kind="redis", store_id="/a")
+        cipher.decrypt(record, kind="redis", identity="/a")
     with pytest.raises(CacheDecryptionError):
-        cipher.decrypt(record, store_kind="file", store_id="/a/")
+        cipher.decrypt(record, kind="file", identity="/a/")
     assert isinstance(cipher, TokenCipher)
 
 

@@ -248,7 +248,7 @@ class FileTokenCache:
                 )
             )
         try:
-            plain = self._cipher.decrypt(raw, store_kind="file", store_id=self._store_id())
+            plain = self._cipher.decrypt(raw, kind="file", identity=self._store_id())
         except CacheDecryptionError as exc:
             raise self._undecryptable(exc) from None
         tokens, problem = _parse(plain)
@@ -301,7 +301,7 @@ class FileTokenCache:
     def _seal(self, payload: bytes, kind: str = "file") -> bytes:
         if self._cipher is None:
             return payload
-        return self._cipher.encrypt(payload, store_kind=kind, store_id=self._store_id())
+        return self._cipher.encrypt(payload, kind=kind, identity=self._store_id())
 
     def _foreign_record(self) -> Optional[str]:
         """Why the file on disk must not be overwritten: it is sealed with a key we lack."""
@@ -612,9 +612,7 @@ class FileTokenCache:
             if self._cipher is None:
                 return None
             try:
-                raw = self._cipher.decrypt(
-                    raw, store_kind="file-pending", store_id=self._store_id()
-                )
+                raw = self._cipher.decrypt(raw, kind="file-pending", identity=self._store_id())
             except CacheDecryptionError:
                 # A sign-in shared under another key is not ours to cancel.
                 _log.debug("ignoring a shared sign-in this process cannot decrypt")

@@ -43,6 +43,7 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 from ._errors import CacheDecryptionError, ConfigurationError
 from ._private_file import read_private
+from ._store import TokenCipher as StoreCipher
 
 __all__ = [
     "ENV_KEY",
@@ -84,8 +85,16 @@ KeyInput = Union[str, bytes]
 
 
 @runtime_checkable
-class TokenCipher(Protocol):
-    """Seals and opens token records for one store. Implementations must be thread-safe."""
+class TokenCipher(StoreCipher, Protocol):
+    """Seals and opens token records for the stores. Implementations must be thread-safe.
+
+    ``encrypt(plaintext, *, kind, identity)`` returns a record under the first key, bound
+    to the store kind (``file``, ``redis``) and the identity of the record's place (the
+    cache file's path, a Redis namespace); ``decrypt(record, *, kind, identity)`` returns
+    the plaintext, or raises ``CacheDecryptionError`` for an unknown key id, an altered
+    byte or another place's record. Those two are all a store needs (``_store``); the key
+    ids let a store name the key a record needs.
+    """
 
     @property
     def key_id(self) -> str:
@@ -95,18 +104,6 @@ class TokenCipher(Protocol):
     @property
     def key_ids(self) -> tuple[str, ...]:
         """The ids of every key that decrypts, the encrypting one first."""
-        ...
-
-    def encrypt(self, plaintext: bytes, *, store_kind: str, store_id: str) -> bytes:
-        """A record of ``plaintext`` bound to this store, under the first key."""
-        ...
-
-    def decrypt(self, record: bytes, *, store_kind: str, store_id: str) -> bytes:
-        """The plaintext of a record of this store.
-
-        Raises:
-            CacheDecryptionError: Unknown key id, altered bytes, another store's record.
-        """
         ...
 
 
@@ -160,20 +157,21 @@ class AesGcmCipher:
         """The ids of every key that decrypts, the encrypting one first."""
         return self._ids
 
-    def encrypt(self, plaintext: bytes, *, store_kind: str, store_id: str) -> bytes:
+    def encrypt(self, plaintext: bytes, *, kind: str, identity: str) -> bytes:
         """A record of ``plaintext`` under the first key, bound to this store.
 
         Args:
             plaintext: What to seal.
-            store_kind: The kind of store, e.g. ``file`` or ``redis``.
-            store_id: Which store of that kind, e.g. the cache file's absolute path.
+            kind: The kind of store, e.g. ``file`` or ``redis``.
+            identity: Which store of that kind and which record in it, e.g. the cache
+                file's absolute path or a Redis namespace.
         """
         kid = self._ids[0]
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = self._aead[kid].encrypt(nonce, plaintext, _associated_data(store_kind, store_id))
+        sealed = self._aead[kid].encrypt(nonce, plaintext, _associated_data(kind, identity))
         return _render(kid, nonce, sealed)
 
-    def decrypt(self, record: bytes, *, store_kind: str, store_id: str) -> bytes:
+    def decrypt(self, ciphertext: bytes, *, kind: str, identity: str) -> bytes:
         """The plaintext of a record written for this store by any configured key.
 
         Raises:
@@ -181,7 +179,7 @@ class AesGcmCipher:
                 ``malformed``), names a key that is not configured (``unknown_key``), or
                 belongs to another store (``tampered``: the tag does not verify).
         """
-        kid, nonce, sealed = _unpack(record)
+        kid, nonce, sealed = _unpack(ciphertext)
         aead = self._aead.get(kid)
         if aead is None:
             raise CacheDecryptionError(
@@ -192,7 +190,7 @@ class AesGcmCipher:
         from cryptography.exceptions import InvalidTag
 
         try:
-            plain: bytes = aead.decrypt(nonce, sealed, _associated_data(store_kind, store_id))
+            plain: bytes = aead.decrypt(nonce, sealed, _associated_data(kind, identity))
         except InvalidTag:
             raise CacheDecryptionError(
                 f"it does not verify under key id {kid} (altered, or copied from another location)",
@@ -361,11 +359,11 @@ def _key_id_of(raw: bytes) -> str:
     return hashlib.sha256(_KID_DOMAIN + raw).hexdigest()[:16]
 
 
-def _associated_data(store_kind: str, store_id: str) -> bytes:
-    if not store_kind or "\x00" in store_kind or "\x00" in store_id:
+def _associated_data(kind: str, identity: str) -> bytes:
+    if not kind or "\x00" in kind or "\x00" in identity:
         raise ConfigurationError("a store kind is required and neither may contain NUL")
     return b"\x00".join(
-        (_AD_DOMAIN, FORMAT.encode(), store_kind.encode("utf-8"), store_id.encode("utf-8"))
+        (_AD_DOMAIN, FORMAT.encode(), kind.encode("utf-8"), identity.encode("utf-8"))
     )
 
 

@@ -163,7 +163,7 @@ def test_records_do_not_decrypt_anywhere_else(tmp_path: pathlib.Path) -> None:
         PLACES.add("places tried")
     for kind, ident in (("redis", str(home)), ("file-pending", str(home)), ("file", "")):
         with pytest.raises(CacheDecryptionError):
-            cipher.decrypt(record, store_kind=kind, store_id=ident)
+            cipher.decrypt(record, kind=kind, identity=ident)
         PLACES.add("places tried")
 
 

@@ -1,6 +1,7 @@
 """The ``textstack`` command line (also ``python -m textstack_sdk``).
 
-Commands: ``login``, ``status``, ``logout``, ``token``, ``dev-server``, ``demo``, and
+Commands: ``login``, ``status``, ``logout``, ``token``, ``dev-server``, ``demo``, ``mcp``
+(an MCP stdio server for AI assistants; stdout is the protocol stream there), and
 read commands over the API (``search``, ``book``, ``chapter``, ``highlights``,
 ``vocabulary``, ``library``, ``books``, ``shelves``, ``insights``, ``progress``) that
 print readable tables, or JSON with ``--json``.
@@ -39,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from .._text import for_terminal
-from . import _auth, _cache, _demo, _read
+from . import _auth, _cache, _demo, _mcp, _read
 from ._context import EXIT_ERROR, EXIT_USAGE, Context, error_line, exit_code
 
 __all__ = ["build_parser", "main"]
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _auth.register(add)
     _read.register(add)
     _demo.register(add)
+    _mcp.register(add)
     _cache.register(add)
     return parser
 
