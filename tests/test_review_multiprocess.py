@@ -468,7 +468,7 @@ class _SaveFails(FileTokenCache):
 # full disk, and frees the room for the retried save) or mark it spent.
 @pytest.mark.xfail(
     strict=True,
-    reason="known limitation: ../shared/RELIABILITY.md requires the old cache file to stay "
+    reason="known limitation: the reliability checklist requires the old cache file to stay "
     "intact when saving a rotated token fails, so another process can still read the spent "
     "refresh token",
 )

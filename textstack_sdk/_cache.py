@@ -9,8 +9,12 @@ refused, a FIFO cannot hang us) and checked with ``fstat`` on the opened descrip
 must be a regular file, owned by us, without any group/other permission bits, and at most
 64 KiB. A refused file is left untouched and logged once, naming the fix. Content that
 does not parse as the format above is moved aside to ``<name>.corrupt-<UTC time>`` and
-treated as "not logged in". On Windows ``st_mode`` is synthesised (0o666) and ``st_uid``
-is 0, so the mode and owner checks are skipped there; the file's ACL protects it.
+treated as "not logged in". As in the .NET tool, keys are matched case-insensitively, an
+empty or whitespace-only file is "not logged in" and left in place (the .NET tool
+truncates before it writes), and ``"accessToken": null`` beside a refresh token is an
+expired sign-in that is refreshed on use. On Windows ``st_mode`` is synthesised (0o666)
+and ``st_uid`` is 0, so the mode and owner checks are skipped there; the file's ACL
+protects it.
 
 Writing is atomic: a randomly named temp file in the same folder is created with
 ``O_CREAT | O_EXCL | O_NOFOLLOW`` and 0600 (fixed with ``fchmod`` before the secret is
@@ -151,6 +155,10 @@ class FileTokenCache:
         """
         raw, ident = self._read_checked()
         if raw is None:
+            return None
+        if not (raw[len(_BOM) :] if raw.startswith(_BOM) else raw).strip():
+            # The .NET tool truncates the file before it writes: empty means "not logged
+            # in" or "a save in progress", and moving it aside could lose that save.
             return None
         tokens, problem = _parse(raw)
         if problem is not None:
@@ -653,18 +661,23 @@ def _parse(raw: bytes) -> tuple[Optional[TokenSet], Optional[str]]:
         return None, "not valid JSON"
     if not isinstance(data, dict):
         return None, "not a JSON object"
-    access = data.get("accessToken")
-    if not is_bearer_token(access):
-        return None, "accessToken is missing or not a bearer token"
-    assert isinstance(access, str)
-    refresh = data.get("refreshToken")
+    # The .NET tool reads with PropertyNameCaseInsensitive: "AccessToken" is the same key.
+    fields = {str(k).lower(): v for k, v in data.items()}
+    access = fields.get("accesstoken")
+    refresh = fields.get("refreshtoken")
     if refresh == "":
         refresh = None
     if refresh is not None and not is_bearer_token(refresh):
         return None, "refreshToken is not a bearer token"
+    if access is None and refresh is not None:
+        # No access token but a refresh token: an expired sign-in, refreshed on use.
+        return TokenSet(access_token="", refresh_token=refresh, access_exp=0.0), None
+    if not is_bearer_token(access):
+        return None, "accessToken is missing or not a bearer token"
+    assert isinstance(access, str)
     exp = decode_exp(access)
     if exp is None:
-        exp = _parse_iso8601(data.get("accessExpiresAt"))
+        exp = _parse_iso8601(fields.get("accessexpiresat"))
     return TokenSet(access_token=access, refresh_token=refresh, access_exp=exp), None
 
 
