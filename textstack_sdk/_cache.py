@@ -126,12 +126,23 @@ class FileTokenCache:
         self._state_lock = threading.Lock()
         self._state_pid = os.getpid()
         self._failing = False
+        self._save_problem: Optional[str] = None
         self._warned_folder = False
 
     @property
     def path(self) -> pathlib.Path:
         """The cache file."""
         return self._path
+
+    @property
+    def save_problem(self) -> Optional[str]:
+        """Why the last ``save()`` failed (secret-free), or None after a successful one.
+
+        Lets a caller that must not claim "saved" (``textstack login``) say what failed
+        where; the token manager itself only needs ``save()``'s result.
+        """
+        with self._state():
+            return self._save_problem
 
     @property
     def directory(self) -> pathlib.Path:
@@ -287,6 +298,7 @@ class FileTokenCache:
             return self._save_failed(problem)
         with self._state():
             was_failing, self._failing = self._failing, False
+            self._save_problem = None
         if was_failing:
             _log.info("token cache %s saved again", self._path)
         return True
@@ -418,6 +430,7 @@ class FileTokenCache:
     def _save_failed(self, problem: str) -> bool:
         with self._state():
             was_failing, self._failing = self._failing, True
+            self._save_problem = problem
         if was_failing:
             _log.debug("token cache %s still cannot be saved (%s)", self._path, problem)
         else:
