@@ -993,3 +993,14 @@ def test_paged_lists_share_one_footer_and_empty_results_one_word(
     search = run(capsys, "search", "zzzzzz-no-such-word")
     assert search.out.splitlines()[-2:] == ["(none)", "0 of 0 matching chapters"]
     assert "(empty)" not in run(capsys, "shelves").out
+
+
+def test_a_long_login_timeout_is_not_a_per_request_timeout(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
+) -> None:
+    # 900 s is a fine wait for a person, but more than any one request may take (600 s).
+    approver = Approver(api_env)
+    result = run(capsys, "login", "--no-browser", "--timeout", "900")
+    approver.code()
+    assert result.code == 0, result
+    assert "Signed in" in result.out
