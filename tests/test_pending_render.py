@@ -156,3 +156,21 @@ def test_a_plain_https_url_is_a_link_in_both_renderings() -> None:
     assert 'href="https://textstack.app/device"' in pending._repr_html_()
     assert "(<https://textstack.app/device>)" in pending._repr_markdown_()
     assert "WDJB\\-MJHT" in pending._repr_markdown_()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (1795852800.0, "2026-11-28T08:00:00+00:00"),
+        (1795852800, "2026-11-28T08:00:00+00:00"),
+        (None, None),
+        (float("nan"), None),
+        (1e300, None),
+        (True, None),
+    ],
+)
+def test_expires_at_has_a_datetime_twin(seconds: object, expected: Optional[str]) -> None:
+    pending = Pending("https://x/device", "A", expires_at=seconds)  # type: ignore[arg-type]
+    when = pending.expires_at_datetime
+    assert (when.isoformat() if when is not None else None) == expected
+    assert when is None or when.utcoffset() is not None

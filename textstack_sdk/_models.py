@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import html
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,15 @@ class Pending:
         )
 
     @property
+    def expires_at_datetime(self) -> Optional[datetime.datetime]:
+        """``expires_at`` as an aware UTC ``datetime`` (None when unknown or unreadable).
+
+        The token layer keeps times as Unix seconds (``expires_at``), as the contract
+        fixes; API results carry ``datetime``s. This twin serves code that wants those.
+        """
+        return _utc(self.expires_at)
+
+    @property
     def link(self) -> str:
         """The best URL to open: the one with the code filled in when the server gave it."""
         return self.verification_uri_complete or self.verification_uri
@@ -89,6 +99,15 @@ class Pending:
             f"**TextStack sign-in required.** Open {place} and enter the code "
             f"{_markdown_text(_text(self.user_code))}, then run the cell again."
         )
+
+
+def _utc(seconds: object) -> Optional[datetime.datetime]:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _text(value: object) -> str:
