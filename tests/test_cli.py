@@ -1004,3 +1004,31 @@ def test_a_long_login_timeout_is_not_a_per_request_timeout(
     approver.code()
     assert result.code == 0, result
     assert "Signed in" in result.out
+
+
+@pytest.mark.parametrize("problem", ["symlink", "loose-folder"])
+def test_every_cache_warning_kind_reaches_stderr_once(
+    capsys: pytest.CaptureFixture[str],
+    api_env: FakeTextStackServer,
+    cache_path: pathlib.Path,
+    problem: str,
+) -> None:
+    if problem == "symlink":
+        signed_in(api_env, cache_path)
+        real = cache_path.with_name("real.json")
+        cache_path.rename(real)
+        cache_path.symlink_to(real)
+        expected = "it is a symbolic link"
+        result = run(capsys, "status")
+    else:
+        # The folder is checked when tokens are saved: at the end of a login.
+        cache_path.parent.mkdir(parents=True)
+        os.chmod(cache_path.parent, 0o777)
+        expected = "writable by"
+        approver = Approver(api_env)
+        result = run(capsys, "login", "--no-browser")
+        approver.code()
+        assert result.code == 0, result
+    warnings = [x for x in result.err.splitlines() if x.startswith("textstack: warning:")]
+    assert len(warnings) == 1, result.err
+    assert expected in warnings[0] and str(cache_path.parent) in warnings[0]
