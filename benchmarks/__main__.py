@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from ._common import Config, Row, machine_facts
 from .report import chart, evaluate_targets, table, write_json
 
-BENCHMARKS = ("hot", "client", "flight", "startup")
+BENCHMARKS = ("hot", "client", "flight", "startup", "mcp", "crypto")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -42,7 +42,24 @@ def _runners(config: Config, facts: dict[str, Any]) -> dict[str, Callable[[], li
 
         return start.run(config)
 
-    return {"hot": hot, "client": client, "flight": flight, "startup": startup}
+    def mcp() -> list[Row]:
+        from . import mcp_server
+
+        return mcp_server.run(config)
+
+    def crypto() -> list[Row]:
+        from . import encryption
+
+        return encryption.run(config)
+
+    return {
+        "hot": hot,
+        "client": client,
+        "flight": flight,
+        "startup": startup,
+        "mcp": mcp,
+        "crypto": crypto,
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -39,10 +39,7 @@ def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[
             "get_token() <= 2x floor (attr read + time.time()), 1 thread",
             hot.ratio,
             hot.ratio <= 2.0,
-            f"{hot.value:.0f} ns/call, ratio {hot.ratio:.2f} "
-            f"(rounds {hot.ratio_spread[0]:.2f}-{hot.ratio_spread[1]:.2f})"
-            if hot.ratio_spread and hot.value is not None
-            else "",
+            _ns_ratio(hot),
         )
     eight = _find(rows, "hot path, calls/s", "textstack get_token(), 8 threads")
     if eight is not None and eight.ratio is not None:
@@ -108,7 +105,54 @@ def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[
             crypto.note,
             speed=False,
         )
+    pending = _find(rows, "mcp: sign-in needed", "textstack mcp: get_my_reading, no token")
+    if pending is not None and pending.value is not None:
+        add(
+            "textstack mcp answers a call needing sign-in in < 100 ms (local server)",
+            pending.value,
+            pending.value < 100.0,
+            f"{pending.value:.1f} ms",
+        )
+    overhead = _find(rows, "mcp: server overhead", "overhead (server path - SDK call)")
+    if overhead is not None and overhead.value is not None:
+        add(
+            "textstack mcp overhead per tools/call < 0.3 ms over the SDK call",
+            overhead.value,
+            overhead.value < 300.0,
+            f"{overhead.value:.0f} µs (rounds {overhead.spread[0]:.0f}-{overhead.spread[1]:.0f})"
+            if overhead.spread
+            else "",
+        )
+    for kind in ("save", "load"):
+        added = _find(
+            rows, "encryption at rest, added", f"{kind}: encrypted - plaintext, same round"
+        )
+        if added is not None and added.value is not None:
+            add(
+                f"encryption adds < 0.1 ms to a cache {kind}",
+                added.value,
+                added.value < 100.0,
+                f"median added {added.value:.1f} µs per {kind}"
+                + (
+                    f" (rounds {added.spread[0]:.1f}-{added.spread[1]:.1f})" if added.spread else ""
+                ),
+            )
+    sealed_hot = _find(rows, "encryption at rest, hot path", "get_token(), encrypted file cache")
+    if sealed_hot is not None and sealed_hot.ratio is not None:
+        add(
+            "hot path unchanged by encryption: get_token() within 10% of the plaintext cache's",
+            sealed_hot.ratio,
+            sealed_hot.ratio <= 1.1,
+            _ns_ratio(sealed_hot),
+        )
     return targets
+
+
+def _ns_ratio(row: Row) -> str:
+    if not row.ratio_spread or row.value is None or row.ratio is None:
+        return ""
+    low, high = row.ratio_spread
+    return f"{row.value:.0f} ns/call, ratio {row.ratio:.2f} (rounds {low:.2f}-{high:.2f})"
 
 
 def _fmt(value: Optional[float], unit: str = "") -> str:

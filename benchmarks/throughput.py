@@ -178,7 +178,8 @@ def _paired(a: Call, b: Call, threads: int, seconds: float, slice_calls: int = 2
         end = box[0] + seconds
         turn = i % 2
         try:
-            while perf() < end:
+            # At least one slice of each, however slow the machine: a ratio needs both.
+            while perf() < end or 0 in done[i]:
                 fn = a if turn == 0 else b
                 t0 = perf()
                 for _ in range(slice_calls):

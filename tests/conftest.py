@@ -29,3 +29,10 @@ def server(clock: FakeClock) -> Iterator[FakeTextStackServer]:
 @pytest.fixture
 def cache(tmp_path: Path) -> FileTokenCache:
     return FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+
+
+@pytest.fixture(autouse=True)
+def _no_cache_key_from_the_developer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key in the developer's environment must not change what the tests see."""
+    monkeypatch.delenv("TEXTSTACK_CACHE_KEY", raising=False)
+    monkeypatch.delenv("TEXTSTACK_CACHE_KEY_FILE", raising=False)

@@ -57,7 +57,7 @@ def _row(data: dict[str, Any], section: str, name: str) -> dict[str, Any]:
 @pytest.mark.timeout(120)
 def test_smoke_runs_every_benchmark(smoke: dict[str, Any]) -> None:
     assert smoke["errors"] == {}
-    assert set(smoke["durations_s"]) == {"hot", "client", "flight", "startup"}
+    assert set(smoke["durations_s"]) == {"hot", "client", "flight", "startup", "mcp", "crypto"}
     assert smoke["config"]["smoke"] is True
     assert {"cpu_count", "python", "platform"} <= set(smoke["machine"])
     sections = {row["section"] for row in smoke["rows"]}
@@ -70,6 +70,13 @@ def test_smoke_runs_every_benchmark(smoke: dict[str, Any]) -> None:
         "single flight, processes",
         "start-up (",
         "start-up checks",
+        "mcp: spawn",
+        "mcp: tools/call",
+        "mcp: server overhead",
+        "encryption at rest, save",
+        "encryption at rest, load",
+        "encryption at rest, added",
+        "encryption at rest, hot path",
     ):
         assert any(s.startswith(prefix) for s in sections), prefix
     assert "== targets" in smoke["_stdout"]

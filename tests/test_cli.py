@@ -806,13 +806,23 @@ def test_a_value_the_server_refuses_is_a_usage_error_shown_once(
     capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
 ) -> None:
     signed_in(api_env, cache_path)
-    # The local server knows stages by name; a number passes the CLI and the server says no.
-    result = run(capsys, "vocabulary", "--stage", "3")
+    # The server's validation answer: its message repeats the first field's message.
+    said = "'stage' must be one of new, learning, known."
+    api_env.inject(
+        "GET /me/vocabulary/words",
+        status=400,
+        json={
+            "error": "validation_failed",
+            "message": said,
+            "errors": [{"path": "stage", "code": "invalid", "message": said}],
+        },
+    )
+    result = run(capsys, "vocabulary", "--stage", "4")
     assert result.code == 2, result
     assert api_env.count("GET /me/vocabulary/words") == 1
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("textstack: error: the server refused")
-    assert lines[0].count("must be one of new, learning, known") == 1
+    assert lines[0].count(said) == 1
 
 
 @pytest.mark.parametrize(

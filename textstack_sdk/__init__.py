@@ -32,6 +32,7 @@ from ._api_models import (
     VocabularyWord,
 )
 from ._cache import FileTokenCache, TokenCache, default_cache_path
+from ._cipher import AesGcmCipher, TokenCipher, cipher_from_env
 from ._client import InvalidArgument, TextStackApiClient
 from ._errors import (
     ApiError,
@@ -40,6 +41,7 @@ from ._errors import (
     AuthorizationExpired,
     AuthorizationRequired,
     AuthorizationTimeout,
+    CacheDecryptionError,
     ConfigurationError,
     FieldError,
     ProtocolError,
@@ -53,6 +55,7 @@ from ._token_manager import TokenManager, TokenStatus
 from ._version import __version__
 
 __all__ = [
+    "AesGcmCipher",
     "ApiError",
     "AskAnswer",
     "Author",
@@ -63,6 +66,7 @@ __all__ = [
     "AuthorizationTimeout",
     "Authorized",
     "Book",
+    "CacheDecryptionError",
     "Chapter",
     "ChapterLink",
     "ChapterReview",
@@ -95,6 +99,7 @@ __all__ = [
     "TextStackApiClient",
     "TextStackError",
     "TokenCache",
+    "TokenCipher",
     "TokenManager",
     "TokenProvider",
     "TokenResult",
@@ -105,6 +110,7 @@ __all__ = [
     "VocabularyPage",
     "VocabularyWord",
     "__version__",
+    "cipher_from_env",
     "default_cache_path",
     "provider_from_env",
 ]

@@ -25,6 +25,14 @@ of failures and returns False; the caller keeps its tokens in memory and saves a
 Temp files abandoned by a crash (they hold secrets) are removed by later saves and by
 ``clear()`` once they are a minute old.
 
+Encryption at rest (optional, see ``_cipher``): with a cipher every write is a sealed
+record bound to this path, and the same rules hold for it (0600, atomic, checked on the
+descriptor). A record that cannot be decrypted raises ``CacheDecryptionError`` from
+``load()``: it is never parsed as plaintext, never moved aside, and ``save()`` refuses to
+replace a record sealed with a key it lacks; only ``clear()`` (logout) removes it. With a
+key configured, a valid plaintext cache is re-written encrypted once, and any other
+unreadable content is treated as undecryptable rather than corrupt.
+
 Cross-process coordination: ``FileTokenCache.lock(timeout)`` is an exclusive ``flock``
 on ``<path>.lock`` (see ``_filelock``), a file that is never replaced or deleted (not
 even by ``clear()``: deleting it would let two processes lock different inodes).
@@ -37,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import json
 import logging
@@ -49,12 +56,21 @@ import stat
 import threading
 import time
 from collections.abc import Hashable, Iterator, Mapping
-from typing import Optional, Protocol, runtime_checkable
+from typing import Literal, Optional, Protocol, Union, runtime_checkable
 
-from ._errors import ConfigurationError
+from ._cipher import (
+    ENV_KEY,
+    TokenCipher,
+    cipher_from_env,
+    is_sealed,
+    record_key_id,
+    undecryptable_message,
+)
+from ._errors import CacheDecryptionError, ConfigurationError, TextStackError
 from ._filelock import InterProcessLock
 from ._jwt import decode_exp, is_bearer_token
 from ._models import TokenSet
+from ._private_file import describe, read_private
 
 __all__ = ["MAX_CACHE_BYTES", "FileTokenCache", "TokenCache", "default_cache_path"]
 
@@ -67,7 +83,6 @@ _BOM = b"\xef\xbb\xbf"
 _POSIX = os.name != "nt"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
 _WRITE_FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0)
 )
@@ -86,7 +101,11 @@ class TokenCache(Protocol):
     """Where a TokenSet survives between runs. Implementations must be thread-safe."""
 
     def load(self) -> Optional[TokenSet]:
-        """Returns the stored tokens, or None ("not logged in"); never raises for bad content."""
+        """Returns the stored tokens, or None ("not logged in").
+
+        Never raises for bad content, except ``CacheDecryptionError`` from an encrypted
+        store that cannot be decrypted (the caller must not sign in over it).
+        """
         ...
 
     def save(self, tokens: TokenSet) -> bool:
@@ -105,16 +124,31 @@ class FileTokenCache:
     processes never see half a file. Saves do not exclude each other (the last rename
     wins); callers that read-modify-write across processes hold ``lock()``.
 
+    With a cipher (see ``AesGcmCipher``), every write is an encrypted record bound to this
+    path; a plaintext cache found there is read once and re-written encrypted, and a
+    record that cannot be decrypted raises ``CacheDecryptionError`` from ``load()`` and
+    is never moved aside nor overwritten (only ``clear()`` removes it).
+
     Args:
         path: The cache file. None resolves ``default_cache_path()``. A relative path is
             made absolute against the current folder once, here; ``~`` is expanded.
+        cipher: Encrypts the file. ``"env"`` (the default) uses ``cipher_from_env()``:
+            the key from ``TEXTSTACK_CACHE_KEY``, ``TEXTSTACK_CACHE_KEY_FILE`` or
+            ``TEXTSTACK_CACHE_KEY_KEYRING`` when one is set, plaintext otherwise. None
+            never encrypts.
 
     Raises:
         ConfigurationError: ``path`` is None and no absolute default can be found, or
-            ``path`` is empty or contains a NUL character.
+            ``path`` is empty or contains a NUL character, or the environment names a
+            key that cannot be used.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        cipher: Union[TokenCipher, Literal["env"], None] = "env",
+    ) -> None:
         if path is None:
             self._path = default_cache_path()
         else:
@@ -128,6 +162,29 @@ class FileTokenCache:
         self._failing = False
         self._save_problem: Optional[str] = None
         self._warned_folder = False
+        if isinstance(cipher, str):
+            if cipher != "env":
+                raise ConfigurationError('cipher must be a TokenCipher, None or "env"')
+            cipher = cipher_from_env()
+        self._cipher: Optional[TokenCipher] = cipher
+        self._store_name: Optional[str] = None
+
+    @property
+    def cipher(self) -> Optional[TokenCipher]:
+        """The cipher that encrypts this cache, or None when it is written in plaintext."""
+        return self._cipher
+
+    def stored_key_id(self) -> Optional[str]:
+        """The key id the file on disk is encrypted with; None when plaintext or missing."""
+        got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
+        return None if got.data is None else record_key_id(got.data)
+
+    def _store_id(self) -> str:
+        # Every process must bind records to the same name however it spells the path
+        # (a symlinked home folder): the folder's real path, resolved once.
+        if self._store_name is None:
+            self._store_name = os.path.join(os.path.realpath(self.directory), self._path.name)
+        return self._store_name
 
     @property
     def path(self) -> pathlib.Path:
@@ -163,7 +220,15 @@ class FileTokenCache:
         """Reads the cache; None when missing, refused (logged) or corrupt (moved aside).
 
         Never raises for a missing, unsafe or corrupt file, nor for an OSError.
+
+        Raises:
+            CacheDecryptionError: The file is encrypted and no configured key decrypts
+                it, or a key is configured and the file is neither a record nor a
+                valid plaintext cache. The file is left exactly as it is.
         """
+        return self._load(migrate=True)
+
+    def _load(self, *, migrate: bool) -> Optional[TokenSet]:
         raw, ident = self._read_checked()
         if raw is None:
             return None
@@ -171,11 +236,103 @@ class FileTokenCache:
             # The .NET tool truncates the file before it writes: empty means "not logged
             # in" or "a save in progress", and moving it aside could lose that save.
             return None
+        if is_sealed(raw):
+            return self._open_sealed(raw)
         tokens, problem = _parse(raw)
+        if self._cipher is None:
+            if problem is not None:
+                self._move_aside(ident, problem)
+            return tokens
         if problem is not None:
-            self._move_aside(ident, problem)
-            return None
+            # It may be an encrypted record damaged where the marker is: never judged
+            # as plaintext, never moved aside.
+            raise self._undecryptable(
+                CacheDecryptionError(
+                    f"it is neither an encrypted record nor a token cache ({problem})",
+                    reason="malformed",
+                )
+            )
+        assert tokens is not None
+        if migrate:
+            self._encrypt_in_place(tokens, ident)
         return tokens
+
+    def _open_sealed(self, raw: bytes) -> TokenSet:
+        if self._cipher is None:
+            raise self._undecryptable(
+                CacheDecryptionError(
+                    "it is encrypted and no key is configured",
+                    key_id=record_key_id(raw),
+                    reason="no_key",
+                )
+            )
+        try:
+            plain = self._cipher.decrypt(raw, kind="file", identity=self._store_id())
+        except CacheDecryptionError as exc:
+            raise self._undecryptable(exc) from None
+        tokens, problem = _parse(plain)
+        if tokens is None:
+            raise self._undecryptable(
+                CacheDecryptionError(
+                    f"it decrypts to something that is not a token cache ({problem})",
+                    key_id=record_key_id(raw),
+                    reason="malformed",
+                )
+            )
+        return tokens
+
+    def _undecryptable(self, exc: CacheDecryptionError) -> CacheDecryptionError:
+        return CacheDecryptionError(
+            undecryptable_message(str(self._path), exc), key_id=exc.key_id, reason=exc.reason
+        )
+
+    def _encrypt_in_place(self, tokens: TokenSet, ident: Optional[tuple[int, int]]) -> None:
+        """Replaces a plaintext cache, just read as ``ident``, by its encrypted form.
+
+        Only a single attempt at the cross-process lock: ``load()`` may run under a
+        caller's own lock, so waiting here could invert the lock order. Without the lock,
+        or if another writer replaced the file since it was read, the next load retries.
+        """
+        assert self._cipher is not None
+        with self._lock.hold(0) as acquired:
+            if not acquired:
+                return
+            try:
+                current = os.stat(self._path, follow_symlinks=False)
+            except OSError:
+                return
+            if (current.st_dev, current.st_ino) != ident:
+                return
+            problem = self._write(self._seal(_serialise(tokens)))
+        if problem is not None:
+            _log.warning(
+                "token cache %s is plaintext and could not be re-written encrypted (%s)",
+                self._path,
+                problem,
+            )
+            return
+        _log.info(
+            "token cache %s was plaintext; re-wrote it encrypted with key id %s",
+            self._path,
+            self._cipher.key_id,
+        )
+
+    def _seal(self, payload: bytes, kind: str = "file") -> bytes:
+        if self._cipher is None:
+            return payload
+        return self._cipher.encrypt(payload, kind=kind, identity=self._store_id())
+
+    def _foreign_record(self) -> Optional[str]:
+        """Why the file on disk must not be overwritten: it is sealed with a key we lack."""
+        got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
+        kid = None if got.data is None else record_key_id(got.data)
+        if kid is None or (self._cipher is not None and kid in self._cipher.key_ids):
+            return None
+        return (
+            f"it holds tokens encrypted with key id {kid}, which is not configured, and "
+            f"is not overwritten; fix: add that key to {ENV_KEY}, or run `textstack "
+            "logout` to discard it"
+        )
 
     def signature(self) -> Hashable:
         """A cheap change detector: ``(st_ino, st_mtime_ns, st_size)``, None when missing.
@@ -200,52 +357,10 @@ class FileTokenCache:
         self, path: Optional[pathlib.Path] = None
     ) -> tuple[Optional[bytes], Optional[tuple[int, int]]]:
         path = self._path if path is None else path
-        try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            return None, None
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK):
-                _log.warning(
-                    "ignoring token cache %s: it is a symbolic link (the target is not "
-                    "read); fix: replace it with a regular file, e.g. rm %s and log in again",
-                    path,
-                    path,
-                )
-            elif exc.errno == errno.ENOTDIR:
-                _log.warning(
-                    "ignoring token cache %s: a parent of it is not a folder; fix the path",
-                    path,
-                )
-            else:
-                _log.warning(
-                    "cannot read token cache %s (%s); fix its permissions (chmod 600 %s)",
-                    path,
-                    _describe(exc),
-                    path,
-                )
-            return None, None
-        try:
-            st = os.fstat(fd)
-            problem = _refusal(st)
-            if problem is not None:
-                _log.warning("ignoring token cache %s: %s", path, problem.replace("{}", str(path)))
-                return None, None
-            data = _read_at_most(fd, MAX_CACHE_BYTES + 1)
-        except OSError as exc:
-            _log.warning("cannot read token cache %s (%s)", path, _describe(exc))
-            return None, None
-        finally:
-            os.close(fd)
-        if len(data) > MAX_CACHE_BYTES:
-            _log.warning(
-                "ignoring token cache %s: it grew past %d bytes while being read; "
-                "fix: remove it and log in again",
-                path,
-                MAX_CACHE_BYTES,
-            )
-            return None, None
-        return data, (st.st_dev, st.st_ino)
+        got = read_private(path, limit=MAX_CACHE_BYTES, remedy="remove it and log in again")
+        if got.problem is not None:
+            _log.warning("ignoring token cache %s: %s", path, got.problem.replace("{}", str(path)))
+        return got.data, got.ident
 
     def _move_aside(self, ident: Optional[tuple[int, int]], problem: str) -> None:
         path = self._path
@@ -267,7 +382,7 @@ class FileTokenCache:
                 "treating it as logged out; fix: rm %s",
                 path,
                 problem,
-                _describe(exc),
+                describe(exc),
                 path,
             )
             return
@@ -292,8 +407,9 @@ class FileTokenCache:
             tokens.refresh_token is None or is_bearer_token(tokens.refresh_token)
         ):
             return self._save_failed("the tokens are not valid bearer tokens")
-        payload = _serialise(tokens)
-        problem = self._write(payload)
+        problem = self._foreign_record()
+        if problem is None:
+            problem = self._write(self._seal(_serialise(tokens)))
         if problem is not None:
             return self._save_failed(problem)
         with self._state():
@@ -302,6 +418,47 @@ class FileTokenCache:
         if was_failing:
             _log.info("token cache %s saved again", self._path)
         return True
+
+    def rewrite(self, *, plaintext: bool = False, timeout: float = 10.0) -> Optional[str]:
+        """Reads the cache and writes it again: under the first key, or in plaintext.
+
+        For ``textstack cache rekey`` (a file written under an older key, or in
+        plaintext, is re-encrypted now rather than at the next refresh) and
+        ``textstack cache decrypt --to-plaintext`` (leaving encryption; the user's
+        explicit choice is the one way a plaintext file is written while a key is
+        configured). Holds the cross-process lock throughout.
+
+        Args:
+            plaintext: Write the tokens unencrypted.
+            timeout: Longest wait for the cross-process lock.
+
+        Returns:
+            The key id the file was encrypted with before, ``"plaintext"`` when it was
+            not encrypted, or None when there is no cache to rewrite.
+
+        Raises:
+            ConfigurationError: Re-encryption was asked and no key is configured.
+            CacheDecryptionError: The file cannot be decrypted with the configured keys.
+            TextStackError: The lock could not be taken, or the file could not be written.
+        """
+        if self._cipher is None and not plaintext:
+            raise ConfigurationError(
+                "no encryption key is configured; set TEXTSTACK_CACHE_KEY or "
+                "TEXTSTACK_CACHE_KEY_FILE (make a key with `textstack cache key`)"
+            )
+        with self.lock(timeout) as acquired:
+            if not acquired:
+                raise TextStackError(f"could not lock the token cache {self._path} in time")
+            before = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="").data
+            tokens = self._load(migrate=False)
+            if tokens is None:
+                return None
+            payload = _serialise(tokens)
+            problem = self._write(payload if plaintext else self._seal(payload))
+        if problem is not None:
+            raise TextStackError(f"cannot write the token cache {self._path} ({problem})")
+        kid = None if before is None else record_key_id(before)
+        return kid or "plaintext"
 
     def clear(self) -> bool:
         """Removes the cache file (a symlink at the path is removed, its target is not).
@@ -319,7 +476,7 @@ class FileTokenCache:
             _log.warning(
                 "cannot remove token cache %s (%s); fix: rm %s",
                 self._path,
-                _describe(exc),
+                describe(exc),
                 self._path,
             )
             return False
@@ -337,7 +494,7 @@ class FileTokenCache:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            return f"cannot inspect it ({_describe(exc)})"
+            return f"cannot inspect it ({describe(exc)})"
         else:
             if stat.S_ISLNK(existing.st_mode):
                 return f"it is a symbolic link, refusing to write through it; fix: rm {path}"
@@ -360,7 +517,7 @@ class FileTokenCache:
                     os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-            return _describe(exc)
+            return describe(exc)
         _fsync_directory(self.directory)
         self._remove_stale_temps()
         return None
@@ -401,10 +558,10 @@ class FileTokenCache:
                     # We just created it, so fixing what the umask did is ours to do.
                     os.chmod(folder, 0o700)
             except OSError as exc:
-                return f"cannot create the folder {folder} ({_describe(exc)})"
+                return f"cannot create the folder {folder} ({describe(exc)})"
             return None
         except OSError as exc:
-            return f"cannot inspect the folder {folder} ({_describe(exc)})"
+            return f"cannot inspect the folder {folder} ({describe(exc)})"
         if not stat.S_ISDIR(st.st_mode):
             return f"{folder} is not a folder"
         if _POSIX and st.st_uid not in (os.getuid(), 0):
@@ -472,6 +629,15 @@ class FileTokenCache:
         raw, _ = self._read_checked(self.pending_path)
         if raw is None:
             return None
+        if is_sealed(raw):
+            if self._cipher is None:
+                return None
+            try:
+                raw = self._cipher.decrypt(raw, kind="file-pending", identity=self._store_id())
+            except CacheDecryptionError:
+                # A sign-in shared under another key is not ours to cancel.
+                _log.debug("ignoring a shared sign-in this process cannot decrypt")
+                return None
         try:
             data = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
@@ -482,7 +648,7 @@ class FileTokenCache:
     def save_pending(self, record: Mapping[str, object]) -> bool:
         """Writes the shared pending sign-in atomically, owner-only (it holds a device code)."""
         payload = json.dumps(dict(record), separators=(",", ":")).encode("utf-8")
-        problem = self._write(payload, self.pending_path)
+        problem = self._write(self._seal(payload, "file-pending"), self.pending_path)
         if problem is not None:
             _log.warning("cannot share the pending sign-in in %s (%s)", self.pending_path, problem)
             return False
@@ -621,42 +787,6 @@ def _home(env: Mapping[str, str]) -> pathlib.Path:
 # -- pure helpers ----------------------------------------------------------------------
 
 
-def _refusal(st: os.stat_result) -> Optional[str]:
-    """Why an opened file must not be read, or None. ``{}`` stands for its path."""
-    mode = st.st_mode
-    if not stat.S_ISREG(mode):
-        kind = (
-            "a folder"
-            if stat.S_ISDIR(mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(mode)
-            else "a device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket"
-            if stat.S_ISSOCK(mode)
-            else "not a regular file"
-        )
-        return f"it is {kind}, not a regular file; fix: remove it and log in again"
-    if _POSIX:
-        if st.st_uid != os.getuid():
-            return (
-                f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()}); "
-                "fix: remove it and log in again"
-            )
-        if mode & 0o077:
-            return (
-                f"its mode is {stat.S_IMODE(mode):04o}, readable or writable by group or "
-                "others, so the tokens may be compromised; fix: chmod 600 {} "
-                "(and log in again if others could read it)"
-            )
-    if st.st_size > MAX_CACHE_BYTES:
-        return (
-            f"it is {st.st_size} bytes, more than the {MAX_CACHE_BYTES}-byte cap of a "
-            "token cache; fix: remove it and log in again"
-        )
-    return None
-
-
 def _parse(raw: bytes) -> tuple[Optional[TokenSet], Optional[str]]:
     """Parses the file content: (tokens, None) or (None, why it is corrupt)."""
     # The .NET tool writes no BOM, but Windows editors add one; it carries no meaning.
@@ -744,18 +874,6 @@ def _serialise(tokens: TokenSet) -> bytes:
     return json.dumps(document).encode("utf-8")
 
 
-def _read_at_most(fd: int, limit: int) -> bytes:
-    chunks = []
-    remaining = limit
-    while remaining > 0:
-        chunk = os.read(fd, min(remaining, 65536))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -774,10 +892,6 @@ def _fsync_directory(folder: pathlib.Path) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
-        _log.debug("cannot fsync folder %s (%s)", folder, _describe(exc))
+        _log.debug("cannot fsync folder %s (%s)", folder, describe(exc))
     finally:
         os.close(fd)
-
-
-def _describe(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__

@@ -215,7 +215,9 @@ class TextStackApiClient:
 
     One transport (one connection pool) per client. Public catalog routes never carry
     a token; user-scoped routes get one from the token provider first and send nothing
-    without it. See the module docstring for what each kind of call returns.
+    without it. A call that gets one thing returns None when the server answers 404;
+    a list is a tuple, empty only when truly empty; failures raise (each method's
+    Raises section says which).
 
     Args:
         api_url: Base URL including its path prefix; None reads ``TEXTSTACK_API_URL``
@@ -523,6 +525,10 @@ class TextStackApiClient:
             query: The search text.
             limit: Most hits to return; the server's default when None.
 
+        Returns:
+            The total number of matching chapters and one page of hits, each naming its
+            edition (``hit.edition.id`` is the edition id other calls take).
+
         Raises:
             InvalidArgument: query is not a string or limit is not a positive integer.
             ApiError: The server refused (ProtocolError: the answer broke the contract).
@@ -536,6 +542,13 @@ class TextStackApiClient:
     def get_book(self, slug: str) -> Optional[Book]:
         """A catalog book with its chapters (``GET /books/{slug}``), None when unknown.
 
+        Args:
+            slug: The book's slug, the readable name in its address (``"moby-dick"``).
+
+        Returns:
+            The book with its chapters (their ids and slugs), or None when no book has
+            that slug (404).
+
         Raises:
             InvalidArgument: slug is empty.
             ApiError: Any failure other than 404.
@@ -546,6 +559,14 @@ class TextStackApiClient:
 
     def get_chapter(self, slug: str, chapter_slug: str) -> Optional[Chapter]:
         """A catalog chapter with its HTML, None when unknown.
+
+        Args:
+            slug: The book's slug.
+            chapter_slug: The chapter's slug (``Book.chapters[i].slug``).
+
+        Returns:
+            The chapter with its HTML and links to its neighbours, or None when the book
+            or the chapter is unknown (404).
 
         Raises:
             InvalidArgument: slug or chapter_slug is empty.
@@ -571,6 +592,10 @@ class TextStackApiClient:
             question: The question.
             k: How many passages to retrieve; the server's default when None.
 
+        Returns:
+            The answer with the chapters it cites; ``insufficient`` is True when the
+            book's text did not support an answer.
+
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
             InvalidArgument: An argument is empty or out of range.
@@ -593,6 +618,9 @@ class TextStackApiClient:
         Returns:
             The highlights (empty when there are none), or None when the edition is not
             found (404).
+
+        Args:
+            edition_id: The catalog edition's id (see ``Book.id``).
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
@@ -648,6 +676,16 @@ class TextStackApiClient:
 
         Unset filters are omitted from the query.
 
+        Args:
+            stage: Only words at this learning stage (a name such as ``"learning"``, or
+                the server's number for it).
+            search: Only words containing this text.
+            limit: Most words to return; the server's default when None.
+            offset: Words to skip, for paging.
+
+        Returns:
+            One page of words and the total count.
+
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
             InvalidArgument: A filter has the wrong type or range.
@@ -677,6 +715,9 @@ class TextStackApiClient:
             query: The search text.
             tags: A comma-separated string or a list of tags (sent comma-joined).
 
+        Returns:
+            The matches, best first (empty when nothing matches).
+
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
             ApiError: The server refused.
@@ -690,6 +731,9 @@ class TextStackApiClient:
     def list_my_books(self) -> tuple[MyBook, ...]:
         """The books the caller uploaded (``GET /me/books``).
 
+        Returns:
+            The uploaded books (empty when there are none).
+
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
             ApiError: The server refused.
@@ -699,6 +743,12 @@ class TextStackApiClient:
 
     def get_my_book(self, book_id: str) -> Optional[MyBookDetail]:
         """One uploaded book with its chapters; None when not found or not the caller's.
+
+        Args:
+            book_id: The uploaded book's id (``MyBook.id``).
+
+        Returns:
+            The book with its chapters, or None (404).
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
@@ -712,6 +762,13 @@ class TextStackApiClient:
 
     def get_my_chapter(self, book_id: str, chapter_slug: str) -> Optional[MyChapter]:
         """A chapter of an uploaded book with its HTML; None when not found or not yours.
+
+        Args:
+            book_id: The uploaded book's id.
+            chapter_slug: The chapter's slug (``MyBookDetail.chapters[i].slug``).
+
+        Returns:
+            The chapter with its HTML, or None (404).
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
@@ -732,6 +789,12 @@ class TextStackApiClient:
 
     def list_my_book_highlights(self, book_id: str) -> Optional[tuple[Highlight, ...]]:
         """Highlights in an uploaded book; None when the book is not the caller's.
+
+        Args:
+            book_id: The uploaded book's id.
+
+        Returns:
+            The highlights (empty when there are none), or None (404).
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
@@ -757,6 +820,15 @@ class TextStackApiClient:
         anchor_json: Optional[Union[str, Mapping[str, Any]]] = None,
     ) -> Optional[Highlight]:
         """Saves a highlight in an uploaded book's chapter (``POST /me/highlights``).
+
+        Args:
+            book_id: The uploaded book's id.
+            user_chapter_id: The chapter's id in that book (``MyChapter.id``).
+            selected_text: The highlighted text.
+            color: The highlight colour.
+            note_text: An optional note.
+            anchor_json: The reader's anchor, as JSON text or a JSON-serialisable object;
+                None sends one that quotes ``selected_text``.
 
         Returns:
             The saved highlight, or None when the server sent no body.
@@ -806,6 +878,10 @@ class TextStackApiClient:
     ) -> Optional[tuple[Insight, ...]]:
         """The caller's insights on one book (exactly one of edition_id or book_id).
 
+        Args:
+            edition_id: A catalog edition's id.
+            book_id: An uploaded book's id.
+
         Returns:
             The insights, or None when the book is not found or not the caller's.
 
@@ -830,6 +906,13 @@ class TextStackApiClient:
         """Saves an insight (``POST /me/insights``); saving again for the same place
         replaces it. ``chapter_slug`` None means the whole book.
 
+        Args:
+            text: The insight.
+            edition_id: A catalog edition's id (or give book_id).
+            book_id: An uploaded book's id (or give edition_id).
+            chapter_slug: The chapter it is about; None for the whole book.
+            question: The question it answers, if any.
+
         Returns:
             The saved insight, or None when the server sent no body.
 
@@ -851,6 +934,9 @@ class TextStackApiClient:
     def get_shelves(self) -> Shelves:
         """The caller's library shelves (``GET /me/library/shelves``).
 
+        Returns:
+            The continue-reading, recently-added and finished-this-month shelves.
+
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
             ApiError: The server refused.
@@ -862,6 +948,12 @@ class TextStackApiClient:
 
     def get_progress(self, edition_id: str) -> Optional[Progress]:
         """Reading position in a catalog edition; None if never opened.
+
+        Args:
+            edition_id: The catalog edition's id.
+
+        Returns:
+            The position, or None when the person never opened the edition (404).
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
@@ -910,6 +1002,12 @@ class TextStackApiClient:
     def get_my_book_progress(self, book_id: str) -> Optional[MyBookProgress]:
         """Reading position in an uploaded book; None if never opened.
 
+        Args:
+            book_id: The uploaded book's id.
+
+        Returns:
+            The position, or None when the person never opened the book (404).
+
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
             ApiError: Any failure other than 404.
@@ -935,6 +1033,13 @@ class TextStackApiClient:
         """Stores the reading position in an uploaded book (``PUT .../progress``).
 
         Always sends ``percentUnit: "book"``.
+
+        Args:
+            book_id: The uploaded book's id.
+            locator: The reader's locator (text, or an object sent as JSON text).
+            chapter_slug: The chapter the position is in.
+            percent: Position in the whole book, 0 to 100.
+            locator_kind: The kind of locator, as the reader names it.
 
         Raises:
             AuthorizationRequired: No usable token; nothing was sent.
@@ -962,6 +1067,15 @@ class TextStackApiClient:
         part: Optional[Union[int, str]] = None,
     ) -> ChapterReview:
         """The review of one chapter (exactly one of edition_id or book_id).
+
+        Args:
+            chapter_slug: The chapter.
+            edition_id: A catalog edition's id (or give book_id).
+            book_id: An uploaded book's id (or give edition_id).
+            part: Which part of the review, when the server splits it.
+
+        Returns:
+            The review as free-form JSON; ``refused`` tells a refusal apart.
 
         Raises:
             InvalidArgument: Neither or both ids given.

@@ -2,6 +2,7 @@
 
     TextStackError
     ├── ConfigurationError        bad settings (e.g. plain http:// to a non-loopback host)
+    ├── CacheDecryptionError      an encrypted token store cannot be decrypted (.key_id)
     ├── TransportError            the network failed: connect, timeout, reset, oversize body
     ├── ApiError                  a non-2xx answer (.status, .message, .route)
     │   └── ProtocolError         an answer that breaks the wire contract (HTML, wrong JSON)
@@ -26,6 +27,7 @@ __all__ = [
     "AuthorizationExpired",
     "AuthorizationRequired",
     "AuthorizationTimeout",
+    "CacheDecryptionError",
     "ConfigurationError",
     "FieldError",
     "ProtocolError",
@@ -40,6 +42,24 @@ class TextStackError(Exception):
 
 class ConfigurationError(TextStackError):
     """The settings cannot work (bad URL, unsafe scheme, out-of-range option)."""
+
+
+class CacheDecryptionError(TextStackError):
+    """A stored token record cannot be decrypted with the configured keys.
+
+    Raised for a wrong or missing key, an unknown key id, an altered byte, or a record
+    copied from another place. The record is left exactly as it is.
+
+    Attributes:
+        key_id: The id of the key the record names (not secret), when readable.
+        reason: ``no_key``, ``unknown_key``, ``tampered`` or ``malformed``.
+    """
+
+    def __init__(self, message: str, *, key_id: Optional[str] = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.key_id = key_id
+        self.reason = reason
 
 
 class TransportError(TextStackError):

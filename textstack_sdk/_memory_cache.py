@@ -19,16 +19,27 @@ class MemoryTokenCache:
         self._version = 0
 
     def load(self) -> Optional[TokenSet]:
+        """The stored tokens, or None when nothing is stored."""
         with self._lock:
             return self._tokens
 
     def save(self, tokens: TokenSet) -> bool:
+        """Stores ``tokens``, replacing any before them.
+
+        Returns:
+            Always True: memory cannot fail to hold them.
+        """
         with self._lock:
             self._tokens = tokens
             self._version += 1
         return True
 
     def clear(self) -> bool:
+        """Forgets the stored tokens.
+
+        Returns:
+            Always True.
+        """
         with self._lock:
             self._tokens = None
             self._version += 1

@@ -64,7 +64,7 @@ class Pending:
 
     @property
     def link(self) -> str:
-        """The best URL to open: the one with the code filled in when the server gave it."""
+        """The best URL to open, the one with the code filled in when the server gave it."""
         return self.verification_uri_complete or self.verification_uri
 
     def __str__(self) -> str:

@@ -22,7 +22,14 @@ class TokenProvider(Protocol):
     that token, so the next ``get_token`` obtains a new one.
     """
 
-    def get_token(self) -> TokenResult: ...
+    def get_token(self) -> TokenResult:
+        """Returns a token, a pending sign-in, or why neither is possible; never waits for a person.
+
+        Returns:
+            ``Authorized`` with the bearer token, ``Pending`` while a person still has to
+            approve a sign-in, or ``Failed`` (with ``retryable``) when neither is possible.
+            Errors are reported as ``Failed``, not raised.
+        """
 
 
 class StaticTokenProvider:
@@ -37,6 +44,11 @@ class StaticTokenProvider:
         )
 
     def get_token(self) -> TokenResult:
+        """The fixed token: always the same answer, no I/O.
+
+        Returns:
+            ``Authorized`` with the token, or ``Failed`` (not retryable) when it was empty.
+        """
         return self._result
 
     def __repr__(self) -> str:

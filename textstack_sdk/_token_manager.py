@@ -46,6 +46,7 @@ from ._errors import (
     AuthorizationError,
     AuthorizationExpired,
     AuthorizationTimeout,
+    CacheDecryptionError,
     ConfigurationError,
 )
 from ._freshness import usable_until
@@ -76,7 +77,12 @@ class TokenStatus:
         cache_path: Where tokens are persisted, for file caches.
         pending: The sign-in waiting for approval, if any: this process's, else one
             another process started for the same server and shares through the cache.
-        last_error: Why the last refresh or sign-in failed, if it did.
+        last_error: Why the last refresh or sign-in failed, if it did (also why an
+            encrypted cache cannot be read).
+        encrypted: Whether the cache encrypts what it writes (a key is configured).
+        key_id: The id of the key that encrypts (not secret), when encrypted.
+        stored_key_id: The key id the stored cache is encrypted with; None when it is
+            plaintext or missing.
     """
 
     source: str
@@ -87,6 +93,9 @@ class TokenStatus:
     cache_path: Optional[str]
     pending: Optional[Pending]
     last_error: Optional[str]
+    encrypted: bool = False
+    key_id: Optional[str] = None
+    stored_key_id: Optional[str] = None
 
 
 class _Flow:
@@ -144,7 +153,9 @@ class TokenManager:
     Args:
         api_url: The API base URL (``TEXTSTACK_API_URL``, default https://textstack.app/api).
         site_host: The ``Host`` header value (``TEXTSTACK_SITE_HOST``).
-        cache: Where tokens persist; None uses ``FileTokenCache()`` at the default path.
+        cache: Where tokens persist; None uses ``FileTokenCache()`` at the default path,
+            encrypted when ``environ`` configures a key (``TEXTSTACK_CACHE_KEY`` or
+            ``TEXTSTACK_CACHE_KEY_FILE``).
         transport: The HTTP transport; None creates a urllib3 one.
         clock: The time source (tests pass a FakeClock).
         timeout: Seconds per auth request (``TEXTSTACK_MCP_TIMEOUT_SECONDS``, default 15).
@@ -204,8 +215,9 @@ class TokenManager:
             raise ConfigurationError("prompt must be True, False or a callable")
         if cache is None:
             from ._cache import FileTokenCache, default_cache_path
+            from ._cipher import cipher_from_env
 
-            cache = FileTokenCache(default_cache_path(env))
+            cache = FileTokenCache(default_cache_path(env), cipher=cipher_from_env(environ=env))
         self._cache = cache
         self._shared = all(
             callable(getattr(cache, name, None))
@@ -267,6 +279,8 @@ class TokenManager:
         self._generation = 0
         self._last_flow: Optional[_Flow] = None
         self._prompted_code: Optional[str] = None
+        # Why the cache cannot be decrypted: while set, no sign-in may replace it.
+        self._undecryptable: Optional[str] = None
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **options: Any) -> TokenManager:
@@ -297,6 +311,8 @@ class TokenManager:
             snap = self._snapshot
             if snap is not None and self._time() < snap[1]:
                 return snap[0]
+            if self._undecryptable is not None:
+                return Failed(self._undecryptable)
             flow = self._flow
             if flow is not None:
                 if self._background and flow.thread is not None:
@@ -414,9 +430,15 @@ class TokenManager:
     def _safe_load(self) -> Optional[TokenSet]:
         try:
             loaded = self._cache.load()
+        except CacheDecryptionError as exc:
+            if self._undecryptable != exc.message:
+                log.warning("%s", exc.message)
+            self._undecryptable = exc.message
+            return None
         except Exception:  # noqa: BLE001 - a custom cache must not break get_token
             log.warning("the token cache could not be read", exc_info=False)
             return None
+        self._undecryptable = None
         return loaded if isinstance(loaded, TokenSet) else None
 
     def _save_locked(self, tokens: TokenSet) -> bool:
@@ -518,6 +540,8 @@ class TokenManager:
             with self._lock:
                 # Another process may have refreshed while we waited for the lock.
                 self._sync_with_cache_locked(force=True)
+                if self._undecryptable is not None:
+                    return Failed(self._undecryptable)
                 if self._tokens is not None and not self._persisted:
                     self._save_locked(self._tokens)
                 snap = self._snapshot
@@ -555,6 +579,9 @@ class TokenManager:
 
     def _refresh_dead_locked(self, sent: TokenSet) -> object:
         disk = self._safe_load()
+        if self._undecryptable is not None:
+            self._forget_locked()
+            return Failed(self._undecryptable)
         if disk is not None and disk.refresh_token and disk.refresh_token != sent.refresh_token:
             # Another writer (the .NET tool, or a process outside our lock) rotated first.
             self._install_locked(disk, source="cache", received_at=None)
@@ -619,6 +646,8 @@ class TokenManager:
                     snap = self._snapshot
                     if snap is not None and self._time() < snap[1]:
                         return snap[0], False
+                    if self._undecryptable is not None:
+                        return Failed(self._undecryptable), False
                 adopted = shared_flow.decode(self._cache.load_pending(), self._time())
                 if (
                     adopted is not None
@@ -975,6 +1004,7 @@ class TokenManager:
             self._forget_locked()
             self._generation += 1
             self._last_error = None
+            self._undecryptable = None
 
     def close(self) -> None:
         """Stops any poll (joined with a bound) and releases the connection pool."""
@@ -1012,6 +1042,8 @@ class TokenManager:
             snap = self._snapshot
             flow = self._flow
             path = getattr(self._cache, "path", None)
+            cipher = getattr(self._cache, "cipher", None)
+            stored = getattr(self._cache, "stored_key_id", None)
             return TokenStatus(
                 source=self._source if tokens is not None else "none",
                 authorized=snap is not None and self._time() < snap[1],
@@ -1020,7 +1052,10 @@ class TokenManager:
                 has_refresh_token=bool(tokens is not None and tokens.refresh_token),
                 cache_path=str(path) if path is not None else None,
                 pending=flow.pending if flow is not None else self._shared_pending(),
-                last_error=self._last_error,
+                last_error=self._undecryptable or self._last_error,
+                encrypted=cipher is not None,
+                key_id=getattr(cipher, "key_id", None),
+                stored_key_id=stored() if callable(stored) else None,
             )
 
     def _shared_pending(self) -> Optional[Pending]:

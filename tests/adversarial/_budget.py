@@ -19,6 +19,7 @@ __all__ = [
     "FAULT_ROUNDS",
     "FULL",
     "PROFILE_NAME",
+    "PROPERTY_EXAMPLES",
     "PROPERTY_SETTINGS",
     "PROXY_CALLS",
     "SEED",

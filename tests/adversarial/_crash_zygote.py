@@ -5,7 +5,8 @@ on stdin it forks a child that saves two known token pairs to ``FileTokenCache(P
 alternately in a tight loop, sleeps ``micros`` microseconds, kills the child with
 SIGKILL, reaps it and answers ``killed <signal>``. Forking from this small process (not
 from pytest, which runs server threads) keeps the children cheap and fork-safe; the
-cache module is imported once, before any fork.
+cache (and its cipher, when the environment configures a key) is built once, before any
+fork.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ PAIRS = (
 )
 
 
-def _writer(path: str) -> None:
-    cache = FileTokenCache(path)
+def _writer(cache: FileTokenCache) -> None:
     index = 0
     while True:
         cache.save(PAIRS[index % 2])
@@ -33,13 +33,15 @@ def _writer(path: str) -> None:
 
 
 def main() -> None:
-    path = sys.argv[1]
+    # Built before any fork, so a child starts saving at once: with TEXTSTACK_CACHE_KEY
+    # set, building it loads ``cryptography``, which would otherwise eat the kill delay.
+    cache = FileTokenCache(sys.argv[1])
     for line in sys.stdin:
         micros = int(line)
         pid = os.fork()
         if pid == 0:
             try:
-                _writer(path)
+                _writer(cache)
             finally:
                 os._exit(0)
         time.sleep(micros / 1e6)

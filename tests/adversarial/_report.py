@@ -135,7 +135,8 @@ _CATEGORY_ORDER = {
     "transport faults": 2,
     "crash": 3,
     "disk": 4,
-    "secrets": 5,
+    "encryption": 5,
+    "secrets": 6,
 }
 
 RECORDER = Recorder()

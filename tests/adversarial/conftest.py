@@ -28,6 +28,7 @@ _MODULES = frozenset(
         "test_proxy_faults.py",
         "test_crash_loop.py",
         "test_secret_canary.py",
+        "test_encryption.py",
     }
 )
 WRITE_ENV = "TEXTSTACK_WRITE_RELIABILITY"

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from textstack_sdk import Authorized, FileTokenCache, TokenManager, TokenSet
+from textstack_sdk import AesGcmCipher, Authorized, FileTokenCache, TokenManager, TokenSet
 from textstack_sdk import _cache as cache_module
 from textstack_sdk._jwt import decode_exp
 from textstack_sdk.testing import FakeClock, FakeTextStackServer
@@ -38,6 +38,12 @@ KILL_LOOP = scenario(
     "load() gives exactly one complete known pair after every kill (None only before the "
     "first save); never corrupt; temp files 0600 and removed by the cache's cleanup",
 )
+KILL_LOOP_SEALED = scenario(
+    "crash",
+    "writer SIGKILLed at random moments while saving two known pairs to an ENCRYPTED cache",
+    "load() decrypts exactly one complete known pair after every kill; never an "
+    "undecryptable or partial record; temp files 0600",
+)
 DISK = scenario(
     "disk",
     "disk full (ENOSPC mid-write, EDQUOT at fsync) and read-only folder (EROFS on "
@@ -52,12 +58,18 @@ def _temps(folder: Path) -> list[Path]:
 
 
 @pytest.mark.timeout(600 if _budget.FULL else 120)
-def test_kill_9_during_saves_leaves_a_complete_pair(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sealed", [False, True], ids=["plaintext", "encrypted"])
+def test_kill_9_during_saves_leaves_a_complete_pair(tmp_path: Path, sealed: bool) -> None:
     rng = random.Random(_budget.SEED)
     path = tmp_path / "mcp-token.json"
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     )
+    key = AesGcmCipher.generate_key()
+    if sealed:
+        env["TEXTSTACK_CACHE_KEY"] = key  # the writers pick it up as any process would
+    row = KILL_LOOP_SEALED if sealed else KILL_LOOP
+    kills = _budget.CRASH_KILLS // 2 if sealed else _budget.CRASH_KILLS
     zygote = subprocess.Popen(
         [sys.executable, "-m", "tests.adversarial._crash_zygote", str(path)],
         cwd=ROOT,
@@ -72,10 +84,10 @@ def test_kill_9_during_saves_leaves_a_complete_pair(tmp_path: Path) -> None:
     seen: dict[tuple[str, str | None], int] = {}
     mid_write = 0
     existed = False
-    reader = FileTokenCache(path)
+    reader = FileTokenCache(path, cipher=AesGcmCipher(key) if sealed else None)
     started = time.monotonic()
     try:
-        for _ in range(_budget.CRASH_KILLS):
+        for _ in range(kills):
             # Mostly short: the first saves; sometimes long: deep in the loop.
             micros = rng.choice([rng.randint(0, 2000), rng.randint(0, 20000)])
             temps_before = len(_temps(tmp_path))
@@ -96,18 +108,20 @@ def test_kill_9_during_saves_leaves_a_complete_pair(tmp_path: Path) -> None:
             for temp in temps:
                 assert temp.stat().st_mode & 0o777 == 0o600  # temps hold secrets
             assert not list(tmp_path.glob("*.corrupt-*"))
-            KILL_LOOP.add("kills survived")
+            if sealed and existed:
+                assert reader.stored_key_id() == AesGcmCipher(key).key_id
+            row.add("kills survived")
     finally:
         zygote.stdin.close()
         zygote.wait(10)
     assert len(seen) == 2, "the kills never landed after both pairs"
-    assert len(_temps(tmp_path)) <= _budget.CRASH_KILLS
-    KILL_LOOP.add("kills landing between temp create and rename", mid_write)
+    assert len(_temps(tmp_path)) <= kills
+    row.add("kills landing between temp create and rename", mid_write)
     # Abandoned temps are removed by the next save once they are a minute old.
     old = time.time() - 120
     for temp in _temps(tmp_path):
         os.utime(temp, (old, old))
-    assert FileTokenCache(path).save(PAIRS[0])
+    assert reader.save(PAIRS[0])
     assert _temps(tmp_path) == []
     assert time.monotonic() - started < (900 if _budget.FULL else 100)
 

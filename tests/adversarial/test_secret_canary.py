@@ -56,6 +56,22 @@ CANARY_CLI = scenario(
     "no secret on stdout/stderr except the access token on `token`'s stdout",
 )
 
+CANARY_KEY = scenario(
+    "secrets",
+    "encryption keys: sealed session (login, refresh, status, logout), plaintext migration, "
+    "rotation, wrong/unknown key, altered record, malformed keys, refused key files",
+    "no key (nor a 12-char prefix/suffix, its hex or standard base64) in DEBUG logs, "
+    "warnings, reprs, exception text/repr/traceback/chain",
+)
+
+CANARY_CLI_KEY = scenario(
+    "secrets",
+    "CLI with --debug and a key list configured: cache key, login, status (--json), "
+    "books, cache rekey, cache decrypt, logout; then a wrong key: status, books, login",
+    "no configured key anywhere on stdout/stderr/logs; `cache key` prints its fresh key "
+    "on stdout only",
+)
+
 SECRET_KEYS = (
     "access_token",
     "refresh_token",
@@ -383,6 +399,186 @@ def test_cli_session_prints_no_secret(
     CANARY_CLI.add("commands run", len(commands))
     CANARY_CLI.add("secrets tracked", len(secrets.values))
     CANARY_CLI.add("texts scanned", scanned)
+
+
+def _add_key(secrets: Secrets, key: str) -> None:
+    import base64
+
+    raw = base64.urlsafe_b64decode(key)
+    secrets.add(key, "cache key")
+    secrets.add(key.rstrip("="), "cache key")
+    secrets.add(raw.hex(), "cache key hex")
+    secrets.add(base64.b64encode(raw).decode(), "cache key base64")
+    secrets.add(repr(raw)[2:40], "cache key bytes")
+
+
+def test_cache_keys_never_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textstack_sdk import AesGcmCipher, CacheDecryptionError, ConfigurationError
+    from textstack_sdk import cipher_from_env as from_env
+
+    secrets = Secrets()
+    hay = Haystack()
+    clock = FakeClock()
+    old, new, stranger = (AesGcmCipher.generate_key() for _ in range(3))
+    for key in (old, new, stranger):
+        _add_key(secrets, key)
+    # Near-keys typed wrong are secrets too: one character off, or one character short.
+    almost = ("A" if new[0] != "A" else "B") + new[1:]
+    secrets.add(almost, "mistyped key")
+    secrets.add(new[:-2], "truncated key")
+    path = tmp_path / "textstack" / "mcp-token.json"
+    with debug_everything(hay) as records, FakeTextStackServer(clock=clock, interval=5) as server:
+        transport = Recording(secrets)
+
+        def manager(cache: FileTokenCache) -> TokenManager:
+            hay.show("cache", cache)
+            hay.show("cipher", cache.cipher)
+            return TokenManager(
+                api_url=server.api_url,
+                site_host=server.site_host,
+                cache=cache,
+                clock=clock,
+                transport=transport,
+                timeout=5,
+                prompt=False,
+            )
+
+        # A plaintext login, then the key arrives: migration, a sealed session, rotation.
+        plain = manager(FileTokenCache(path, cipher=None))
+        _login(plain, server, clock, hay)
+        plain.close()
+        monkeypatch.setenv("TEXTSTACK_CACHE_KEY", old)
+        sealed = manager(FileTokenCache(path))
+        hay.expect("status (migrated)", sealed.status)
+        clock.advance(1000)
+        hay.expect("refresh (sealed)", sealed.get_token)
+        hay.expect("status (sealed)", sealed.status)
+        sealed.close()
+        monkeypatch.setenv("TEXTSTACK_CACHE_KEY", f"{new},{old}")
+        rotated = manager(FileTokenCache(path))
+        clock.advance(1000)
+        hay.expect("refresh (rotated)", rotated.get_token)
+        rotated.close()
+        # Wrong key, no key, altered record: Failed, and the exceptions of load().
+        for label, cipher in (("unknown key", AesGcmCipher(stranger)), ("no key", None)):
+            cache = FileTokenCache(path, cipher=cipher)
+            hay.expect(f"load ({label})", cache.load, CacheDecryptionError)
+            refused = manager(cache)
+            hay.expect(f"get_token ({label})", refused.get_token)
+            hay.expect(f"status ({label})", refused.status)
+            refused.close()
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        path.write_bytes(bytes(raw))
+        hay.expect(
+            "load (altered)",
+            FileTokenCache(path, cipher=AesGcmCipher(new)).load,
+            CacheDecryptionError,
+        )
+        # Malformed keys and refused key files.
+        for label, value in (
+            ("mistyped", f"{almost}x"),
+            ("short", new[:-2]),
+            ("list", f"{new},{almost}!"),
+        ):
+            hay.expect(
+                f"malformed key ({label})",
+                lambda value=value: from_env(environ={"TEXTSTACK_CACHE_KEY": value}),
+                ConfigurationError,
+            )
+        key_file = tmp_path / "key"
+        key_file.write_text(f"{new}\n{old}\n")
+        for mode in (0o644, 0o600):
+            key_file.chmod(mode)
+            hay.expect(
+                f"key file {mode:o}",
+                lambda: from_env(environ={"TEXTSTACK_CACHE_KEY_FILE": str(key_file)}),
+                ConfigurationError,
+            )
+        key_file.write_text(almost)
+        hay.expect(
+            "key file with a bad key",
+            lambda: from_env(environ={"TEXTSTACK_CACHE_KEY_FILE": str(key_file)}),
+            ConfigurationError,
+        )
+        log_count = records.count
+    assert secrets.count("cache key") >= 6
+    scanned = hay.scan(secrets)
+    CANARY_KEY.add("keys tracked", 5)
+    CANARY_KEY.add("texts scanned", scanned)
+    CANARY_KEY.add("log records", log_count)
+
+
+def test_cli_cache_commands_print_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from textstack_sdk import AesGcmCipher
+    from textstack_sdk.cli import main
+
+    hay = Haystack()
+    secrets = Secrets()
+    old, new, stranger = (AesGcmCipher.generate_key() for _ in range(3))
+    for key in (old, new, stranger):
+        _add_key(secrets, key)
+    fresh: list[str] = []
+    with FakeTextStackServer(interval=0.02, auto_approve=True) as server:
+        for name in ("TEXTSTACK_MCP_TOKEN", "TEXTSTACK_CACHE_KEY", "TEXTSTACK_CACHE_KEY_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("TEXTSTACK_API_URL", server.api_url)
+        monkeypatch.setenv("TEXTSTACK_SITE_HOST", server.site_host)
+        monkeypatch.setenv("TEXTSTACK_MCP_TOKEN_CACHE", str(tmp_path / "cli" / "mcp-token.json"))
+        monkeypatch.setenv("TEXTSTACK_MIN_POLL_INTERVAL", "0")
+        sessions = [
+            (
+                f"{old}",
+                [
+                    ["login", "--no-browser", "--timeout", "20", "--debug"],
+                    ["status", "--debug"],
+                ],
+            ),
+            (
+                f"{new},{old}",
+                [
+                    ["cache", "key", "--debug"],
+                    ["status", "--json", "--debug"],
+                    ["books", "--debug"],
+                    ["cache", "rekey", "--debug"],
+                    ["cache", "decrypt", "--to-plaintext", "--debug"],
+                ],
+            ),
+            (
+                f"{stranger}",
+                [
+                    ["status", "--debug"],
+                    ["books", "--debug"],
+                    ["login", "--no-browser", "--timeout", "5", "--debug"],
+                    ["cache", "rekey", "--debug"],
+                    ["logout", "--debug"],
+                ],
+            ),
+        ]
+        count = 0
+        with debug_everything(hay):
+            for keys, commands in sessions:
+                monkeypatch.setenv("TEXTSTACK_CACHE_KEY", keys)
+                for argv in commands:
+                    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+                    main(argv)
+                    count += 1
+                    out, err = capsys.readouterr()
+                    hay.add(f"stderr of {argv}", err)
+                    if argv[:2] == ["cache", "key"]:
+                        fresh.append(out.strip())
+                    else:
+                        hay.add(f"stdout of {argv}", out)
+        for request in server.requests:
+            secrets.harvest_headers(request.headers.items())
+            secrets.harvest_json(request.body)
+    assert len(fresh) == 1 and len(fresh[0]) == 44
+    _add_key(secrets, fresh[0])  # the new key: on `cache key`'s stdout, nowhere else
+    scanned = hay.scan(secrets)
+    CANARY_CLI_KEY.add("commands run", count)
+    CANARY_CLI_KEY.add("texts scanned", scanned)
 
 
 def test_the_canary_can_fail() -> None:

@@ -2,7 +2,7 @@
 
 Modules import only downward: ``_context`` and ``_format`` at the bottom, the sign-in
 experience (``_signin``) above them, one module per command group (``_auth``,
-``_read``, ``_demo``), and the entry point (``_main``) on top.
+``_read``, ``_demo``, ``_mcp``, ``_cache``), and the entry point (``_main``) on top.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ No token is printed anywhere except by ``token`` on stdout.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .._errors import AuthorizationRequired
 from .._jwt import decode_exp, decode_subject
@@ -65,6 +65,9 @@ def _status_data(ctx: Context) -> dict[str, Any]:
             "cache_path": None,
             "pending": None,
             "last_error": None,
+            "encrypted": False,
+            "key_id": None,
+            "stored_key_id": None,
             "api_url": api_url,
             "site_host": site_host,
         }
@@ -86,9 +89,26 @@ def _status_data(ctx: Context) -> dict[str, Any]:
             "expires_at": iso_utc(pending.expires_at),
         },
         "last_error": status.last_error,
+        "encrypted": status.encrypted,
+        "key_id": status.key_id,
+        "stored_key_id": status.stored_key_id,
         "api_url": api_url,
         "site_host": site_host,
     }
+
+
+def describe_encryption(data: dict[str, Any]) -> Optional[str]:
+    """One line on the cache's encryption at rest (key ids only, never a key)."""
+    if data["cache_path"] is None:
+        return None
+    key_id, stored = data["key_id"], data["stored_key_id"]
+    if not data["encrypted"]:
+        if stored:
+            return f"the file is encrypted with key id {stored}, and no key is configured"
+        return "off (set TEXTSTACK_CACHE_KEY to encrypt; `textstack cache key` makes one)"
+    if stored is None or stored == key_id:
+        return f"on, key id {key_id}"
+    return f"on, key id {key_id}; the file is under key id {stored} (`textstack cache rekey`)"
 
 
 def cmd_status(ctx: Context) -> int:
@@ -117,6 +137,7 @@ def cmd_status(ctx: Context) -> int:
                 ("source", data["source"]),
                 ("expires", describe_expiry(data["expires_at"], now) if signed_in else None),
                 ("token cache", data["cache_path"]),
+                ("encryption", describe_encryption(data)),
                 ("api", f"{data['api_url']} (Host: {data['site_host']})"),
                 (
                     "pending",
@@ -137,7 +158,7 @@ def cmd_logout(ctx: Context) -> int:
     before = manager.status()
     manager.logout()
     path = for_terminal(before.cache_path or "")
-    if before.source == "none" and not before.has_refresh_token:
+    if before.source == "none" and not before.has_refresh_token and not before.stored_key_id:
         ctx.out(f"Not signed in; nothing to remove{' at ' + path if path else ''}.")
     else:
         ctx.out(f"Signed out{'; removed ' + path if path else ''}.")

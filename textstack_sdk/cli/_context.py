@@ -147,12 +147,17 @@ class Context:
         return bool(getattr(self.args, "waits", False) or getattr(self.args, "login", False))
 
     def cache(self) -> Any:
-        """The token cache of this run (one per run, so a failed save is remembered)."""
+        """The token cache of this run (one per run, so a failed save is remembered);
+        encrypted when the environment configures a key."""
         if self._cache is None:
             from .._cache import FileTokenCache, default_cache_path
+            from .._cipher import cipher_from_env
 
             path = getattr(self.args, "cache", None)
-            self._cache = FileTokenCache(path if path else default_cache_path(self.environ))
+            self._cache = FileTokenCache(
+                path if path else default_cache_path(self.environ),
+                cipher=cipher_from_env(environ=self.environ),
+            )
         return self._cache
 
     def manager(self, *, prompt: Any = False) -> Any:

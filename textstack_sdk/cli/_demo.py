@@ -43,8 +43,7 @@ def _server_class() -> Any:
         from ..testing import FakeTextStackServer
     except ImportError as exc:  # cryptography signs the server's JWTs
         raise ConfigurationError(
-            "the local server needs the 'server' extra: pip install 'textstack-sdk[server]' "
-            f"({exc})"
+            f"the local server needs the 'cryptography' package: pip install cryptography ({exc})"
         ) from exc
     return FakeTextStackServer
 

@@ -1,6 +1,7 @@
 """The ``textstack`` command line (also ``python -m textstack_sdk``).
 
-Commands: ``login``, ``status``, ``logout``, ``token``, ``dev-server``, ``demo``, and
+Commands: ``login``, ``status``, ``logout``, ``token``, ``dev-server``, ``demo``, ``mcp``
+(an MCP stdio server for AI assistants; stdout is the protocol stream there), and
 read commands over the API (``search``, ``book``, ``chapter``, ``highlights``,
 ``vocabulary``, ``library``, ``books``, ``shelves``, ``insights``, ``progress``) that
 print readable tables, or JSON with ``--json``.
@@ -32,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 from .._text import for_terminal
-from . import _auth, _demo, _read
+from . import _auth, _cache, _demo, _mcp, _read
 from ._context import (
     EXIT_CODES,
     EXIT_ERROR,
@@ -64,7 +65,9 @@ def exit_code_table() -> str:
     return "exit codes:\n" + "".join(f"  {code:<4} {meaning}\n" for code, meaning in EXIT_CODES)
 
 
-def _examples(pairs: Sequence[tuple[str, str]]) -> str:
+def _examples(pairs: Sequence[tuple[str, str]]) -> Optional[str]:
+    if not pairs:
+        return None
     return "examples:\n" + "".join(f"  # {what}\n  $ {line}\n" for what, line in pairs)
 
 
@@ -148,10 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         func: Callable[[Context], int],
         help_: str,
         *,
-        examples: Sequence[tuple[str, str]],
+        examples: Sequence[tuple[str, str]] = (),
         options: Sequence[str] = _GLOBALS,
+        under: Any = None,
     ) -> Any:
-        sub = subs.add_parser(
+        # ``under``: the actions of a command group (``cache key``), which take the
+        # global options too.
+        sub = (subs if under is None else under).add_parser(
             name,
             help=help_,
             description=help_,
@@ -165,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     _auth.register(add)
     _read.register(add)
     _demo.register(add)
+    _mcp.register(add)
+    _cache.register(add)
     return parser
 
 

@@ -156,7 +156,9 @@ class AuthRoutes:
         else:
             outcome = self._auth.decide(code, action == "approve", now)
         status = 400 if outcome else 200
-        return Reply(status, result_page(outcome or action, code), _HTML, SECURITY_HEADERS)
+        return Reply(
+            status, result_page(outcome or action, code, self.site_host), _HTML, SECURITY_HEADERS
+        )
 
     def __repr__(self) -> str:
         return "AuthRoutes()"

@@ -42,7 +42,7 @@ class Es256Signer:
 
             raise ConfigurationError(
                 "the local TextStack server signs real JWTs and needs the 'cryptography' "
-                "package: pip install 'textstack-sdk[server]'"
+                "package: pip install cryptography"
             ) from exc
         self._state: tuple[Any, str] = (None, "")
         self.rotate()

@@ -387,7 +387,11 @@ class Library:
 
     def vocabulary_words(self, call: Call, now: float) -> Reply:
         stage = call.arg("stage")
-        if stage is not None and stage.lower() not in _STAGES:
+        if stage is not None and stage.isdecimal() and stage.isascii():
+            # ASP.NET binds an enum from its number too; a number with no name matches none.
+            number = int(stage)
+            stage = _STAGES[number] if number < len(_STAGES) else f"#{number}"
+        elif stage is not None and stage.lower() not in _STAGES:
             raise validation(
                 FieldProblem("stage", "invalid", f"'stage' must be one of {', '.join(_STAGES)}.")
             )

