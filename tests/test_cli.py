@@ -771,6 +771,9 @@ def test_exit_code_table_is_in_help_once_and_in_the_readme(
     top = run(capsys, "--help").out
     assert table in top and "environment:" in top and "TEXTSTACK_MCP_TOKEN_CACHE" in top
     assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for code, meaning in EXIT_CODES:
+        assert f"| {code} | {meaning} |" in reference
     for name in _subparsers():
         sub = run(capsys, name, "--help")
         assert sub.code == 0
