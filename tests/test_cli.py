@@ -880,6 +880,7 @@ def test_a_rejected_env_token_says_to_fix_or_unset_the_variable(
         ("env", "https://ann:sekret@[::1/api", "TEXTSTACK_API_URL='https://***@[::1/api'"),
         ("option", "ftp://example.com/api", "api_url='ftp://example.com/api'"),
         ("env", "http://example.com/api", "TEXTSTACK_API_URL='http://example.com/api'"),
+        ("option", "https://h/api?sekret=1", "api_url='https://h/api?***'"),
     ],
 )
 def test_a_configuration_error_names_the_setting_and_its_value(

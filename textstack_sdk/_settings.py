@@ -29,6 +29,7 @@ ENV_SITE_HOST = "TEXTSTACK_SITE_HOST"
 ENV_TIMEOUT = "TEXTSTACK_MCP_TIMEOUT_SECONDS"
 
 # A DNS name or an IPv4 literal; no port, no scheme, nothing that could split a header.
+_QUERY = re.compile(r"[?#].*", re.S)
 _USERINFO = re.compile(r"^([^:/?#\s]*://)[^/?#]*@")
 _HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
@@ -41,8 +42,12 @@ def _env_value(environ: Mapping[str, str], name: str) -> Optional[str]:
 
 
 def redact_url(url: str, limit: int = 100) -> str:
-    """A URL fit for an error message: userinfo (``user:pw@``) replaced, length bounded."""
-    shown = _USERINFO.sub(r"\1***@", url)
+    """A URL fit for an error message: userinfo and query hidden, length bounded.
+
+    Both may carry credentials (``user:pw@``, ``?token=...``); the scheme, host, port and
+    path are what a person needs to see what is wrong.
+    """
+    shown = _QUERY.sub("?***", _USERINFO.sub(r"\1***@", url))
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
