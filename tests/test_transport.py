@@ -8,6 +8,7 @@ import gzip
 import logging
 import math
 import os
+import re
 import socket
 import ssl
 import struct
@@ -752,7 +753,17 @@ def test_https_to_http_downgrade_is_not_followed(
     ],
 )
 def test_check_url_allows(url: str) -> None:
-    check_url(url)
+    assert check_url(url) is None
+    # The same URL with a public host is refused, so the allowance above comes from the
+    # https / loopback rule and not from a check that lets everything through.
+    public = re.sub(r"//[^/]*", "//example.com", url, count=1)
+    if public.lower().startswith("http://"):
+        with pytest.raises(ConfigurationError, match="loopback"):
+            check_url(public)
+    else:
+        assert check_url(public) is None
+        with pytest.raises(ConfigurationError, match="credentials"):
+            check_url(public.replace("//", "//user:pw@", 1))
 
 
 @pytest.mark.parametrize(

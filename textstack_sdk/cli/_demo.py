@@ -10,6 +10,7 @@ stdout, prompts on stderr, and no token is ever printed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import json
 import pathlib
@@ -23,7 +24,7 @@ from typing import Any, Callable, Iterator, Optional
 from .._errors import ConfigurationError, TextStackError
 from .._models import Pending
 from .._text import for_terminal
-from ._context import Context
+from ._context import Context, UsageError
 from ._format import describe_expiry, html_to_text
 from ._signin import Progress, Prompter
 
@@ -289,16 +290,25 @@ def cmd_dev_server(ctx: Context) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_stop_on_signals(stop))
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="textstack-dev-"))
-        server = stack.enter_context(
-            server_class(
-                port=args.port,
-                site_host=site_host,
-                interval=args.interval,
-                access_token_lifetime=args.token_lifetime,
-                auto_approve=args.auto_approve,
-                record_limit=1000,
+        try:
+            server = stack.enter_context(
+                server_class(
+                    port=args.port,
+                    site_host=site_host,
+                    interval=args.interval,
+                    access_token_lifetime=args.token_lifetime,
+                    auto_approve=args.auto_approve,
+                    record_limit=1000,
+                )
             )
-        )
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            why = "is in use" if exc.errno == errno.EADDRINUSE else "needs privileges"
+            raise UsageError(
+                f"--port {args.port}: the port {why} on 127.0.0.1; choose another, "
+                "or --port 0 for any free port"
+            ) from None
         cache = pathlib.Path(tmp) / "mcp-token.json"
         ctx.out(server.api_url)
         ctx.out("")
@@ -322,13 +332,44 @@ def cmd_dev_server(ctx: Context) -> int:
 
 
 def register(add: Callable[..., Any]) -> None:
-    """Adds ``dev-server`` and ``demo``."""
-    dev = add("dev-server", cmd_dev_server, "run a local TextStack server in the foreground")
-    dev.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
-    dev.add_argument("--interval", type=float, default=1.0, help="device poll interval, s")
-    dev.add_argument("--token-lifetime", type=float, default=900.0, help="access token lifetime, s")
+    """Adds ``dev-server`` and ``demo``; neither takes the API, timeout or cache options."""
+    dev = add(
+        "dev-server",
+        cmd_dev_server,
+        "run a local TextStack server in the foreground",
+        examples=[
+            ("a server on any free port; it prints what to export", "textstack dev-server"),
+            (
+                "a fixed port, every sign-in approved at once",
+                "textstack dev-server --port 8765 --auto-approve",
+            ),
+        ],
+        options=("site_host",),
+    )
+    dev.add_argument(
+        "--port", type=int, default=0, metavar="N", help="TCP port on 127.0.0.1 (0: any free)"
+    )
+    dev.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="device poll interval, s"
+    )
+    dev.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="access token lifetime, s",
+    )
     dev.add_argument("--auto-approve", action="store_true", help="approve every sign-in at once")
-    demo = add("demo", cmd_demo, "run the SDK end to end against a local server (no account)")
+    demo = add(
+        "demo",
+        cmd_demo,
+        "run the SDK end to end against a local server (no account)",
+        examples=[
+            ("the whole tour, approved automatically", "textstack demo"),
+            ("approve the sign-in yourself in a browser", "textstack demo --interactive"),
+        ],
+        options=(),
+    )
     demo.add_argument(
         "--interactive",
         action="store_true",

@@ -22,15 +22,19 @@ from .._errors import FieldError
 from .._text import for_terminal
 
 __all__ = [
+    "EMPTY",
     "clean_lines",
     "describe_expiry",
     "html_to_text",
+    "page_footer",
     "render_table",
     "to_json",
     "to_jsonable",
 ]
 
 _MAX_CELL = 60
+# The one word every command prints for an empty result.
+EMPTY = "(none)"
 # What json.dumps(ensure_ascii=False) leaves raw but a terminal would act on. C0
 # controls are always escaped by json.dumps; only these can appear raw, and only
 # inside strings, so escaping them keeps the document valid and its data exact.
@@ -62,8 +66,22 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.extend("  ".join(t.ljust(w) for t, w in zip(row, widths)).rstrip() for row in body)
     if not body:
-        lines.append("(none)")
+        lines.append(EMPTY)
     return "\n".join(lines)
+
+
+def page_footer(shown: int, total: int, noun: str, *, offset: Optional[int] = None) -> str:
+    """The footer of a paged list: ``3 of 10 words``, and how to get the next page.
+
+    Args:
+        offset: The offset of this page when the command takes ``--offset``.
+    """
+    first = (offset or 0) + 1
+    where = f" ({first}-{first + shown - 1})" if offset and shown else ""
+    text = f"{shown} of {total} {noun}{where}"
+    if offset is not None and (offset or 0) + shown < total and shown:
+        text += f"; next page: --offset {(offset or 0) + shown}"
+    return text
 
 
 def render_fields(pairs: Iterable[tuple[str, object]]) -> str:
