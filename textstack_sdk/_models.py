@@ -58,7 +58,7 @@ class Pending:
         """``expires_at`` as an aware UTC ``datetime`` (None when unknown or unreadable).
 
         The token layer keeps times as Unix seconds (``expires_at``), as the contract
-        fixes; API results carry ``datetime``s. This twin serves code that wants those.
+        fixes; API results carry ``datetime`` values. This twin serves code that wants those.
         """
         return _utc(self.expires_at)
 
