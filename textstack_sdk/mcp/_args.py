@@ -25,6 +25,7 @@ from typing import Any, Optional
 from .._errors import TextStackError
 
 __all__ = [
+    "ABSENT",
     "COLORS",
     "INT32_MAX",
     "INT32_MIN",
@@ -66,6 +67,23 @@ _GUID_X = re.compile(
 _ANY_SPACE = re.compile(f"[{DOTNET_WHITESPACE}]")
 
 
+class _Absent:
+    """The type of ``ABSENT``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+"""``params.arguments`` of a ``tools/call`` that has no ``arguments`` member.
+
+The JSON ``null`` of a present member is None, and the .NET tool refuses it; a missing
+member reads as ``{}`` (which MCP_SERVER.md allows a drop-in, where .NET refuses it too).
+"""
+
+
 class ArgumentRefused(TextStackError):
     """A tool argument breaks the .NET tool's rules; ``text`` is the exact refusal."""
 
@@ -105,7 +123,8 @@ class Args:
     """The arguments of one tool call. Not thread-safe; one per call.
 
     Args:
-        arguments: ``params.arguments`` as parsed JSON; None (absent) reads as ``{}``.
+        arguments: ``params.arguments`` as parsed JSON (None is a JSON ``null``, refused
+            like any other non-object), or ``ABSENT`` (no member: read as ``{}``).
         allowed: The tool's argument names; any other key is refused.
 
     Raises:
@@ -113,7 +132,7 @@ class Args:
     """
 
     def __init__(self, arguments: object, allowed: Sequence[str]) -> None:
-        if arguments is None:
+        if arguments is ABSENT:
             arguments = {}
         if not isinstance(arguments, Mapping):
             raise ArgumentRefused("Arguments must be an object.")

@@ -10,7 +10,8 @@ the .NET tool's:
 the SDK raised                  the ``isError`` text
 ==============================  ===============================================
 AuthorizationRequired           ``authentication required — ...`` (``str(e)``:
-                                the sign-in prompt while a device flow is pending)
+                                the sign-in prompt while a device flow is pending;
+                                the .NET 401 text when the API refused the token)
 TransportError (a timeout)      ``<tool> failed: upstream timed out``
 TransportError, ProtocolError   ``<tool> failed: upstream unavailable``
 ApiError                        ``<tool> failed: upstream answered <status>``
@@ -36,14 +37,14 @@ from .._errors import (
     TextStackError,
     TransportError,
 )
-from ._args import COLORS, Args, ArgumentRefused
+from ._args import ABSENT, COLORS, Args, ArgumentRefused
 from ._render import wire_safe
 from ._tools import HANDLERS, CallCancelled, Handler, Reply, Upstream
 
 if TYPE_CHECKING:
     from .._client import TextStackApiClient
 
-__all__ = ["TOOLS", "Tool", "ToolCatalog", "UnknownTool"]
+__all__ = ["ABSENT", "TOOLS", "Tool", "ToolCatalog", "UnknownTool"]
 
 _log = logging.getLogger("textstack_sdk.mcp")
 
@@ -392,9 +393,20 @@ def _result(reply: Reply) -> dict[str, Any]:
     }
 
 
+# What the .NET tool answers when the API said 401 (McpUnauthorizedException's text).
+UNAUTHORIZED = "authentication required — Unauthorized: no valid TextStack token."
+# The client's reasons for a token the API answered 401 to (TextStackApiClient._request).
+_REJECTED_BY_API = "(HTTP 401)"
+
+
 def _failure(tool: str, exc: BaseException) -> str:
     if isinstance(exc, AuthorizationRequired):
+        if exc.verification_uri is None and exc.reason.endswith(_REJECTED_BY_API):
+            return UNAUTHORIZED
         return str(exc)
+    if isinstance(exc, ApiError) and exc.status == 401 and not isinstance(exc, ProtocolError):
+        # A public route has no token to refresh; the client hands its 401 over as is.
+        return UNAUTHORIZED
     if isinstance(exc, TransportError):
         timed_out = "timed out" in exc.message
         return f"{tool} failed: upstream {'timed out' if timed_out else 'unavailable'}"
@@ -432,9 +444,7 @@ class ToolCatalog:
         tools: list[dict[str, Any]] = json.loads(self._listing)
         return tools
 
-    def call(
-        self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
-    ) -> dict[str, Any]:
+    def call(self, name: str, arguments: Any, cancel: threading.Event) -> dict[str, Any]:
         """Runs one tool call and returns its ``CallToolResult``.
 
         Tool-level failures (refused arguments, sign-in needed, upstream failures) are
@@ -442,7 +452,9 @@ class ToolCatalog:
 
         Args:
             name: The tool's name.
-            arguments: ``params.arguments``; None (absent) is read as ``{}``.
+            arguments: ``params.arguments`` as parsed JSON, or ``ABSENT`` when the
+                request has no ``arguments`` member (read as ``{}``). None is a JSON
+                ``null``: refused with ``Arguments must be an object.``, as .NET does.
             cancel: Set by the caller to cancel; checked before each upstream request.
 
         Raises:
