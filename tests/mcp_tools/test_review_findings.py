@@ -7,12 +7,16 @@ in full rather than taken from the catalog's own constants.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from textstack_sdk import StaticTokenProvider, TextStackApiClient
+from textstack_sdk.mcp._args import parse_guid
 from textstack_sdk.mcp._catalog import ABSENT, ToolCatalog
 from textstack_sdk.testing import FakeTextStackServer
 
@@ -77,3 +81,62 @@ def test_a_401_on_a_public_route_gives_the_dotnet_401_text(server: FakeTextStack
     server.inject("GET /books/{slug}", status=401, json={"error": "unauthorized"})
     with _client(server, None) as client:
         assert _call(ToolCatalog(client), "get_book", {"slug": "moby-dick"}) == (True, UNAUTHORIZED)
+
+
+# ------------------------------------------------------------------ Guid.TryParse's compat forms
+
+G = "6f1d2b8e-3c1a-4e4f-9a57-2f4c0b7d9e10"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The "D" shape (and "B"/"P" around it) lets a component before the last eight
+        # digits start with "+" and/or "0x", inside its fixed width.
+        ("0x6f1d2b-3c1a-4e4f-9a57-2f4c0b7d9e10", "006f1d2b-3c1a-4e4f-9a57-2f4c0b7d9e10"),
+        ("+6f1d2b8-+c1a-0X4f-+0x7-0x2f4c0b7d9e", "06f1d2b8-0c1a-004f-0007-002f4c0b7d9e"),
+        ("{0x6f1d2b-3c1a-4e4f-9a57-2f4c0b7d9e10}", "006f1d2b-3c1a-4e4f-9a57-2f4c0b7d9e10"),
+        ("(6f1d2b8e-+c1a-4e4f-9a57-2f4c0b7d9e10)", "6f1d2b8e-0c1a-4e4f-9a57-2f4c0b7d9e10"),
+        # "X": each number may carry a "+" and a second "0x"; the two shorts keep their
+        # low 16 bits of up to eight digits.
+        (
+            "{0x+6f1d2b8e,0x0x3c1a,0x4e4f,{0x9a,0x57,0x2f,0x4c,0x0b,0x7d,0x9e,0x10}}",
+            G,
+        ),
+        ("{0x6f1d2b8e,0x123c1a,0x4e4f,{0x9a,0x57,0x2f,0x4c,0x0b,0x7d,0x9e,0x10}}", G),
+    ],
+)
+def test_guid_compat_forms_dotnet_accepts(text: str, expected: str) -> None:
+    assert parse_guid(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Never in the last eight digits, and never wider than the component.
+        "6f1d2b8e-3c1a-4e4f-9a57-2f40x7d9e100",
+        "6f1d2b8e-3c1a-4e4f-9a57-2f4c+b7d9e10",
+        "0x6f1d2b8e-3c1a-4e4f-9a57-2f4c0b7d9e10",
+        "6f1d2b8e-0x+c-4e4f-9a57-2f4c0b7d9e10",
+        # "X": a byte above 255, nine significant digits, junk after the end.
+        "{0x6f1d2b8e,0x3c1a,0x4e4f,{0x9a,0x57,0x2f,0x4c,0x100,0x7d,0x9e,0x10}}",
+        "{0x16f1d2b8e,0x3c1a,0x4e4f,{0x9a,0x57,0x2f,0x4c,0x0b,0x7d,0x9e,0x10}}",
+        "{0x6f1d2b8e,0x3c1a,0x4e4f,{0x9a,0x57,0x2f,0x4c,0x0b,0x7d,0x9e,0x10}}}",
+    ],
+)
+def test_guid_compat_forms_dotnet_refuses(text: str) -> None:
+    assert parse_guid(text) is None
+
+
+def test_a_compat_guid_is_echoed_lowercase_hyphenated(server: FakeTextStackServer) -> None:
+    with _client(server) as client:
+        text = "{0X" + G[2:].upper() + "}"
+        is_error, shown = _call(ToolCatalog(client), "get_my_book", {"bookId": text})
+    assert (is_error, shown) == (True, f"get_my_book: no uploaded book found with id '00{G[2:]}'")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0xX+-{}(),  \t19afAF", min_size=30, max_size=80))
+def test_guid_parsing_never_raises(text: str) -> None:
+    parsed = parse_guid(text)
+    assert parsed is None or str(uuid.UUID(parsed)) == parsed
