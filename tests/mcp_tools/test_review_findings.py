@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from textstack_sdk import StaticTokenProvider, TextStackApiClient
 from textstack_sdk.mcp._args import parse_guid
 from textstack_sdk.mcp._catalog import ABSENT, ToolCatalog
+from textstack_sdk.mcp._render import strip_and_cap
 from textstack_sdk.testing import FakeTextStackServer
 
 UNAUTHORIZED = "authentication required — Unauthorized: no valid TextStack token."
@@ -140,3 +141,26 @@ def test_a_compat_guid_is_echoed_lowercase_hyphenated(server: FakeTextStackServe
 def test_guid_parsing_never_raises(text: str) -> None:
     parsed = parse_guid(text)
     assert parsed is None or str(uuid.UUID(parsed)) == parsed
+
+
+# ------------------------------------------------------------------ HtmlText.StripAndCap
+
+
+def test_every_greater_than_sign_becomes_a_space() -> None:
+    # .NET's loop turns each '>' into a space, inside a tag or not.
+    assert strip_and_cap("a>b") == ("a b", False)
+    assert strip_and_cap("<p>1 > 0</p>") == ("1 0", False)
+
+
+def test_an_unclosed_tag_drops_the_rest() -> None:
+    assert strip_and_cap("x <b>y</b> z < w") == ("x y z", False)
+    assert strip_and_cap("tail <") == ("tail", False)
+
+
+def test_numeric_entities_as_webutility_decodes_them() -> None:
+    # Surrogate code points stay literal; a decimal reference may carry a sign and spaces
+    # (uint.TryParse with NumberStyles.Integer).
+    assert strip_and_cap("&#xD800; &#55296; &#xDFFF;")[0] == "&#xD800; &#55296; &#xDFFF;"
+    assert strip_and_cap("&#+65;&# 66 ;&#-0;")[0] == "AB\x00"
+    assert strip_and_cap("&#-1; &#x+41; &#x 41;")[0] == "&#-1; &#x+41; &#x 41;"
+    assert strip_and_cap("&#x0000000041;&#0000000000066;")[0] == "AB"
