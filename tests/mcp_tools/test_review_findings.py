@@ -78,10 +78,12 @@ def test_a_token_the_api_rejects_gives_the_dotnet_401_text(server: FakeTextStack
         ) == (True, UNAUTHORIZED)
 
 
-def test_a_401_on_a_public_route_gives_the_dotnet_401_text(server: FakeTextStackServer) -> None:
+def test_a_401_on_a_public_route_is_a_server_failure(server: FakeTextStackServer) -> None:
+    # No token went out, so it is not a sign-in problem; .NET shows "no book found".
     server.inject("GET /books/{slug}", status=401, json={"error": "unauthorized"})
     with _client(server, None) as client:
-        assert _call(ToolCatalog(client), "get_book", {"slug": "moby-dick"}) == (True, UNAUTHORIZED)
+        got = _call(ToolCatalog(client), "get_book", {"slug": "moby-dick"})
+    assert got == (True, "get_book failed: upstream answered 401")
 
 
 # ------------------------------------------------------------------ Guid.TryParse's compat forms
@@ -164,3 +166,33 @@ def test_numeric_entities_as_webutility_decodes_them() -> None:
     assert strip_and_cap("&#+65;&# 66 ;&#-0;")[0] == "AB\x00"
     assert strip_and_cap("&#-1; &#x+41; &#x 41;")[0] == "&#-1; &#x+41; &#x 41;"
     assert strip_and_cap("&#x0000000041;&#0000000000066;")[0] == "AB"
+
+
+# ------------------------------------------------------------------ chapter-review refusals
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "spoiler_gate"},
+        {"error": "invalid", "errors": [{"path": "review", "code": "c", "message": "bad"}]},
+        {"errors": [{"path": "review", "code": "c", "message": "bad"}]},
+    ],
+)
+def test_a_refusal_without_a_message_is_a_status_line(
+    server: FakeTextStackServer, body: dict[str, Any]
+) -> None:
+    # .NET relays the refusal only when it carries a non-empty "message".
+    book = server.sample_ids["meditations"]
+    server.inject("GET /me/chapter-review", status=409, json=body)
+    server.inject("PUT /me/chapter-review", status=400, json=body)
+    with _client(server) as client:
+        catalog = ToolCatalog(client)
+        got = _call(catalog, "get_chapter_review", {"bookId": book, "chapterSlug": "book-one"})
+        assert got == (True, "get_chapter_review: upstream answered 409")
+        got = _call(
+            catalog,
+            "save_chapter_review",
+            {"bookId": book, "chapterSlug": "book-one", "review": {}},
+        )
+        assert got == (True, "save_chapter_review refused: upstream answered 400")

@@ -404,9 +404,6 @@ def _failure(tool: str, exc: BaseException) -> str:
         if exc.verification_uri is None and exc.reason.endswith(_REJECTED_BY_API):
             return UNAUTHORIZED
         return str(exc)
-    if isinstance(exc, ApiError) and exc.status == 401 and not isinstance(exc, ProtocolError):
-        # A public route has no token to refresh; the client hands its 401 over as is.
-        return UNAUTHORIZED
     if isinstance(exc, TransportError):
         timed_out = "timed out" in exc.message
         return f"{tool} failed: upstream {'timed out' if timed_out else 'unavailable'}"
