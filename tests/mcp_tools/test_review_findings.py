@@ -6,6 +6,7 @@ in full rather than taken from the catalog's own constants.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from textstack_sdk import StaticTokenProvider, TextStackApiClient
 from textstack_sdk.mcp._args import parse_guid
 from textstack_sdk.mcp._catalog import ABSENT, ToolCatalog
 from textstack_sdk.mcp._render import strip_and_cap
+from textstack_sdk.mcp._tools import HANDLERS
 from textstack_sdk.testing import FakeTextStackServer
 
 UNAUTHORIZED = "authentication required — Unauthorized: no valid TextStack token."
@@ -196,3 +198,26 @@ def test_a_refusal_without_a_message_is_a_status_line(
             {"bookId": book, "chapterSlug": "book-one", "review": {}},
         )
         assert got == (True, "save_chapter_review refused: upstream answered 400")
+
+
+# ------------------------------------------------------------------ nothing escapes call()
+
+
+def test_a_defect_while_reading_arguments_is_a_result_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "eyJ-canary-token"
+
+    def broken(a: Any) -> Any:
+        raise ValueError(secret)
+
+    monkeypatch.setitem(HANDLERS, "get_book", broken)
+    with (
+        TextStackApiClient(
+            "http://127.0.0.1:9/api", token_provider=StaticTokenProvider(None)
+        ) as client,
+        caplog.at_level(logging.DEBUG),
+    ):
+        got = _call(ToolCatalog(client), "get_book", {"slug": "x"})
+    assert got == (True, "get_book failed: unexpected error")
+    assert secret not in caplog.text

@@ -467,14 +467,16 @@ class ToolCatalog:
         self, tool: Tool, handler: Handler, arguments: object, cancel: threading.Event
     ) -> Reply:
         try:
-            job = handler(Args(arguments, tool.argument_names))
-        except ArgumentRefused as refused:
-            return Reply(refused.text, is_error=True)
-        try:
+            try:
+                job = handler(Args(arguments, tool.argument_names))
+            except ArgumentRefused as refused:
+                return Reply(refused.text, is_error=True)
             return job(Upstream(self._client, cancel))
         except CallCancelled:
             return Reply(f"{tool.name} failed: cancelled", is_error=True)
         except Exception as exc:  # noqa: BLE001 - the wrapper turns every failure into a text
+            # Reading the arguments is inside too: a defect there must not escape call()
+            # as an exception (the protocol layer would answer a JSON-RPC error).
             text = _failure(tool.name, exc)
             if text.endswith("unexpected error"):
                 # A mapping defect: the model gets the bare text; the log gets where it
