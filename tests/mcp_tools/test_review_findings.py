@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from textstack_sdk import StaticTokenProvider, TextStackApiClient
+from textstack_sdk import MemoryTokenCache, StaticTokenProvider, TextStackApiClient, TokenManager
 from textstack_sdk.mcp._args import parse_guid
 from textstack_sdk.mcp._catalog import ABSENT, ToolCatalog
 from textstack_sdk.mcp._render import strip_and_cap
@@ -221,3 +221,35 @@ def test_a_defect_while_reading_arguments_is_a_result_not_an_exception(
         got = _call(ToolCatalog(client), "get_book", {"slug": "x"})
     assert got == (True, "get_book failed: unexpected error")
     assert secret not in caplog.text
+
+
+# ------------------------------------------------------------------ the device flow cannot start
+
+
+@pytest.mark.parametrize("fault", [{"status": 500}, {"drop": True}])
+def test_a_device_flow_that_cannot_start_gives_the_dotnet_text(
+    server: FakeTextStackServer, fault: dict[str, Any]
+) -> None:
+    server.inject("POST /auth/device/code", times=20, **fault)
+    manager = TokenManager(
+        api_url=server.api_url,
+        site_host=server.site_host,
+        cache=MemoryTokenCache(),
+        prompt=False,
+        min_poll_interval=0.05,
+    )
+    with (
+        manager,
+        TextStackApiClient(
+            server.api_url, site_host=server.site_host, token_provider=manager
+        ) as client,
+    ):
+        catalog = ToolCatalog(client)
+        expected = (
+            True,
+            "authentication required — could not reach TextStack to start device authorization",
+        )
+        assert _call(catalog, "get_my_reading", {}) == expected
+        # Still the same text while the manager backs off before asking again.
+        assert _call(catalog, "list_my_vocabulary", {}) == expected
+    assert server.count("GET /me/*") == 0

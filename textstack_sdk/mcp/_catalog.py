@@ -11,7 +11,8 @@ the SDK raised                  the ``isError`` text
 ==============================  ===============================================
 AuthorizationRequired           ``authentication required — ...`` (``str(e)``:
                                 the sign-in prompt while a device flow is pending;
-                                the .NET 401 text when the API refused the token)
+                                the .NET 401 text when the API refused the token,
+                                and .NET's text when no device flow could start)
 TransportError (a timeout)      ``<tool> failed: upstream timed out``
 TransportError, ProtocolError   ``<tool> failed: upstream unavailable``
 ApiError                        ``<tool> failed: upstream answered <status>``
@@ -397,12 +398,20 @@ def _result(reply: Reply) -> dict[str, Any]:
 UNAUTHORIZED = "authentication required — Unauthorized: no valid TextStack token."
 # The client's reasons for a token the API answered 401 to (TextStackApiClient._request).
 _REJECTED_BY_API = "(HTTP 401)"
+# The .NET device-flow provider's reason when its device-code request fails, and the
+# start of the TokenManager's reasons for the same (the cause follows it).
+DEVICE_START_FAILED = (
+    "authentication required — could not reach TextStack to start device authorization"
+)
+_START_FAILED = "could not start sign-in"
 
 
 def _failure(tool: str, exc: BaseException) -> str:
     if isinstance(exc, AuthorizationRequired):
         if exc.verification_uri is None and exc.reason.endswith(_REJECTED_BY_API):
             return UNAUTHORIZED
+        if exc.verification_uri is None and exc.reason.startswith(_START_FAILED):
+            return DEVICE_START_FAILED
         return str(exc)
     if isinstance(exc, TransportError):
         timed_out = "timed out" in exc.message
