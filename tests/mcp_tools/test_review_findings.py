@@ -231,13 +231,9 @@ def test_a_device_flow_that_cannot_start_gives_the_dotnet_text(
     server: FakeTextStackServer, fault: dict[str, Any]
 ) -> None:
     server.inject("POST /auth/device/code", times=20, **fault)
-    manager = TokenManager(
-        api_url=server.api_url,
-        site_host=server.site_host,
-        cache=MemoryTokenCache(),
-        prompt=False,
-        min_poll_interval=0.05,
-    )
+    # No flow ever starts, so nothing polls and nothing prompts.
+    where = {"api_url": server.api_url, "site_host": server.site_host}
+    manager = TokenManager(**where, cache=MemoryTokenCache(), prompt=False)
     with (
         manager,
         TextStackApiClient(
