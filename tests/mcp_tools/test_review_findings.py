@@ -249,3 +249,22 @@ def test_a_device_flow_that_cannot_start_gives_the_dotnet_text(
         # Still the same text while the manager backs off before asking again.
         assert _call(catalog, "list_my_vocabulary", {}) == expected
     assert server.count("GET /me/*") == 0
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def test_a_rejected_token_never_reaches_a_result_or_the_log(
+    server: FakeTextStackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from .test_catalog import ROUTED
+
+    canary = "canaryTOKEN0a1b2c3d4e5f"
+    with _client(server, canary) as client, caplog.at_level(logging.DEBUG):
+        catalog = ToolCatalog(client)
+        for name, arguments, _ in ROUTED:
+            is_error, text = _call(catalog, name, arguments)
+            assert canary not in text
+            if name not in ("search_books", "get_book", "get_chapter"):
+                assert (is_error, text) == (True, UNAUTHORIZED), name
+    assert canary not in caplog.text
