@@ -552,6 +552,9 @@ def after_finishing(index: int, total: int) -> tuple[int, float, bool]:
     Returns:
         ``(resume index, fraction of the book done, whether the book is finished)``:
         the start of the next chapter, or the last chapter again once it is done.
+        The fraction (0..1) is what the .NET tool sends with ``percentUnit: "book"``,
+        the server's one stored unit ("fraction of the whole book"); upstream's tests
+        pin 0.5 and 1. The client's own 0..100 bound lets it through unchanged.
     """
     done = index + 1
     finished = done >= total
