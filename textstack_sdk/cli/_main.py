@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
@@ -129,13 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"textstack: {record.levelname.lower()}: {for_terminal(record.getMessage())}"
-
-
 @contextlib.contextmanager
 def _sdk_logging(debug: bool) -> Any:
+    # Imported here, not at the top: ``--help`` never needs logging.
+    import logging
+
+    class _OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"textstack: {record.levelname.lower()}: {for_terminal(record.getMessage())}"
+
     logger = logging.getLogger("textstack_sdk")
     handler = logging.StreamHandler(sys.stderr)
     if debug:
@@ -187,6 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_ERROR
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one line per error
             if debug:
+                import traceback
+
                 traceback.print_exc(file=sys.stderr)
             Context.err(f"textstack: error: {error_line(exc)}")
             return exit_code(exc)
