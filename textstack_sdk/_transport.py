@@ -383,6 +383,55 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+_MAX_POOLS = 10
+
+
+@functools.lru_cache(maxsize=256)
+def _target(url: str) -> tuple[tuple[str, str, int], str]:
+    """((scheme, host, port), request target) of an absolute URL, as PoolManager splits it."""
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    port = parsed.port or _DEFAULT_PORTS.get(scheme, 80)
+    return (scheme, (parsed.host or "").lower(), port), parsed.request_uri
+
+
+class _Pools:
+    """Thread-safe: one urllib3 connection pool per origin, looked up by a plain dict.
+
+    What ``PoolManager.urlopen`` does per request (parse the URL, build and normalise a
+    pool key, an LRU lookup under a lock) happens once per distinct URL and origin here;
+    the pools themselves are created by a PoolManager, so they are configured exactly as
+    its own would be. At most ``_MAX_POOLS`` origins are kept; the oldest is closed.
+    """
+
+    def __init__(self, manager: urllib3.PoolManager) -> None:
+        self._manager = manager
+        self._by_origin: dict[tuple[str, str, int], HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def get(self, origin: tuple[str, str, int]) -> HTTPConnectionPool:
+        pool = self._by_origin.get(origin)
+        if pool is not None:
+            return pool
+        with self._lock:
+            pool = self._by_origin.get(origin)
+            if pool is None:
+                if len(self._by_origin) >= _MAX_POOLS:
+                    oldest = next(iter(self._by_origin))
+                    self._by_origin.pop(oldest).close()
+                pool = self._manager._new_pool(*origin)
+                self._by_origin[origin] = pool
+            return pool
+
+    def clear(self) -> None:
+        """Closes every pool (idle connections now; connections in use when released)."""
+        with self._lock:
+            pools = list(self._by_origin.values())
+            self._by_origin.clear()
+        for pool in pools:
+            pool.close()
+
+
 # ---------------------------------------------------------------------------
 # Error mapping: the one place foreign exceptions become ours
 
@@ -526,7 +575,7 @@ def _integer(name: str, value: object, low: int, high: int) -> int:
 
 
 class Urllib3Transport:
-    """Thread-safe HTTP transport on one urllib3 PoolManager, with deadlines and caps.
+    """Thread-safe HTTP transport on urllib3 connection pools, with deadlines and caps.
 
     Every request gets a connect timeout and an overall deadline (``Request.timeout``
     or ``timeout``) that bounds the whole exchange, retries and redirects included.
@@ -630,16 +679,16 @@ class Urllib3Transport:
         state = "closed" if self._closed else "open"
         return f"Urllib3Transport({state}, timeout={self._timeout:g})"
 
-    def _new_pool(self) -> urllib3.PoolManager:
-        pool = urllib3.PoolManager(
+    def _new_pool(self) -> _Pools:
+        manager = urllib3.PoolManager(
             retries=self._retry,
             timeout=self._timeout_obj,
             **self._pool_kw,  # type: ignore[arg-type]
         )
-        pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return pool
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return _Pools(manager)
 
-    def _pool_after_fork(self) -> urllib3.PoolManager:
+    def _pool_after_fork(self) -> _Pools:
         with self._lock:
             pid = os.getpid()
             if self._pid != pid:
@@ -818,7 +867,7 @@ class Urllib3Transport:
     def _send(
         self,
         *,
-        pool: urllib3.PoolManager,
+        pool: _Pools,
         method: str,
         url: str,
         headers: Mapping[str, str],
@@ -827,13 +876,15 @@ class Urllib3Transport:
         timeout_obj: Timeout,
     ) -> Response:
         _deadline_local.value = deadline
-        resp = pool.urlopen(
+        origin, target = _target(url)
+        resp = pool.get(origin).urlopen(
             method,
-            url,
+            target,
             body=body,
             headers=headers,
             retries=self._retry,
             redirect=False,
+            assert_same_host=False,
             timeout=timeout_obj,
             preload_content=False,
             decode_content=False,
