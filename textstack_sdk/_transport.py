@@ -28,6 +28,7 @@ import random
 import re
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -59,7 +60,7 @@ from ._http import Request, Response, parse_retry_after
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["Urllib3Transport", "check_url", "redirect_target", "retry_delay"]
 
@@ -356,12 +357,96 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
             raise _HeadCutShort("response headers cut short")
 
 
+_KERNEL_TIMEOUTS = hasattr(socket, "SO_RCVTIMEO") and sys.platform.startswith("linux")
+# SO_RCVTIMEO of zero means "wait forever": a timeout is never set below this.
+_MIN_KERNEL_TIMEOUT = 0.001
+_KERNEL_TIMEOUT_SLACK = 0.001
+
+
+class _KernelTimeoutSocket(socket.socket):
+    """A blocking socket whose timeouts the kernel enforces (SO_RCVTIMEO, SO_SNDTIMEO).
+
+    One thread at a time. CPython runs a ``poll()`` before every send and receive on a
+    socket with a timeout; a blocking socket with kernel timeouts needs none, and a
+    ``settimeout`` to the value already set costs no system call either. A send or
+    receive that runs out of time fails with EAGAIN, raised here as ``socket.timeout``
+    exactly as a Python-level timeout would be. Used for plain-HTTP connections once
+    they are connected (the connect itself keeps Python's timeout); TLS sockets keep
+    Python-level timeouts, because ``ssl`` reports a kernel timeout as a want-read.
+    """
+
+    _kernel_timeout: Optional[float] = None
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> socket.socket:
+        """The same connected descriptor as a kernel-timeout socket (``sock`` is detached)."""
+        timeout = sock.gettimeout()
+        adopted = cls(sock.family, sock.type, sock.proto, sock.detach())
+        socket.socket.settimeout(adopted, None)  # blocking: no poll() before each call
+        adopted.settimeout(timeout)
+        return adopted
+
+    def settimeout(self, value: Optional[float]) -> None:
+        current = self._kernel_timeout
+        if value == current or (
+            value is not None
+            and current is not None
+            and abs(value - current) <= _KERNEL_TIMEOUT_SLACK
+        ):
+            # urllib3 sets the time left before each request; a millisecond either way
+            # is not worth two system calls.
+            return
+        if value is None:
+            seconds, micros = 0, 0  # blocking without limit
+        else:
+            if value <= 0:
+                raise ValueError("a kernel-timeout socket is never non-blocking")
+            whole = max(float(value), _MIN_KERNEL_TIMEOUT)
+            seconds, micros = int(whole), int(whole % 1 * 1e6)
+        packed = struct.pack("@ll", seconds, micros)
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+        self._kernel_timeout = value
+
+    def gettimeout(self) -> Optional[float]:
+        return self._kernel_timeout
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        try:
+            return super().recv_into(buffer, nbytes, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        try:
+            return super().recv(bufsize, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        try:
+            return super().send(data, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        try:
+            super().sendall(data, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+
+
 class _HTTPConnection(HTTPConnection):
     """urllib3's connection with deadline-bound reads. One thread at a time."""
 
     response_class = _DeadlineHTTPResponse
     # A process-wide ``HTTPConnection.debuglevel = 1`` would print our headers to stdout.
     debuglevel = 0
+
+    if _KERNEL_TIMEOUTS:
+
+        def _new_conn(self) -> socket.socket:
+            return _KernelTimeoutSocket.adopt(super()._new_conn())
 
 
 class _HTTPSConnection(HTTPSConnection):
@@ -547,7 +632,13 @@ def _map_error(exc: BaseException, request: Request, deadline: float) -> Transpo
 _LIVE: weakref.WeakSet[Urllib3Transport] = weakref.WeakSet()
 
 
+# This process's id, kept current by the fork hook below: os.getpid() is a system call,
+# and handle_request compares pids on every request to notice a fork.
+_current_pid = [os.getpid()]
+
+
 def _renew_locks_in_child() -> None:
+    _current_pid[0] = os.getpid()
     # A lock held by another thread at fork() stays held forever in the child.
     for transport in list(_LIVE):
         transport._lock = threading.Lock()
@@ -727,7 +818,7 @@ class Urllib3Transport:
                 retryable=False,
             )
         pool = self._pool
-        if self._pid != os.getpid():
+        if self._pid != _current_pid[0]:
             pool = self._pool_after_fork()
         check_url(request.url)
         if request.timeout is None:
