@@ -821,7 +821,10 @@ class Urllib3Transport:
         if self._pid != _current_pid[0]:
             pool = self._pool_after_fork()
         check_url(request.url)
-        if request.timeout is None:
+        timeout = request.timeout
+        if timeout is None or (timeout == self._timeout and not isinstance(timeout, bool)):
+            # The client passes its own timeout, the transport's default, on every
+            # request: the prebuilt Timeout serves it (the deadline bounds every recv).
             budget = self._timeout
             timeout_obj: Optional[Timeout] = self._timeout_obj
         else:
