@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -369,6 +370,66 @@ def test_connection_after_a_timeout_is_not_reused(serve: Any, make: Any) -> None
         transport.handle_request(get(server.origin + "/x"))
     assert transport.handle_request(get(server.origin + "/x")).body == b"fine"
     assert server.connections == 2
+
+
+# ---------------------------------------------------------------------------
+# kernel-enforced socket timeouts (plain HTTP on Linux)
+
+
+def _non_reader(read_every: Optional[float]) -> tuple[socket.socket, threading.Event]:
+    """A listener whose one connection is never read (or read 4 KiB per tick)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stop = threading.Event()
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while not stop.wait(read_every or 30):
+                if read_every is not None:
+                    conn.recv(4096)
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener, stop
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("read_every", [None, 0.01], ids=["never-reads", "reads-a-trickle"])
+def test_a_send_the_server_does_not_read_is_bounded_by_the_deadline(
+    make: Any, read_every: Optional[float]
+) -> None:
+    listener, stop = _non_reader(read_every)
+    try:
+        port = listener.getsockname()[1]
+        body = b"x" * (32 * 1024 * 1024)  # more than any loopback socket buffers hold
+        request = Request("POST", f"http://127.0.0.1:{port}/x", body=body, route="POST /x")
+        transport = make(timeout=0.3)
+        error, elapsed = timed(lambda: transport.handle_request(request))
+        assert isinstance(error, TransportError), error
+        assert "timed out" in str(error)
+        assert elapsed < 0.3 + SLACK
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel timeouts: Linux only")
+def test_plain_http_sockets_block_in_the_kernel_with_its_timeouts(serve: Any, make: Any) -> None:
+    server = serve(ok(b"hi"))
+    transport = make(timeout=7.5)
+    assert transport.handle_request(get(server.origin + "/x")).body == b"hi"
+    (pool,) = transport._pool._by_origin.values()
+    conn = pool.pool.get_nowait()
+    try:
+        sock = conn.sock
+        # No Python-level timeout (which would poll() before every call) ...
+        assert socket.socket.gettimeout(sock) is None
+        # ... but the kernel's, for receives and sends.
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            seconds, micros = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+            assert 7.4 < seconds + micros / 1e6 <= 7.5
+    finally:
+        pool.pool.put_nowait(conn)
 
 
 # ---------------------------------------------------------------------------

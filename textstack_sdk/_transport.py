@@ -396,16 +396,8 @@ class _KernelTimeoutSocket(socket.socket):
             # urllib3 sets the time left before each request; a millisecond either way
             # is not worth two system calls.
             return
-        if value is None:
-            seconds, micros = 0, 0  # blocking without limit
-        else:
-            if value <= 0:
-                raise ValueError("a kernel-timeout socket is never non-blocking")
-            whole = max(float(value), _MIN_KERNEL_TIMEOUT)
-            seconds, micros = int(whole), int(whole % 1 * 1e6)
-        packed = struct.pack("@ll", seconds, micros)
-        self.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
-        self.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+        self._set_kernel(socket.SO_RCVTIMEO, value)
+        self._set_kernel(socket.SO_SNDTIMEO, value)
         self._kernel_timeout = value
 
     def gettimeout(self) -> Optional[float]:
@@ -430,10 +422,37 @@ class _KernelTimeoutSocket(socket.socket):
             raise socket.timeout("timed out") from None
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        # As CPython's sendall with a timeout: the timeout bounds the whole call, not
+        # each send(), so a server that reads a trickle cannot stretch it.
+        timeout = self._kernel_timeout
+        view = memoryview(data).cast("B")
+        total = len(view)
+        sent = 0
+        end = None if timeout is None else time.monotonic() + timeout
+        lowered = False
         try:
-            super().sendall(data, flags)
-        except BlockingIOError:
-            raise socket.timeout("timed out") from None
+            while sent < total:
+                try:
+                    sent += super().send(view[sent:], flags)
+                except BlockingIOError:
+                    raise socket.timeout("timed out") from None
+                if end is not None and sent < total:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("timed out")
+                    self._set_kernel(socket.SO_SNDTIMEO, left)
+                    lowered = True
+        finally:
+            if lowered and timeout is not None:
+                self._set_kernel(socket.SO_SNDTIMEO, timeout)
+
+    def _set_kernel(self, option: int, value: Optional[float]) -> None:
+        if value is None:
+            seconds, micros = 0, 0  # blocking without limit
+        else:
+            whole = max(float(value), _MIN_KERNEL_TIMEOUT)
+            seconds, micros = int(whole), int(whole % 1 * 1e6)
+        self.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", seconds, micros))
 
 
 class _HTTPConnection(HTTPConnection):
