@@ -144,6 +144,11 @@ def _check_origin(origin: str) -> None:
         )
 
 
+# A client sends a handful of distinct URLs many times each; an accepted one needs no
+# second look (refusals raise, so only accepted URLs are remembered).
+_check_url_once = functools.lru_cache(maxsize=256)(check_url)
+
+
 def _is_loopback(host: str) -> bool:
     name = host.lower()
     if name == "localhost":
@@ -425,25 +430,29 @@ class _KernelTimeoutSocket(socket.socket):
         # As CPython's sendall with a timeout: the timeout bounds the whole call, not
         # each send(), so a server that reads a trickle cannot stretch it.
         timeout = self._kernel_timeout
-        view = memoryview(data).cast("B")
-        total = len(view)
-        sent = 0
         end = None if timeout is None else time.monotonic() + timeout
-        lowered = False
+        try:
+            sent = super().send(data, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+        view = memoryview(data)
+        total = view.nbytes
+        if sent == total:  # the usual case: a request fits in the socket buffer
+            return
+        view = view.cast("B")
         try:
             while sent < total:
-                try:
-                    sent += super().send(view[sent:], flags)
-                except BlockingIOError:
-                    raise socket.timeout("timed out") from None
-                if end is not None and sent < total:
+                if end is not None:
                     left = end - time.monotonic()
                     if left <= 0:
                         raise socket.timeout("timed out")
                     self._set_kernel(socket.SO_SNDTIMEO, left)
-                    lowered = True
+                try:
+                    sent += super().send(view[sent:], flags)
+                except BlockingIOError:
+                    raise socket.timeout("timed out") from None
         finally:
-            if lowered and timeout is not None:
+            if timeout is not None:
                 self._set_kernel(socket.SO_SNDTIMEO, timeout)
 
     def _set_kernel(self, option: int, value: Optional[float]) -> None:
@@ -839,7 +848,11 @@ class Urllib3Transport:
         pool = self._pool
         if self._pid != _current_pid[0]:
             pool = self._pool_after_fork()
-        check_url(request.url)
+        url = request.url
+        if isinstance(url, str):
+            _check_url_once(url)
+        else:
+            check_url(url)
         timeout = request.timeout
         if timeout is None or (timeout == self._timeout and not isinstance(timeout, bool)):
             # The client passes its own timeout, the transport's default, on every
@@ -859,7 +872,6 @@ class Urllib3Transport:
         start = time.monotonic()
         deadline = start + budget
         method = request.method
-        url = request.url
         body = request.body
         retries = 0
         redirects = 0
