@@ -347,9 +347,15 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
     ) -> None:
         deadline: Optional[float] = getattr(_deadline_local, "value", None)
         self._deadline_sock: Optional[_DeadlineSocket] = None
+        self._kernel_sock: Optional[_KernelTimeoutSocket] = None
         if deadline is not None:
-            self._deadline_sock = _DeadlineSocket(sock, deadline)
-            sock = cast(socket.socket, self._deadline_sock)
+            if isinstance(sock, _KernelTimeoutSocket):
+                # It checks the deadline at each recv itself: no reader in between.
+                sock.arm(deadline)
+                self._kernel_sock = sock
+            else:
+                self._deadline_sock = _DeadlineSocket(sock, deadline)
+                sock = cast(socket.socket, self._deadline_sock)
         super().__init__(sock, 0, method, url)
 
     def begin(self) -> None:
@@ -357,6 +363,11 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         # http.client takes end-of-stream for the end of the headers; with no
         # Content-Length yet, a head cut short would pass for a complete, empty answer.
         # A complete head never needs a read that meets EOF, so one that did is cut.
+        kernel = self._kernel_sock
+        if kernel is not None:
+            if kernel.saw_eof:
+                raise _HeadCutShort("response headers cut short")
+            return
         holder = self._deadline_sock
         if holder is not None and holder.reader is not None and holder.reader.saw_eof:
             raise _HeadCutShort("response headers cut short")
@@ -381,6 +392,15 @@ class _KernelTimeoutSocket(socket.socket):
     """
 
     _kernel_timeout: Optional[float] = None
+    # The overall deadline of the response being read (``arm``), checked at each recv
+    # as ``_DeadlineReader`` does for TLS sockets; and whether a recv met end-of-stream.
+    _deadline: Optional[float] = None
+    saw_eof = False
+
+    def arm(self, deadline: float) -> None:
+        """Bounds every receive from now on by the monotonic ``deadline``."""
+        self._deadline = deadline
+        self.saw_eof = False
 
     @classmethod
     def adopt(cls, sock: socket.socket) -> socket.socket:
@@ -408,17 +428,38 @@ class _KernelTimeoutSocket(socket.socket):
     def gettimeout(self) -> Optional[float]:
         return self._kernel_timeout
 
+    def _before_recv(self) -> None:
+        deadline = self._deadline
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("overall deadline exceeded")
+            current = self._kernel_timeout
+            # As in _DeadlineReader: lowered only when the time left is clearly shorter.
+            if current is None or remaining < current - _DEADLINE_TOLERANCE:
+                self.settimeout(remaining)
+
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        if self._deadline is not None:
+            self._before_recv()
         try:
-            return super().recv_into(buffer, nbytes, flags)
+            count = super().recv_into(buffer, nbytes, flags)
         except BlockingIOError:
             raise socket.timeout("timed out") from None
+        if count == 0:
+            self.saw_eof = True
+        return count
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._deadline is not None:
+            self._before_recv()
         try:
-            return super().recv(bufsize, flags)
+            data = super().recv(bufsize, flags)
         except BlockingIOError:
             raise socket.timeout("timed out") from None
+        if not data:
+            self.saw_eof = True
+        return data
 
     def send(self, data: ReadableBuffer, flags: int = 0) -> int:
         try:
@@ -471,10 +512,12 @@ class _HTTPConnection(HTTPConnection):
     # A process-wide ``HTTPConnection.debuglevel = 1`` would print our headers to stdout.
     debuglevel = 0
 
-    if _KERNEL_TIMEOUTS:
+    # Class-level so tests can run the same exchanges through ``_DeadlineReader``.
+    kernel_timeouts = _KERNEL_TIMEOUTS
 
-        def _new_conn(self) -> socket.socket:
-            return _KernelTimeoutSocket.adopt(super()._new_conn())
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        return _KernelTimeoutSocket.adopt(sock) if self.kernel_timeouts else sock
 
 
 class _HTTPSConnection(HTTPSConnection):
