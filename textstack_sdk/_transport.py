@@ -1065,7 +1065,17 @@ class Urllib3Transport:
             if encoding is not None and encoding.strip().lower() not in ("", "identity"):
                 data = self._read_capped(resp, decode=True)
             elif length is not None:
-                data = resp.read(decode_content=False)
+                inner = getattr(resp, "_fp", None)
+                if (
+                    isinstance(inner, http.client.HTTPResponse)
+                    and inner.length == length
+                    and not inner.chunked
+                ):
+                    # Known length, checked against the cap, and http.client agrees on
+                    # it: read it in one call, without urllib3's per-read machinery.
+                    data = inner.read()
+                else:
+                    data = resp.read(decode_content=False)
             else:
                 data = self._read_capped(resp, decode=False)
             result = Response(
