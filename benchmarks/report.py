@@ -82,7 +82,7 @@ def evaluate_targets(rows: list[Row], *, judge_speed: bool = True) -> list[dict[
                 f"client >= 1.0x bare urllib3 req/s, {suffix}",
                 paired.ratio,
                 paired.ratio >= 1.0,
-                f"alternating every 20 requests: ratio {paired.ratio:.2f} "
+                f"alternating every 20 requests: ratio {paired.ratio:.3f} "
                 f"(rounds {paired.ratio_spread[0]:.2f}-{paired.ratio_spread[1]:.2f}){slots}",
             )
         elif row is not None and row.ratio is not None:
