@@ -28,7 +28,12 @@ _REPORT = "\nimport sys\n_seen = sorted(sys.modules)\nimport json\nprint(json.du
 
 
 def _loaded(code: str, **env: str) -> set[str]:
-    """Module names a fresh interpreter holds after running ``code``."""
+    """Module names a fresh interpreter holds after running ``code``, beyond those it
+    holds after ``pass`` (site and its .pth files import some on some versions)."""
+    return _modules(code, **env) - _modules("pass")
+
+
+def _modules(code: str, **env: str) -> set[str]:
     environ = dict(os.environ)
     environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), environ.get("PYTHONPATH", "")) if p
