@@ -7,9 +7,16 @@ without sockets. Every urllib3 / socket / ssl / http.client failure becomes a
 ``TransportError`` in one place, ``_map_error``.
 
 Deadlines: besides the connect timeout, every request has an overall deadline. It is
-enforced below http.client, at each ``recv`` (``_DeadlineReader``), so a server that
-drips its status line, headers, chunk framing or body one byte at a time is cut off at
-the deadline just like one that never answers.
+enforced below http.client, at each ``recv``, so a server that drips its status line,
+headers, chunk framing or body one byte at a time is cut off at the deadline just like
+one that never answers. Plain-HTTP connections on Linux are blocking sockets whose
+timeouts the kernel enforces (``_KernelTimeoutSocket``, which also checks the deadline
+at each recv): no ``poll()`` before every send and receive, as CPython does for a socket
+with a timeout. TLS connections keep Python's timeouts, read through ``_DeadlineReader``.
+
+Per request, nothing is parsed or built that was the same last time: one connection
+pool per origin in a dict (``_Pools``), accepted URLs and their split cached, validated
+header sets cached, the default ``Timeout`` prebuilt.
 
 Known limit: DNS resolution (``getaddrinfo``) blocks without a timeout; the deadline is
 checked again as soon as it returns.
@@ -380,15 +387,16 @@ _KERNEL_TIMEOUT_SLACK = 0.001
 
 
 class _KernelTimeoutSocket(socket.socket):
-    """A blocking socket whose timeouts the kernel enforces (SO_RCVTIMEO, SO_SNDTIMEO).
+    """A blocking socket whose timeouts the kernel enforces. One thread at a time.
 
-    One thread at a time. CPython runs a ``poll()`` before every send and receive on a
-    socket with a timeout; a blocking socket with kernel timeouts needs none, and a
-    ``settimeout`` to the value already set costs no system call either. A send or
-    receive that runs out of time fails with EAGAIN, raised here as ``socket.timeout``
-    exactly as a Python-level timeout would be. Used for plain-HTTP connections once
-    they are connected (the connect itself keeps Python's timeout); TLS sockets keep
-    Python-level timeouts, because ``ssl`` reports a kernel timeout as a want-read.
+    ``SO_RCVTIMEO`` and ``SO_SNDTIMEO`` carry the timeout. CPython runs a ``poll()``
+    before every send and receive on a socket with a timeout; a blocking socket with
+    kernel timeouts needs none, and a ``settimeout`` to the value already set costs no
+    system call either. A send or receive that runs out of time fails with EAGAIN,
+    raised here as ``socket.timeout`` exactly as a Python-level timeout would be. Used
+    for plain-HTTP connections once they are connected (the connect itself keeps
+    Python's timeout); TLS sockets keep Python-level timeouts, because ``ssl`` retries a
+    kernel timeout as a want-read and the deadline would not hold.
     """
 
     _kernel_timeout: Optional[float] = None
