@@ -6,15 +6,19 @@ No token is printed anywhere except by ``token`` on stdout.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._errors import AuthorizationRequired
-from .._jwt import decode_exp, decode_subject
-from .._models import Failed, Pending, TokenResult
 from .._text import for_terminal
 from ._context import EXIT_AUTH, EXIT_OK, CacheNotSaved, Context
 from ._format import describe_expiry, iso_utc, render_fields, to_json
 from ._signin import Prompter, failed_to_error, sign_in
+
+if TYPE_CHECKING:
+    from .._models import TokenResult
+
+# Modules a command needs beyond these are imported inside it: ``token`` with a static
+# token must not pay for JWT decoding, the models or HTTP (see benchmarks/startup.py).
 
 __all__ = ["register"]
 
@@ -49,6 +53,7 @@ def _not_saved(who: str, path: str, problem: str) -> str:
 
 
 def _status_data(ctx: Context) -> dict[str, Any]:
+    from .._jwt import decode_exp, decode_subject
     from .._settings import resolve_api_url, resolve_site_host
 
     api_url = resolve_api_url(ctx.args.api_url, ctx.environ)
@@ -172,6 +177,8 @@ def cmd_token(ctx: Context) -> int:
     if token:
         ctx.out(token)
         return 0
+    from .._models import Failed, Pending
+
     if ctx.args.login:
         prompter = Prompter(ctx, no_browser=ctx.args.no_browser, force=False)
         result: TokenResult = sign_in(

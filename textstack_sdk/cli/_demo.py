@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import http.client
-import json
-import pathlib
-import signal
 import sys
-import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from .._errors import ConfigurationError, TextStackError
-from .._models import Pending
 from .._text import for_terminal
 from ._context import Context, UsageError
 from ._format import describe_expiry, html_to_text
 from ._signin import Progress, Prompter
+
+if TYPE_CHECKING:
+    from .._models import Pending
+
+# What only the demo and the dev server need is imported when they run: every other
+# command (``textstack token`` in a shell substitution) builds this parser too.
 
 __all__ = ["DemoFailed", "register"]
 
@@ -50,6 +50,9 @@ def _server_class() -> Any:
 
 def approve_over_http(port: int, site_host: str, user_code: str, timeout: float = 5.0) -> None:
     """Approves a code through the server's approval API, as the approval page does."""
+    import http.client
+    import json
+
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(
@@ -87,8 +90,12 @@ def _check(condition: bool, message: str) -> None:
 
 
 def cmd_demo(ctx: Context) -> int:
+    import pathlib
+    import tempfile
+
     from .._cache import FileTokenCache
     from .._client import TextStackApiClient
+    from .._models import Pending
     from .._token_manager import TokenManager
 
     server_class = _server_class()
@@ -267,6 +274,8 @@ def _rotation(client: Any, manager: Any, cache: Any, server: Any, steps: _Steps)
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    import signal
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -283,6 +292,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def cmd_dev_server(ctx: Context) -> int:
+    import pathlib
+    import tempfile
+
     args = ctx.args
     server_class = _server_class()
     site_host = args.site_host or "textstack.app"

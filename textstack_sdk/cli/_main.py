@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from .._text import for_terminal
 from . import _auth, _cache, _demo, _mcp, _read
 from ._context import (
     EXIT_CODES,
@@ -184,57 +181,6 @@ def _check_ignored(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} means nothing for `textstack {args.command}`")
 
 
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"textstack: {record.levelname.lower()}: {for_terminal(record.getMessage())}"
-
-
-class _Shown(logging.Filter):
-    """Without --debug: errors, and the token cache's warnings, each once per run.
-
-    The cache's warnings (a refused or corrupt file, a loose folder, a failed save)
-    name a problem and its fix that the person must see whatever the command.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR and not (
-            record.levelno >= logging.WARNING and record.name.startswith("textstack_sdk.cache")
-        ):
-            return False
-        text = record.getMessage()
-        if text in self._seen:
-            return False
-        self._seen.add(text)
-        return True
-
-
-@contextlib.contextmanager
-def _sdk_logging(debug: bool) -> Any:
-    logger = logging.getLogger("textstack_sdk")
-    handler = logging.StreamHandler(sys.stderr)
-    if debug:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(threadName)s: %(message)s")
-        )
-    else:
-        handler.setFormatter(_OneLine())
-        handler.addFilter(_Shown())
-    old_level, old_propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        logger.propagate = old_propagate
-
-
 # ---------------------------------------------------------------- entry point
 
 
@@ -251,7 +197,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     debug = bool(args.debug)
     ctx = Context(args, os.environ)
-    with _sdk_logging(debug):
+    from ._logging import sdk_logging
+
+    with sdk_logging(debug):
         try:
             try:
                 _check_ignored(args)
@@ -266,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_ERROR
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one line per error
             if debug:
+                import traceback
+
                 traceback.print_exc(file=sys.stderr)
             line = error_line(exc, env_token=ctx.env_token() is not None)
             Context.err(f"textstack: error: {line}")

@@ -6,10 +6,8 @@ raises ``AuthorizationRequired`` (the Pending message) and the command exits 3.
 
 from __future__ import annotations
 
-import shutil
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .._api_models import Shelves
 from .._errors import TextStackError
 from .._text import for_terminal
 from ._context import Context
@@ -22,6 +20,9 @@ from ._format import (
     render_table,
     to_json,
 )
+
+if TYPE_CHECKING:
+    from .._api_models import Shelves
 
 __all__ = ["NotFound", "register"]
 
@@ -42,6 +43,8 @@ def _found(value: Optional[Any], what: str) -> Any:
 
 
 def _width() -> int:
+    import shutil
+
     return max(40, min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
