@@ -36,7 +36,7 @@ from textstack_sdk._http import Request, Response
 from textstack_sdk.testing import FakeClock, MockTransport
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tm_helpers import manager, seed
+from _tm_helpers import manager, seed, unsigned_jwt
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -216,7 +216,8 @@ def test_close_after_a_fork_without_hooks_does_not_hang(clock) -> None:
 
 
 def test_get_token_after_a_fork_without_hooks_does_not_hang(clock) -> None:
-    cache = MemoryTokenCache(TokenSet("a-access", "a-refresh", clock.time() + 900))
+    access = unsigned_jwt({"exp": clock.time() + 900})
+    cache = MemoryTokenCache(TokenSet(access, "a-refresh", clock.time() + 900))
     tm, _ = mock_manager(lambda r: json_response(500, {}), clock, cache)
     inherited = tm._lock
     inherited.acquire()
@@ -226,7 +227,7 @@ def test_get_token_after_a_fork_without_hooks_does_not_hang(clock) -> None:
         t = threading.Thread(target=lambda: out.append(tm.get_token()), daemon=True)
         t.start()
         t.join(2)
-        assert out == [Authorized("a-access")]
+        assert out == [Authorized(access)]
     finally:
         inherited.release()
 
