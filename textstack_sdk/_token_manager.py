@@ -294,8 +294,12 @@ class TokenManager:
         when that refresh proves the login dead, one device-code request.
         """
         snap = self._snapshot
-        if snap is not None and self._time() < snap[1]:
-            return snap[0]
+        if snap is not None:
+            now = self._time()
+            if now < snap[1]:
+                return snap[0]
+            if now < snap[2] and self._refresh_flight is not None:
+                return snap[0]  # advisory window, refresh under way: nothing to decide
         return self._get_token_slow()
 
     # ------------------------------------------------------------------ slow path

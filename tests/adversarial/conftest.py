@@ -26,6 +26,7 @@ _MODULES = frozenset(
         "test_proxy_faults.py",
         "test_crash_loop.py",
         "test_secret_canary.py",
+        "test_token_lifecycle.py",
     }
 )
 _COMMAND = "PYTHONPATH=. pytest tests/adversarial"
