@@ -816,12 +816,22 @@ class TokenManager:
                     return
                 decision = self._poll_decision(flow)
             self._finish_flow(flow, decision)
-        except BaseException:
-            log.error("the sign-in poller stopped unexpectedly", exc_info=True)
-            self._finish_flow(
-                flow,
-                flow_sm.Stop("failed", "poller_crashed", "the sign-in poller stopped unexpectedly"),
+        except BaseException as exc:  # noqa: BLE001 - a poller must end its flow, whatever
+            # The type only: an exception's text may quote a request (and its device code).
+            log.error("the sign-in poller stopped unexpectedly (%s)", type(exc).__name__)
+            crashed = flow_sm.Stop(
+                "failed", "poller_crashed", "the sign-in poller stopped unexpectedly"
             )
+            try:
+                self._finish_flow(flow, crashed)
+            except Exception:  # noqa: BLE001 - the net below ends the flow regardless
+                log.error("the sign-in poller could not end its flow cleanly")
+            # Whatever _finish_flow managed: the flow ends here, so the next call starts
+            # afresh instead of returning this flow's Pending forever.
+            with self._lock:
+                if not flow.done.is_set():
+                    self._last_error = crashed.message
+                    self._end_flow_locked(flow, crashed)
         finally:
             self._release_poll_lock(flow)
 
