@@ -492,6 +492,26 @@ def test_a_failed_save_after_rotation_does_not_lead_another_process_to_reuse(
     assert server.count(CODE) == 0
 
 
+def test_the_record_keeps_naming_the_token_on_disk_through_more_failed_saves(
+    server, cache_path
+) -> None:
+    seed_expired(server, cache_path)
+    with manager(server, _SaveFails(cache_path)) as first:
+        mine = first.get_token()
+        assert isinstance(mine, Authorized)
+        first.invalidate(mine.access_token)  # a second rotation, unsaved as well
+        again = first.get_token()
+        assert isinstance(again, Authorized) and again != mine
+        out = FORK.Queue()
+        other = start(workers.get_token_once, server.api_url, server.site_host, cache_path, out)
+        try:
+            kind, _ = out.get(timeout=10)
+        finally:
+            reap(other)
+        assert kind == "failed"
+    assert server.count(REFRESH) == 2  # the file's token was never presented again
+
+
 def test_once_the_spender_saves_the_others_use_its_tokens(server, cache_path) -> None:
     seed_expired(server, cache_path)
     cache = _SaveFails(cache_path)

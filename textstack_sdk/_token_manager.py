@@ -615,11 +615,14 @@ class TokenManager:
                             "(is the disk full?)"
                         )
                     )
-                if marker is not None:
+                if marker is not None and self._persisted:
                     self._marked = marker.record(sent.refresh_token)
+                # Not persisted: the file holds an older token we spent, and the record
+                # standing from that refresh must keep naming it (others can read it;
+                # nobody else has the one we are about to send).
             outcome = self._send_refresh(sent)
             with self._lock:
-                if not isinstance(outcome, wire.Refreshed):
+                if not isinstance(outcome, wire.Refreshed) and self._persisted:
                     # Nothing rotated that we hold: the record has no reason to stand.
                     self._clear_mark_locked()
                 if self._tokens is not sent:
