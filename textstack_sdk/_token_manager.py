@@ -306,7 +306,15 @@ class TokenManager:
 
     def _get_token_slow(self) -> TokenResult:
         self._check_fork()
-        with self._lock:
+        snap = self._snapshot
+        if snap is not None and self._time() < snap[2]:
+            # Advisory window: never queue behind another caller's bookkeeping (or the
+            # refresh thread reading the cache); the token in hand is still valid.
+            if not self._lock.acquire(blocking=False):
+                return snap[0]
+        else:
+            self._lock.acquire()
+        try:
             if self._closed:
                 return Failed("the token manager is closed")
             self._sync_with_cache_locked()
@@ -344,6 +352,8 @@ class TokenManager:
                 else:
                     flight = self._start_flight = Future()
                     role = "start"
+        finally:
+            self._lock.release()
         if flow is not None:
             if poll_now:
                 self._poll_step(flow)
