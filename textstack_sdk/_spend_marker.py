@@ -67,6 +67,8 @@ def _started(pid: int) -> Optional[str]:
 
 
 def _alive(pid: int, started: object) -> bool:
+    if os.name == "nt":
+        return False  # os.kill(pid, 0) would terminate it there; the record is POSIX-only
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -94,6 +96,8 @@ class SpendMarker:
 
     def record(self, refresh_token: str) -> bool:
         """Says that this process is about to present ``refresh_token``; False if not written."""
+        if os.name == "nt":
+            return False  # no liveness check there (see _alive), so nothing to record
         pid = os.getpid()
         document = {
             "v": 1,
