@@ -22,6 +22,7 @@ from textstack_sdk import (
     Failed,
     FileTokenCache,
     MemoryTokenCache,
+    Pending,
     TokenSet,
 )
 from textstack_sdk._filelock import InterProcessLock
@@ -189,3 +190,21 @@ def test_an_opaque_token_that_comes_back_is_not_refreshed_by_the_next_process(
         for _ in range(10):
             assert second.get_token() == Authorized("opaque-next")
     assert server.count(REFRESH) == 1
+
+
+def test_a_sign_in_start_behind_a_stuck_lock_is_a_bounded_wait_too(server, clock, cache) -> None:
+    cache.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elsewhere = InterProcessLock(cache.lock_path)
+    assert elsewhere.acquire(1)
+    try:
+        with manager(server, clock, cache, timeout=1, lock_timeout=60) as tm:
+            started = time.monotonic()
+            result = tm.get_token()
+            assert isinstance(result, Failed) and result.retryable
+            assert time.monotonic() - started < 10  # 1 s + 2 s; before, the lock's 60 s
+            elsewhere.release()
+            wait_until(lambda: isinstance(tm.get_token(), Pending))
+    finally:
+        if elsewhere.held:
+            elsewhere.release()
+    assert server.count(CODE) == 1

@@ -290,8 +290,10 @@ class TokenManager:
     def get_token(self) -> TokenResult:
         """Returns a usable token, a pending sign-in, or why neither is possible.
 
-        Never waits for a person. The network work is bounded: at most one refresh and,
-        when that refresh proves the login dead, one device-code request.
+        Never waits for a person, nor for a refresh while the token in hand is still
+        valid. Otherwise (background mode) it waits for the one refresh or sign-in start
+        at most ``timeout`` plus 2 s, whatever the lock or the network do; the flight
+        goes on in its own thread and the next call finds its result.
         """
         snap = self._snapshot
         if snap is not None:
@@ -360,16 +362,20 @@ class TokenManager:
             return self._result_for_flow(flow)
         if role == "advisory":
             assert snap is not None
-            if self._background and self._spawn_refresh(flight, advisory=True):
+            if self._background and self._spawn(self._run_refresh_flight, flight, advisory=True):
                 return snap[0]
             result = self._run_refresh_flight(flight, advisory=True)
             return result if isinstance(result, Authorized) else snap[0]
         if role == "wait":
             return self._wait_flight(flight)
+        # The flight runs in its own thread, so that the lock or the network can hold it
+        # up but not the caller: it waits a bounded time and the next call finds the rest.
         if role == "refresh":
-            if self._background and self._spawn_refresh(flight, advisory=False):
+            if self._background and self._spawn(self._run_refresh_flight, flight, advisory=False):
                 return self._wait_flight(flight)
             return self._run_refresh_flight(flight, advisory=False)
+        if self._background and self._spawn(self._run_start_flight, flight):
+            return self._wait_flight(flight)
         return self._run_start_flight(flight)
 
     def _wait_flight(self, flight: Future[TokenResult]) -> TokenResult:
@@ -380,14 +386,10 @@ class TokenManager:
         except FutureTimeout:
             return Failed("the sign-in server is slow to answer; try again shortly", retryable=True)
 
-    def _spawn_refresh(self, flight: Future[TokenResult], *, advisory: bool) -> bool:
-        """Runs the refresh flight in a daemon thread; False if no thread could start."""
+    def _spawn(self, target: Callable[..., object], *args: object, **kwargs: object) -> bool:
+        """Runs a flight in a daemon thread; False if no thread could start."""
         thread = threading.Thread(
-            target=self._run_refresh_flight,
-            args=(flight,),
-            kwargs={"advisory": advisory},
-            name="textstack-refresh",
-            daemon=True,
+            target=target, args=args, kwargs=kwargs, name="textstack-token", daemon=True
         )
         try:
             thread.start()
