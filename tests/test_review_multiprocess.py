@@ -551,6 +551,32 @@ def test_a_spender_that_died_after_a_failed_save_does_not_block_the_others(
     assert isinstance(result, Pending)
 
 
+def test_a_spender_killed_mid_refresh_leaves_the_old_token_usable_at_once(
+    server, cache_path
+) -> None:
+    seeded = seed_expired(server, cache_path)
+    release = threading.Event()
+    server.inject(REFRESH, delay=20, release=release)  # its answer never reaches it
+    out = FORK.Queue()
+    spender = start(workers.get_token_once, server.api_url, server.site_host, cache_path, out)
+    try:
+        wait_until(lambda: server.count(REFRESH) == 1)
+        marker = FileTokenCache(cache_path).spend_marker()
+        assert marker.spent_elsewhere(seeded.refresh_token)  # recorded before sending
+        spender.kill()
+        spender.join(10)
+        assert not marker.spent_elsewhere(seeded.refresh_token)  # its writer is dead
+    finally:
+        release.set()
+        reap(spender)
+    with manager(server, cache_path) as tm:
+        result = tm.get_token()
+    # Presented at once; the server had rotated it for the dead spender, so it answers
+    # reuse and a sign-in starts (that family died with the spender anyway).
+    assert server.count(REFRESH) == 2
+    assert isinstance(result, Pending)
+
+
 def test_concurrent_refresh_and_logout_in_two_processes_do_not_deadlock(server, cache_path) -> None:
     seed_expired(server, cache_path)
     server.inject(REFRESH, delay=0.3)
