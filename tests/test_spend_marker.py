@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from textstack_sdk import FileTokenCache
-from textstack_sdk._spend_marker import SpendMarker, fingerprint
+from textstack_sdk._spend_marker import SpendMarker, fingerprint, new_owner
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX")
 
@@ -81,3 +81,19 @@ def test_a_symlinked_lock_file_is_never_written_through(cache, tmp_path) -> None
     cache.lock_path.symlink_to(target)
     assert not cache.spend_marker().record("the-refresh-token")
     assert target.read_bytes() == b"keep me"
+
+
+def test_in_one_process_a_live_other_owner_counts_and_a_collected_one_does_not(cache) -> None:
+    import gc
+
+    class Holder:
+        pass
+
+    spender, asker = Holder(), Holder()
+    marker = cache.spend_marker()
+    mine = new_owner(asker)
+    assert marker.record("the-refresh-token", new_owner(spender))
+    assert marker.spent_elsewhere("the-refresh-token", mine)
+    del spender
+    gc.collect()
+    assert not marker.spent_elsewhere("the-refresh-token", mine)

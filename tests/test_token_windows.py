@@ -208,3 +208,29 @@ def test_a_sign_in_start_behind_a_stuck_lock_is_a_bounded_wait_too(server, clock
         if elsewhere.held:
             elsewhere.release()
     assert server.count(CODE) == 1
+
+
+# ---------------------------------------------------------------- a spent refresh token
+
+
+class _SaveFails(FileTokenCache):
+    def save(self, tokens: TokenSet) -> bool:
+        return False
+
+
+def test_two_managers_of_one_process_respect_each_others_spent_token(server, clock, cache) -> None:
+    seed(server, cache)
+    clock.advance(1000)
+    spender = manager(server, clock, _SaveFails(cache.path))
+    try:
+        assert isinstance(spender.get_token(), Authorized)  # rotated, could not save
+        with manager(server, clock, FileTokenCache(cache.path)) as other:
+            result = other.get_token()
+            assert isinstance(result, Failed) and result.retryable
+            assert "could not save" in result.message
+            assert server.count(REFRESH) == 1
+    finally:
+        spender.close()  # the rotated pair dies with it: the old token is free again
+    with manager(server, clock, FileTokenCache(cache.path)) as after:
+        assert isinstance(after.get_token(), Pending)  # presented; the server saw reuse
+    assert server.count(REFRESH) == 2

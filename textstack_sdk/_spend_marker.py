@@ -27,17 +27,29 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
 import stat
+import weakref
 from typing import Optional
 
-__all__ = ["SpendMarker", "fingerprint"]
+__all__ = ["SpendMarker", "fingerprint", "new_owner"]
 
 log = logging.getLogger("textstack_sdk.cache")
 
 _SIZE = 512
 _BLANK = b" " * (_SIZE - 1) + b"\n"
 _FLAGS = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# Within one process, who may write records: an owner is alive while its holder (a token
+# manager) is, so two managers of one process on one cache respect each other's record.
+_OWNERS: weakref.WeakValueDictionary[str, object] = weakref.WeakValueDictionary()
+
+
+def new_owner(holder: object) -> str:
+    """A name for records written on behalf of ``holder``, valid while it lives."""
+    owner = secrets.token_hex(8)
+    _OWNERS[owner] = holder
+    return owner
 
 
 def fingerprint(refresh_token: str) -> str:
@@ -94,7 +106,7 @@ class SpendMarker:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
 
-    def record(self, refresh_token: str) -> bool:
+    def record(self, refresh_token: str, owner: str = "") -> bool:
         """Says that this process is about to present ``refresh_token``; False if not written."""
         if os.name == "nt":
             return False  # no liveness check there (see _alive), so nothing to record
@@ -105,6 +117,7 @@ class SpendMarker:
             "pid": pid,
             "started": _started(pid),
             "spent": fingerprint(refresh_token),
+            "owner": owner,
         }
         data = json.dumps(document).encode("utf-8")
         if len(data) >= _SIZE:
@@ -115,14 +128,21 @@ class SpendMarker:
         """Blanks the record (keeping the file's size, so the next record needs no space)."""
         return self._write(_BLANK)
 
-    def spent_elsewhere(self, refresh_token: str) -> bool:
-        """True when a live process other than this one spent ``refresh_token``."""
+    def spent_elsewhere(self, refresh_token: str, owner: str = "") -> bool:
+        """True when someone alive other than ``owner`` spent ``refresh_token``.
+
+        That is another live process on this host, or another live owner (token
+        manager) of this process.
+        """
         document = self._read()
         if document is None or document.get("spent") != fingerprint(refresh_token):
             return False
         pid = document.get("pid")
-        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             return False
+        if pid == os.getpid():
+            writer = document.get("owner")
+            return isinstance(writer, str) and writer != owner and writer in _OWNERS
         if document.get("host") != _host():
             # Liveness cannot be checked across machines (nor does flock exclude there).
             return False

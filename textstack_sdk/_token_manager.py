@@ -59,7 +59,7 @@ from ._http import Transport
 from ._jwt import decode_exp, decode_subject
 from ._models import Authorized, DeviceAuthorization, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
-from ._spend_marker import SpendMarker
+from ._spend_marker import SpendMarker, new_owner
 
 __all__ = ["TokenManager", "TokenStatus"]
 
@@ -253,6 +253,7 @@ class TokenManager:
 
         # Read without a lock by get_token(): (Authorized, usable_until, valid_until).
         self._snapshot: Optional[tuple[Authorized, float, float]] = None
+        self._spend_owner = new_owner(self)
         self._closed = False
         self._init_process_state()
         _MANAGERS.add(self)
@@ -618,7 +619,9 @@ class TokenManager:
                 if sent is None or not sent.refresh_token:
                     return _DEAD
                 marker = self._spend_marker()
-                if marker is not None and marker.spent_elsewhere(sent.refresh_token):
+                if marker is not None and marker.spent_elsewhere(
+                    sent.refresh_token, self._spend_owner
+                ):
                     # A live process spent this refresh token and holds the rotated pair
                     # it could not save: presenting it again would revoke the family.
                     return self._transient_locked(
@@ -628,7 +631,7 @@ class TokenManager:
                         )
                     )
                 if marker is not None and self._persisted:
-                    self._marked = marker.record(sent.refresh_token)
+                    self._marked = marker.record(sent.refresh_token, self._spend_owner)
                 # Not persisted: the file holds an older token we spent, and the record
                 # standing from that refresh must keep naming it (others can read it;
                 # nobody else has the one we are about to send).
