@@ -385,7 +385,11 @@ class TokenManager:
         try:
             return flight.result(timeout=self._timeout + _WAIT_MARGIN)
         except FutureTimeout:
-            return Failed("the sign-in server is slow to answer; try again shortly", retryable=True)
+            return Failed(
+                "the token request is taking long (a slow server, or another process "
+                "holding the token cache lock); try again shortly",
+                retryable=True,
+            )
 
     def _spawn(self, target: Callable[..., object], *args: object, **kwargs: object) -> bool:
         """Runs a flight in a daemon thread; False if no thread could start."""
