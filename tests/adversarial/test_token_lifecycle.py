@@ -169,7 +169,7 @@ def test_past_exp_every_wait_is_bounded_whatever_the_lock_does(tmp_path: Path) -
         finally:
             if elsewhere.held:
                 elsewhere.release()
-        assert max(waits) < 1 + 2 + 1.0  # the deadline, the margin, scheduling slack
+        assert max(waits) < 1 + 2 + 2.5  # the deadline, the margin, scheduling slack
         assert server.count(REFRESH) == 1
     MANDATORY.add("callers", 16)
     MANDATORY.measured("longest wait", f"{max(waits):.2f} s (bound 3 s)")
