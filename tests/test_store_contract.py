@@ -85,9 +85,12 @@ def test_a_commit_is_seen_by_every_host(make_store: MakeStore) -> None:
 def test_versions_only_grow_even_within_one_millisecond(make_store: MakeStore) -> None:
     store = make_store()
     now = time.time()
-    first = store.commit(0, tokens(1), now=now)
-    second = store.commit(first.version, tokens(2), now=now)
-    assert second.ok and second.version == first.version + 1
+    versions = [store.commit(0, tokens(0), now=now).version]
+    for n in range(1, 20):
+        result = store.commit(versions[-1], tokens(n), now=now)
+        assert result.ok
+        versions.append(result.version)
+    assert versions == sorted(set(versions))
 
 
 def test_cas_refuses_a_stale_version(make_store: MakeStore) -> None:
@@ -246,6 +249,21 @@ def test_a_paused_holders_intent_is_waited_for_and_its_late_commit_refused(
     late = a.commit(version, tokens(99), now=time.time())
     assert not late.ok
     assert a.load().tokens == tokens(2)
+
+
+def test_a_renewed_lease_keeps_its_intent_alive_past_it(make_store: MakeStore) -> None:
+    """The intent must outlive the lease however the lease is extended: were it left with
+    the first lease's time, it would vanish while the renewed holder's request is in
+    flight, and after the lease another host would find no intent to wait for."""
+    store = make_store(intent_grace=1)
+    version = live(store, 1)
+    lease = store.acquire_lease("a", ttl=2, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-1").may_send
+    assert store.renew_lease(lease, ttl=60) is not None
+    snap = store.load()
+    assert snap.intent is not None
+    assert snap.intent.remaining > snap.lease_remaining > 50
 
 
 def test_a_commit_clears_the_intent_and_a_withdrawal_drops_an_unsent_one(

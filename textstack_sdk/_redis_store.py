@@ -19,6 +19,7 @@ import random
 import re
 import secrets
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
@@ -41,7 +42,6 @@ from ._store import (
     encode_tokens,
     fingerprint,
     json_object,
-    next_version,
 )
 
 __all__ = ["ENV_TOKEN_STORE", "RedisTokenStore", "StoreTarget", "parse_store_url"]
@@ -66,14 +66,23 @@ return {r[1], r[2], r[3], r[4], redis.call('GET', KEYS[2]), redis.call('PTTL', K
         redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3])}
 """
 
-# ARGV: lease value, ttl ms, "1" to renew only.
+# KEYS: lease, intent. ARGV: lease value, ttl ms, "1" to renew only, intent grace ms.
+# A holder's own intent must outlive its lease by the grace however often the lease is
+# renewed, or a renewed holder's intent could vanish while its request is still in flight.
 _ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
 if (not cur and ARGV[3] ~= '1') or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return {1, tonumber(ARGV[2]), ARGV[1]}
+  local i = redis.call('GET', KEYS[2])
+  if i and string.sub(i, 1, #ARGV[1] + 1) == ARGV[1] .. '\\n' then
+    local want = tonumber(ARGV[2]) + tonumber(ARGV[4])
+    if redis.call('PTTL', KEYS[2]) < want then
+      redis.call('PEXPIRE', KEYS[2], string.format('%d', want))
+    end
+  end
+  return {1, tonumber(ARGV[2])}
 end
-return {0, redis.call('PTTL', KEYS[1]), cur}
+return {0, redis.call('PTTL', KEYS[1])}
 """
 
 # ARGV: lease value, "1" to withdraw this holder's intent too.
@@ -109,30 +118,51 @@ local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)')) or 0
 return {1, 'ok', pttl, v, replicas}
 """
 
-# KEYS: record, intent. ARGV: expected version ('' = any lower than ARGV[2]), new version,
-# tokens blob. The same script is the CAS (expected given) and the republish (expected '').
-_WRITE_LIVE = """
-local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
-if ARGV[1] ~= '' then
-  if v ~= tonumber(ARGV[1]) then return {0, v} end
-elseif v >= tonumber(ARGV[2]) then
-  return {0, v}
-end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'state', 'live', 'tokens', ARGV[3])
-redis.call('HDEL', KEYS[1], 'pending')
-redis.call('DEL', KEYS[2])
-return {1, tonumber(ARGV[2])}
+# The Redis server's clock in milliseconds. Versions are taken from it, not from the
+# hosts' clocks: one host whose clock is ahead would otherwise lift every version above
+# what a later write after a data loss can reach (a logout would then be undone by a
+# republish), and one whose clock is behind would write a login after a loss with a
+# version below what the other hosts hold (and they would republish over it).
+_NOW_MS = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: record, intent. ARGV: state, now ms, expected version ('' = unconditional).
-_WRITE_STATE = """
+# KEYS: record, intent. ARGV: "cas" or "republish", version, tokens blob. The CAS writes
+# when the record still has ARGV[2], with a new version; the republish writes ARGV[2]
+# itself, only while the record's version is lower.
+_WRITE_LIVE = (
+    _NOW_MS
+    + """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
-if ARGV[3] ~= '' and v ~= tonumber(ARGV[3]) then return {0, v} end
-local nv = math.max(v + 1, tonumber(ARGV[2]))
+local nv
+if ARGV[1] == 'cas' then
+  if v ~= tonumber(ARGV[2]) then return {0, v} end
+  nv = math.max(v + 1, now)
+else
+  nv = tonumber(ARGV[2])
+  if v >= nv then return {0, v} end
+end
+redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'state', 'live', 'tokens', ARGV[3])
+redis.call('HDEL', KEYS[1], 'pending')
+redis.call('DEL', KEYS[2])
+return {1, nv}
+"""
+)
+
+# KEYS: record, intent. ARGV: state, expected version ('' = unconditional).
+_WRITE_STATE = (
+    _NOW_MS
+    + """
+local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
+if ARGV[2] ~= '' and v ~= tonumber(ARGV[2]) then return {0, v} end
+local nv = math.max(v + 1, now)
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'state', ARGV[1])
 return {1, nv}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -298,9 +328,11 @@ class RedisTokenStore:
         self._client = _connect(self._target, socket_timeout, connect_timeout)
         # WAIT counts the writes made on its own connection, so an intent and its WAIT must
         # share one: a pinned client, built on first use, one intent at a time.
+        self._pid = os.getpid()
         self._intent_lock = threading.Lock()
         self._intent_client: Any = None
         self._intent_script: Any = None
+        _INSTANCES.add(self)
         self._scripts = {
             name: self._client.register_script(source)
             for name, source in (
@@ -330,6 +362,7 @@ class RedisTokenStore:
 
     def close(self) -> None:
         """Closes the connections. Safe to call twice."""
+        self._check_fork()
         with self._intent_lock:
             pinned, self._intent_client = self._intent_client, None
         if pinned is not None:
@@ -401,6 +434,7 @@ class RedisTokenStore:
     def record_intent(self, lease: Lease, *, version: int, refresh_token: str) -> IntentResult:
         if lease.purpose != "refresh":
             raise StoreError("an intent needs the refresh lease")
+        self._check_fork()
         with self._intent_lock:
             client, script = self._call(self._pinned)
             started = self._clock.monotonic()
@@ -438,19 +472,19 @@ class RedisTokenStore:
         )
 
     def commit(self, expected_version: int, tokens: TokenSet, *, now: float) -> WriteResult:
-        new_version = next_version(expected_version, now)
-        return self._write_live(str(expected_version), new_version, tokens)
+        # ``now`` is not used: the new version comes from the Redis server's clock.
+        return self._write_live("cas", expected_version, tokens)
 
     def republish(self, held_version: int, tokens: TokenSet) -> WriteResult:
         if held_version <= 0:
             raise StoreError("only a version this process holds can be republished")
-        return self._write_live("", held_version, tokens)
+        return self._write_live("republish", held_version, tokens)
 
     def tombstone(self, *, now: float) -> WriteResult:
-        return self._write_state(RecordState.TOMBSTONE, now, None)
+        return self._write_state(RecordState.TOMBSTONE, None)
 
     def mark_revoked(self, expected_version: int, *, now: float) -> WriteResult:
-        return self._write_state(RecordState.REVOKED, now, expected_version)
+        return self._write_state(RecordState.REVOKED, expected_version)
 
     def offer_pending(self, record: Mapping[str, object]) -> bool:
         blob = self._seal(_encode_pending(record), "pending")
@@ -470,6 +504,25 @@ class RedisTokenStore:
             if left <= 0:
                 return None
             self._clock.wait(min(left, self._jittered()), self._never)
+
+    def _check_fork(self) -> None:
+        # uWSGI may fork without running Python's fork hooks: the pid tells too.
+        if self._pid != os.getpid():
+            self._after_fork()
+
+    def _after_fork(self) -> None:
+        """Forgets the parent's pinned connection and intent lock, in a forked child.
+
+        The pinned client's socket is the parent's too (redis-py's pool notices a fork,
+        a connection held outside it does not): replies on it would cross. A parent thread
+        that was inside :meth:`record_intent` at the fork holds the lock, and no thread in
+        the child will release it. The parent's socket is dropped, not closed: closing
+        it here could not shut the parent's connection, and must not try.
+        """
+        self._pid = os.getpid()
+        self._intent_lock = threading.Lock()
+        self._intent_client = None
+        self._intent_script = None
 
     def _pinned(self) -> tuple[Any, Any]:
         """The intent's own connection and script (call with the intent lock held)."""
@@ -499,56 +552,64 @@ class RedisTokenStore:
         value = f"{owner}\n{token}"
         ttl_ms = max(1, int(ttl * 1000))
         started = self._clock.monotonic()
-        ok, pttl, _holder = self._call(
+        ok, pttl = self._call(
             lambda: self._scripts["acquire"](
-                keys=[self._lease_key(purpose)],
-                args=[value, str(ttl_ms), "1" if renew else "0"],
+                keys=[self._lease_key(purpose), self._intent_key],
+                args=[value, str(ttl_ms), "1" if renew else "0", str(self._grace_ms)],
             )
         )
         if ok:
             return Lease(owner=owner, token=token, purpose=purpose, deadline=started + ttl)
         return max(0, int(pttl))
 
-    def _write_live(self, expected: str, new_version: int, tokens: TokenSet) -> WriteResult:
+    def _write_live(self, mode: str, version: int, tokens: TokenSet) -> WriteResult:
         blob = self._seal(encode_tokens(tokens), "tokens")
-        ok, version = self._call(
+        ok, written = self._call(
             lambda: self._scripts["write_live"](
-                keys=[self._record_key, self._intent_key],
-                args=[expected, str(new_version), blob],
+                keys=[self._record_key, self._intent_key], args=[mode, str(version), blob]
             )
         )
-        return WriteResult(ok=bool(ok), version=int(version))
+        return WriteResult(ok=bool(ok), version=int(written))
 
-    def _write_state(self, state: RecordState, now: float, expected: Optional[int]) -> WriteResult:
+    def _write_state(self, state: RecordState, expected: Optional[int]) -> WriteResult:
         ok, version = self._call(
             lambda: self._scripts["write_state"](
                 keys=[self._record_key, self._intent_key],
-                args=[
-                    state.value,
-                    str(next_version(0, now)),
-                    "" if expected is None else str(expected),
-                ],
+                args=[state.value, "" if expected is None else str(expected)],
             )
         )
         return WriteResult(ok=bool(ok), version=int(version))
 
     def _seal(self, plaintext: bytes, part: str) -> bytes:
-        if self._cipher is None:
+        cipher = self._cipher
+        if cipher is None:
             return plaintext
-        return self._cipher.encrypt(plaintext, kind=CIPHER_KIND, identity=self._identity(part))
+        identity = self._identity(part)
+        return self._ciphered(
+            "encrypt", part, lambda: cipher.encrypt(plaintext, kind=CIPHER_KIND, identity=identity)
+        )
 
     def _open(self, blob: object, part: str) -> bytes:
         data = blob if isinstance(blob, bytes) else str(blob).encode("utf-8")
-        if self._cipher is None:
+        cipher = self._cipher
+        if cipher is None:
             return data
+        identity = self._identity(part)
+        return self._ciphered(
+            "decrypt", part, lambda: cipher.decrypt(data, kind=CIPHER_KIND, identity=identity)
+        )
+
+    def _ciphered(self, verb: str, part: str, fn: Callable[[], bytes]) -> bytes:
+        """The cipher's answer; its failure (a wrong key, a key service out of reach) as
+        the store's error, so that it has the package's one exception root."""
         try:
-            return self._cipher.decrypt(data, kind=CIPHER_KIND, identity=self._identity(part))
+            return fn()
         except TextStackError:
             raise
         except Exception as exc:
             # The cipher's own words may name a key id; they never hold the key or the data.
             raise StoreError(
-                f"the {part} record in namespace {self._namespace!r} does not decrypt "
+                f"the {part} record in namespace {self._namespace!r} does not {verb} "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
 
@@ -574,6 +635,18 @@ class RedisTokenStore:
     def _scrub(self, text: str) -> str:
         secret = self._target.password
         return text.replace(secret, "***") if secret else text
+
+
+_INSTANCES: weakref.WeakSet[RedisTokenStore] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for store in list(_INSTANCES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _connect(target: StoreTarget, socket_timeout: float, connect_timeout: float) -> Any:

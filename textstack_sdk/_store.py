@@ -14,7 +14,13 @@ Versions
     Every change that is not a lease or an intent gives the record a new version, chosen by
     :func:`next_version`: ``max(current + 1, now in milliseconds)``. Versions only grow, and
     a version written after a store lost its data (a flush, a failover that dropped writes)
-    is still higher than any version issued before the loss. A process whose snapshot has a
+    is still higher than any version issued before the loss. That needs ONE clock for every
+    writer: a store shared by hosts takes ``now`` from its server (Redis's ``TIME``), never
+    from the writing host, whose clock may be minutes off (ahead, it would lift versions
+    out of reach of any write after a loss; behind, a login after a loss would look older
+    than what the hosts hold). What remains is the skew between the servers themselves
+    (a promoted replica's clock against its old master's), which must stay below the time
+    a failover takes. A process whose snapshot has a
     version HIGHER than the store's therefore knows the store went backwards, and may
     republish (:meth:`TokenStore.republish`, accepted only while the store's version is
     lower); a logout made after the loss carries a higher version than anything the hosts
@@ -255,7 +261,11 @@ class TokenStore(Protocol):
         ...
 
     def renew_lease(self, lease: Lease, *, ttl: float) -> Optional[Lease]:
-        """Extends a lease still held; None when it was lost."""
+        """Extends a lease still held, and this holder's intent with it; None when lost.
+
+        The intent keeps outliving the lease by its grace period, however long the lease
+        is renewed for.
+        """
         ...
 
     def release_lease(self, lease: Lease, *, withdraw_intent: bool = False) -> bool:
@@ -274,7 +284,7 @@ class TokenStore(Protocol):
         """Compare-and-swap: writes live ``tokens`` only if the version is unchanged.
 
         Clears the intent and the pending sign-in. ``now`` is wall-clock seconds, for
-        :func:`next_version`.
+        :func:`next_version`, used by a store that has no clock of its own to read.
         """
         ...
 
