@@ -25,6 +25,7 @@ from _redis_harness import (  # noqa: F401 - fixtures
     shared_redis,
     wait_for_replicas,
 )
+from _tm_helpers import run_threads
 
 from textstack_sdk._errors import ConfigurationError
 from textstack_sdk._models import TokenSet
@@ -118,6 +119,7 @@ def test_the_url_comes_from_the_environment(shared_redis: RedisProcess, namespac
         {"ack_timeout": 5.0},
         {"poll_interval": float("nan")},
         {"replicas": -1},
+        {"max_connections": 0},
     ],
 )
 def test_options_are_bounded(options: dict[str, object]) -> None:
@@ -658,5 +660,34 @@ def test_a_cipher_that_fails_to_encrypt_raises_a_store_error(
         with pytest.raises(StoreError, match="does not encrypt"):
             store.offer_pending({"device_code": "device-secret-1"})
         assert store.load().version == 0, "nothing was written"
+    finally:
+        store.close()
+
+
+# -- many threads ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{}, {"max_connections": 2}], ids=["default", "two"])
+def test_more_threads_than_connections_wait_their_turn(
+    shared_redis: RedisProcess, namespace: str, options: dict[str, int]
+) -> None:
+    """redis-py 8 caps a pool at 100 connections and fails the 101st caller at once with
+    ConnectionError ("Too many connections"): a busy process would find a healthy Redis
+    "unreachable" and fail its refresh closed."""
+    store = RedisTokenStore(shared_redis.url, namespace=namespace, **options)
+    failures: list[str] = []
+
+    def calls() -> None:
+        for _ in range(5):
+            try:
+                store.load()
+            except StoreError as exc:
+                failures.append(str(exc))
+
+    try:
+        run_threads(150, calls)
+        assert failures == []
+        connections = len(store._client.connection_pool._available_connections)
+        assert connections <= options.get("max_connections", 64)
     finally:
         store.close()

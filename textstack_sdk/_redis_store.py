@@ -268,6 +268,9 @@ class RedisTokenStore:
             master reports a connected replica.
         intent_grace: Seconds an intent outlives its lease, for a late holder to commit.
         poll_interval: Base seconds between looks while waiting for a lease or a change.
+        max_connections: Redis calls this process makes at once; more wait their turn
+            (at most one socket timeout, then :class:`StoreUnavailable`). One more
+            connection is kept for the intents.
         clock: Monotonic time and cancellable waits.
         environ: Where to read ``TEXTSTACK_TOKEN_STORE`` (default ``os.environ``).
 
@@ -275,7 +278,8 @@ class RedisTokenStore:
     off; a caller that wants to retry decides so on :class:`StoreUnavailable`). With
     Sentinel, finding the master may take one timeout per Sentinel that does not answer.
     A lease wait takes at most ``wait`` plus one socket timeout; an intent with replicas
-    adds ``ack_timeout``.
+    adds ``ack_timeout``. A call that finds ``max_connections`` calls in flight waits at
+    most one more socket timeout for its turn.
 
     Raises:
         ConfigurationError: No URL, a URL that cannot work, an option out of range, or
@@ -294,6 +298,7 @@ class RedisTokenStore:
         replicas: Optional[int] = None,
         intent_grace: float = 5.0,
         poll_interval: float = 0.05,
+        max_connections: int = 64,
         clock: Clock = SYSTEM_CLOCK,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
@@ -312,6 +317,8 @@ class RedisTokenStore:
         _check_range("poll_interval", poll_interval, 0.001, 5.0)
         if replicas is not None and not 0 <= replicas <= 16:
             raise ConfigurationError("replicas must be None or between 0 and 16")
+        if isinstance(max_connections, bool) or not 1 <= max_connections <= 10000:
+            raise ConfigurationError("max_connections must be between 1 and 10000")
         self._target = parse_store_url(url)
         self._namespace = namespace
         self._cipher = cipher
@@ -325,7 +332,14 @@ class RedisTokenStore:
         self._record_key = f"{tag}:record"
         self._intent_key = f"{tag}:intent"
         self._tag = tag
-        self._client = _connect(self._target, socket_timeout, connect_timeout)
+        # redis-py fails a caller at once ("Too many connections") when its pool is full,
+        # which would pass a busy process's healthy Redis for unreachable: callers over
+        # the limit queue here instead, for a bounded time. The pool has one connection
+        # more than the slots, for the pinned intent connection.
+        self._max_connections = max_connections
+        self._slot_wait = socket_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._client = _connect(self._target, socket_timeout, connect_timeout, max_connections + 1)
         # WAIT counts the writes made on its own connection, so an intent and its WAIT must
         # share one: a pinned client, built on first use, one intent at a time.
         self._pid = os.getpid()
@@ -366,8 +380,8 @@ class RedisTokenStore:
         with self._intent_lock:
             pinned, self._intent_client = self._intent_client, None
         if pinned is not None:
-            self._call(pinned.close)
-        self._call(self._client.close)
+            self._call(pinned.close, pooled=False)
+        self._call(self._client.close, pooled=False)
 
     def load(self) -> Snapshot:
         raw = self._call(
@@ -436,10 +450,11 @@ class RedisTokenStore:
             raise StoreError("an intent needs the refresh lease")
         self._check_fork()
         with self._intent_lock:
-            client, script = self._call(self._pinned)
+            client, script = self._call(self._pinned, pooled=False)
             started = self._clock.monotonic()
             ok, reason, pttl, current, connected = self._call(
-                lambda: script(
+                pooled=False,
+                fn=lambda: script(
                     keys=[self._lease_key("refresh"), self._intent_key, self._record_key],
                     args=[
                         _lease_value(lease),
@@ -447,7 +462,7 @@ class RedisTokenStore:
                         fingerprint(refresh_token),
                         str(self._grace_ms),
                     ],
-                )
+                ),
             )
             lease_deadline = started + int(pttl) / 1000.0
             if not ok:
@@ -461,7 +476,7 @@ class RedisTokenStore:
             needed = self._replicas if self._replicas is not None else min(1, int(connected))
             acknowledged = True
             if needed > 0:
-                acked = self._call(lambda: client.wait(needed, self._ack_ms))
+                acked = self._call(lambda: client.wait(needed, self._ack_ms), pooled=False)
                 acknowledged = int(acked) >= needed
         return IntentResult(
             recorded=True,
@@ -516,10 +531,12 @@ class RedisTokenStore:
         The pinned client's socket is the parent's too (redis-py's pool notices a fork,
         a connection held outside it does not): replies on it would cross. A parent thread
         that was inside :meth:`record_intent` at the fork holds the lock, and no thread in
-        the child will release it. The parent's socket is dropped, not closed: closing
-        it here could not shut the parent's connection, and must not try.
+        the child will release it; slots taken by parent threads likewise. The parent's
+        socket is dropped, not closed: closing it here could not shut the parent's
+        connection, and must not try.
         """
         self._pid = os.getpid()
+        self._slots = threading.BoundedSemaphore(self._max_connections)
         self._intent_lock = threading.Lock()
         self._intent_client = None
         self._intent_script = None
@@ -616,10 +633,19 @@ class RedisTokenStore:
     def _identity(self, part: str) -> str:
         return f"{self._namespace}#{part}"
 
-    def _call(self, fn: Callable[[], _T]) -> _T:
-        """Runs one Redis call, mapping redis-py's errors to ours with no secret in them."""
+    def _call(self, fn: Callable[[], _T], *, pooled: bool = True) -> _T:
+        """Runs one Redis call, mapping redis-py's errors to ours with no secret in them.
+
+        ``pooled`` calls take a connection from the shared pool, so they take a slot first.
+        """
         import redis.exceptions as rex
 
+        slots = self._slots if pooled else None
+        if slots is not None and not slots.acquire(timeout=self._slot_wait):
+            raise StoreUnavailable(
+                f"token store {self.location}: {self._max_connections} calls already in "
+                "flight in this process (max_connections)"
+            )
         try:
             return fn()
         except (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError) as exc:
@@ -631,6 +657,9 @@ class RedisTokenStore:
                 # A demoted master during a failover: the new one is being found.
                 raise StoreUnavailable(message) from _chain(exc, self._target.password)
             raise StoreError(message) from _chain(exc, self._target.password)
+        finally:
+            if slots is not None:
+                slots.release()
 
     def _scrub(self, text: str) -> str:
         secret = self._target.password
@@ -649,7 +678,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _connect(target: StoreTarget, socket_timeout: float, connect_timeout: float) -> Any:
+def _connect(
+    target: StoreTarget, socket_timeout: float, connect_timeout: float, max_connections: int
+) -> Any:
     try:
         import redis
         import redis.sentinel
@@ -670,6 +701,7 @@ def _connect(target: StoreTarget, socket_timeout: float, connect_timeout: float)
         "username": target.username,
         "password": target.password,
         "db": target.db,
+        "max_connections": max_connections,
     }
     if target.tls:
         common["ssl"] = True
