@@ -169,13 +169,25 @@ def test_namespaces_keep_logins_apart(store: RedisTokenStore, shared_redis: Redi
 def test_a_flushed_script_cache_is_reloaded(
     store: RedisTokenStore, shared_redis: RedisProcess
 ) -> None:
-    assert store.commit(0, TOKENS, now=time.time()).ok
+    # A failover's new master, a restart or SCRIPT FLUSH: every script, the intent's too
+    # (on its own connection), is loaded again; NOSCRIPT means it did not run.
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
     client = shared_redis.client()
     try:
         client.script_flush()
+        assert store.load().tokens == TOKENS
+        client.script_flush()
+        intent = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        assert intent.may_send
+        client.script_flush()
+        assert store.renew_lease(lease, ttl=30) is not None
+        client.script_flush()
+        assert store.commit(version, TOKENS, now=time.time()).ok
     finally:
         client.close()
-    assert store.load().tokens == TOKENS
 
 
 # -- secrets and bounds ----------------------------------------------------------------------
@@ -441,6 +453,11 @@ def test_records_are_stored_encrypted_and_bound_to_their_namespace(
             assert all(secret not in value for value in raw.values())
         assert store.load().tokens == TOKENS
         assert store.load().pending == {"device_code": "device-secret-1", "user_code": "ABCD"}
+        # The sign-in compares by what it says, not by its ciphertext.
+        updated = {"device_code": "device-secret-1", "user_code": "ABCD", "interval": 10}
+        assert store.replace_pending(store.load().pending, updated)
+        assert store.load().pending == updated
+        raw = client.hgetall(f"{{textstack:{namespace}}}:record")
         # A record copied to another namespace does not decrypt there.
         client.hset(f"{{textstack:{namespace}x}}:record", mapping=raw)
         with pytest.raises(StoreError, match="does not decrypt") as info:

@@ -387,6 +387,32 @@ def test_one_pending_sign_in_for_the_fleet(make_store: MakeStore) -> None:
     assert b.load().pending is None
 
 
+def test_a_pending_sign_in_is_replaced_only_by_a_host_that_saw_it(make_store: MakeStore) -> None:
+    """Offer and an unconditional clear cannot replace an expired sign-in safely: two hosts
+    that both find it expired would each clear and offer, and the fleet would show two user
+    codes; a poller's late clear would drop its successor. A compare-and-swap on the
+    sign-in itself lets one host win and the others adopt what it put up."""
+    a, b = make_store(), make_store()
+    expired = {"device_code": "dc-1", "user_code": "ABCD", "expiresAt": 1.5}
+    assert a.offer_pending(expired)
+    seen_by_a, seen_by_b = a.load().pending, b.load().pending
+    assert seen_by_a == seen_by_b == expired
+    fresh = {"device_code": "dc-2", "user_code": "EFGH", "expiresAt": 2e9}
+    assert a.replace_pending(seen_by_a, fresh)
+    assert not b.replace_pending(seen_by_b, {"device_code": "dc-3", "user_code": "IJKL"})
+    assert b.load().pending == fresh
+    assert not b.replace_pending(expired, None), "a late clear of the old one drops nothing"
+    # The poller writes the outcome where every host sees it, then closes the sign-in.
+    done = {**fresh, "outcome": "denied"}
+    assert a.replace_pending(b.load().pending, done)
+    assert b.load().pending == done
+    assert not b.offer_pending(fresh)
+    assert b.replace_pending(done, None)
+    assert a.load().pending is None
+    assert not a.replace_pending(done, None)
+    assert a.offer_pending(fresh)
+
+
 def test_a_waiter_sees_the_change_as_it_happens(make_store: MakeStore) -> None:
     a, b = make_store(), make_store()
     version = live(a, 1)

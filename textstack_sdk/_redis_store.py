@@ -2,7 +2,7 @@
 
 Keys (one hash tag, so a Redis Cluster keeps them in one slot)::
 
-    {textstack:<namespace>}:record         hash: v, state, tokens, pending
+    {textstack:<namespace>}:record         hash: v, state, tokens, pending, pending_fp
     {textstack:<namespace>}:lease:<purpose> string "<owner>\\n<token>", PX = the lease's TTL
     {textstack:<namespace>}:intent         string "<owner>\\n<token>\\n<fingerprint>\\n<version>",
                                            PX = the lease left + a grace period
@@ -118,6 +118,23 @@ local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)')) or 0
 return {1, 'ok', pttl, v, replicas}
 """
 
+# KEYS: record. ARGV: the fingerprint of the sign-in the caller saw ('' = none may be
+# open), that of the one to write ('' = drop it), its blob. The fingerprint is of the
+# plaintext, so the comparison holds whatever the cipher does to the blob.
+_REPLACE_PENDING = """
+if ARGV[1] == '' then
+  if redis.call('HEXISTS', KEYS[1], 'pending') == 1 then return 0 end
+elseif redis.call('HGET', KEYS[1], 'pending_fp') ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'pending', 'pending_fp')
+else
+  redis.call('HSET', KEYS[1], 'pending', ARGV[3], 'pending_fp', ARGV[2])
+end
+return 1
+"""
+
 # The Redis server's clock in milliseconds. Versions are taken from it, not from the
 # hosts' clocks: one host whose clock is ahead would otherwise lift every version above
 # what a later write after a data loss can reach (a logout would then be undone by a
@@ -145,7 +162,7 @@ else
   if v >= nv then return {0, v} end
 end
 redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'state', 'live', 'tokens', ARGV[3])
-redis.call('HDEL', KEYS[1], 'pending')
+redis.call('HDEL', KEYS[1], 'pending', 'pending_fp')
 redis.call('DEL', KEYS[2])
 return {1, nv}
 """
@@ -355,6 +372,7 @@ class RedisTokenStore:
                 ("release", _RELEASE),
                 ("write_live", _WRITE_LIVE),
                 ("write_state", _WRITE_STATE),
+                ("replace_pending", _REPLACE_PENDING),
             )
         }
 
@@ -502,11 +520,15 @@ class RedisTokenStore:
         return self._write_state(RecordState.REVOKED, expected_version)
 
     def offer_pending(self, record: Mapping[str, object]) -> bool:
-        blob = self._seal(_encode_pending(record), "pending")
-        return bool(self._call(lambda: self._client.hsetnx(self._record_key, "pending", blob)))
+        return self._replace_pending(None, record)
+
+    def replace_pending(
+        self, expected: Mapping[str, object], record: Optional[Mapping[str, object]]
+    ) -> bool:
+        return self._replace_pending(expected, record)
 
     def clear_pending(self) -> None:
-        self._call(lambda: self._client.hdel(self._record_key, "pending"))
+        self._call(lambda: self._client.hdel(self._record_key, "pending", "pending_fp"))
 
     def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
         _check_range("timeout", timeout, 0.0, 3600.0)
@@ -552,6 +574,21 @@ class RedisTokenStore:
             self._intent_script = client.register_script(_INTENT)
             self._intent_client = client
         return self._intent_client, self._intent_script
+
+    def _replace_pending(
+        self, expected: Optional[Mapping[str, object]], record: Optional[Mapping[str, object]]
+    ) -> bool:
+        seen = "" if expected is None else _pending_fingerprint(expected)
+        new, blob = "", b""
+        if record is not None:
+            plaintext = _encode_pending(record)
+            new, blob = _pending_fingerprint(record), self._seal(plaintext, "pending")
+        done = self._call(
+            lambda: self._scripts["replace_pending"](
+                keys=[self._record_key], args=[seen, new, blob]
+            )
+        )
+        return bool(done)
 
     def _jittered(self) -> float:
         # Jitter keeps hosts that woke together from polling Redis in lockstep.
@@ -767,6 +804,11 @@ def _lease_value(lease: Lease) -> str:
 
 def _encode_pending(record: Mapping[str, object]) -> bytes:
     return json.dumps(dict(record), separators=(",", ":")).encode("utf-8")
+
+
+def _pending_fingerprint(record: Mapping[str, object]) -> str:
+    # A record read back decodes to the same mapping, and encodes to the same bytes.
+    return fingerprint(_encode_pending(record).decode("utf-8"))
 
 
 def _decode_pending(payload: bytes) -> Mapping[str, object]:

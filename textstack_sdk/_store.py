@@ -51,7 +51,9 @@ How the file cache maps onto it (to be implemented there)
     under the flock, replace the file atomically only if it is unchanged". A tombstone is a
     file ``{"state": "tombstone", "version": N}`` (no tokens, so the .NET tool sees "not
     logged in"), and ``revoked`` likewise. :meth:`TokenStore.wait_for_change` polls the
-    file's signature, as the cache's readers already do.
+    file's signature, as the cache's readers already do. The pending sign-in is the
+    existing shared-flow file; :meth:`TokenStore.replace_pending` compares it with the
+    expected record under the flock before replacing it.
 """
 
 from __future__ import annotations
@@ -304,8 +306,20 @@ class TokenStore(Protocol):
         """Stores a pending shared sign-in unless one is already open; True if stored."""
         ...
 
+    def replace_pending(
+        self, expected: Mapping[str, object], record: Optional[Mapping[str, object]]
+    ) -> bool:
+        """Compare-and-swap on the pending sign-in: only while it is still ``expected``
+        (as read from a snapshot), writes ``record`` in its place, or drops it when None.
+
+        How a host replaces an expired sign-in (one host wins, the others adopt its
+        record), and how the poller writes the outcome and then closes the sign-in
+        without dropping one that took its place. True if done.
+        """
+        ...
+
     def clear_pending(self) -> None:
-        """Drops the pending shared sign-in."""
+        """Drops the pending shared sign-in, whichever it is (a logout)."""
         ...
 
     def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
@@ -319,7 +333,8 @@ def next_version(current: int, now: float) -> int:
 
 
 def fingerprint(refresh_token: str) -> str:
-    """A short, one-way name for a refresh token, safe to store beside the intent."""
+    """A short, one-way name for a refresh token (or another secret of high entropy, such
+    as a record holding a device code), safe to store beside it."""
     return hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()[:32]
 
 
