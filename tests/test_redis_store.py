@@ -403,6 +403,31 @@ def test_replicas_demanded_but_absent_send_nothing(
         store.close()
 
 
+def test_a_logout_says_whether_a_replica_has_it(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str
+) -> None:
+    """The host that logs out keeps no tokens to republish from: a tombstone that only the
+    master had is lost for good in a failover, and the fleet stays logged in. The caller
+    must at least learn that the logout is not yet safe."""
+    master, replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
+    try:
+        assert store.commit(0, TOKENS, now=time.time()).ok
+        kept = store.tombstone(now=time.time())
+        assert (kept.ok, kept.acknowledged) == (True, True)
+        on_replica = replica.client()
+        try:
+            state = on_replica.hget(f"{{textstack:{namespace}}}:record", "state")
+        finally:
+            on_replica.close()
+        assert state == b"tombstone"
+        replica.freeze()
+        exposed = store.tombstone(now=time.time())
+        assert (exposed.ok, exposed.acknowledged) == (True, False)
+    finally:
+        store.close()
+
+
 # -- encryption ----------------------------------------------------------------------------
 
 

@@ -321,7 +321,7 @@ def test_a_tombstone_logs_the_fleet_out_and_is_not_undone_by_a_republish(
     assert lease is not None
     assert a.record_intent(lease, version=held, refresh_token="refresh-1").may_send
     result = b.tombstone(now=time.time())
-    assert result.ok and result.version > held
+    assert result.ok and result.version > held and result.acknowledged
     snap = a.load()
     assert (snap.state, snap.tokens, snap.intent) == (RecordState.TOMBSTONE, None, None)
     assert not snap.regressed_from(held)

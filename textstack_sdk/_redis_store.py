@@ -8,7 +8,9 @@ Keys (one hash tag, so a Redis Cluster keeps them in one slot)::
                                            PX = the lease left + a grace period
 
 Every conditional step is one Lua script (sent by EVALSHA, loaded again on NOSCRIPT), so it
-is atomic on the server. ``redis`` (redis-py) is imported only when a store is built.
+is atomic on the server. New versions are taken from the server's clock (``TIME``), never
+from a host's. An intent and a logout then wait (``WAIT``) for a replica on the connection
+that wrote them. ``redis`` (redis-py) is imported only when a store is built.
 """
 
 from __future__ import annotations
@@ -97,9 +99,19 @@ if held then return 1 end
 return 0
 """
 
+# How many replicas the master has connected now: an intent (or a logout) waits for one.
+_REPLICAS = """
+local function replicas()
+  local info = redis.call('INFO', 'replication')
+  return tonumber(string.match(info, 'connected_slaves:(%d+)')) or 0
+end
+"""
+
 # KEYS: lease, intent, record. ARGV: lease value, expected version, fingerprint, grace ms.
 # Returns {ok, reason, lease pttl, version, connected replicas}.
-_INTENT = """
+_INTENT = (
+    _REPLICAS
+    + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, 'lease', 0, 0, 0} end
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl <= 0 then return {0, 'lease', 0, 0, 0} end
@@ -113,10 +125,9 @@ if cur and string.sub(cur, 1, #ARGV[1] + 1) ~= ARGV[1] .. '\\n' then
 end
 redis.call('SET', KEYS[2], ARGV[1] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[2],
            'PX', string.format('%d', pttl + tonumber(ARGV[4])))
-local info = redis.call('INFO', 'replication')
-local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)')) or 0
-return {1, 'ok', pttl, v, replicas}
+return {1, 'ok', pttl, v, replicas()}
 """
+)
 
 # KEYS: record. ARGV: the fingerprint of the sign-in the caller saw ('' = none may be
 # open), that of the one to write ('' = drop it), its blob. The fingerprint is of the
@@ -171,13 +182,14 @@ return {1, nv}
 # KEYS: record, intent. ARGV: state, expected version ('' = unconditional).
 _WRITE_STATE = (
     _NOW_MS
+    + _REPLICAS
     + """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
-if ARGV[2] ~= '' and v ~= tonumber(ARGV[2]) then return {0, v} end
+if ARGV[2] ~= '' and v ~= tonumber(ARGV[2]) then return {0, v, 0} end
 local nv = math.max(v + 1, now)
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'state', ARGV[1])
-return {1, nv}
+return {1, nv, replicas()}
 """
 )
 
@@ -357,12 +369,12 @@ class RedisTokenStore:
         self._slot_wait = socket_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
         self._client = _connect(self._target, socket_timeout, connect_timeout, max_connections + 1)
-        # WAIT counts the writes made on its own connection, so an intent and its WAIT must
-        # share one: a pinned client, built on first use, one intent at a time.
+        # WAIT counts the writes made on its own connection, so an intent (or a logout)
+        # and its WAIT must share one: a pinned client, built on first use, one at a time.
         self._pid = os.getpid()
         self._intent_lock = threading.Lock()
         self._intent_client: Any = None
-        self._intent_script: Any = None
+        self._intent_scripts: dict[str, Any] = {}
         _INSTANCES.add(self)
         self._scripts = {
             name: self._client.register_script(source)
@@ -371,7 +383,6 @@ class RedisTokenStore:
                 ("acquire", _ACQUIRE),
                 ("release", _RELEASE),
                 ("write_live", _WRITE_LIVE),
-                ("write_state", _WRITE_STATE),
                 ("replace_pending", _REPLACE_PENDING),
             )
         }
@@ -466,36 +477,21 @@ class RedisTokenStore:
     def record_intent(self, lease: Lease, *, version: int, refresh_token: str) -> IntentResult:
         if lease.purpose != "refresh":
             raise StoreError("an intent needs the refresh lease")
-        self._check_fork()
-        with self._intent_lock:
-            client, script = self._call(self._pinned, pooled=False)
-            started = self._clock.monotonic()
-            ok, reason, pttl, current, connected = self._call(
-                pooled=False,
-                fn=lambda: script(
-                    keys=[self._lease_key("refresh"), self._intent_key, self._record_key],
-                    args=[
-                        _lease_value(lease),
-                        str(version),
-                        fingerprint(refresh_token),
-                        str(self._grace_ms),
-                    ],
-                ),
+        keys = [self._lease_key("refresh"), self._intent_key, self._record_key]
+        args = [_lease_value(lease), str(version), fingerprint(refresh_token), str(self._grace_ms)]
+        started = self._clock.monotonic()
+        (ok, reason, pttl, current, _connected), acknowledged = self._replicated(
+            "intent", keys, args, done=lambda reply: bool(reply[0]), connected=4
+        )
+        lease_deadline = started + int(pttl) / 1000.0
+        if not ok:
+            return IntentResult(
+                recorded=False,
+                acknowledged=False,
+                reason=_text(reason),
+                lease_deadline=lease_deadline,
+                current_version=int(current),
             )
-            lease_deadline = started + int(pttl) / 1000.0
-            if not ok:
-                return IntentResult(
-                    recorded=False,
-                    acknowledged=False,
-                    reason=_text(reason),
-                    lease_deadline=lease_deadline,
-                    current_version=int(current),
-                )
-            needed = self._replicas if self._replicas is not None else min(1, int(connected))
-            acknowledged = True
-            if needed > 0:
-                acked = self._call(lambda: client.wait(needed, self._ack_ms), pooled=False)
-                acknowledged = int(acked) >= needed
         return IntentResult(
             recorded=True,
             acknowledged=acknowledged,
@@ -561,19 +557,49 @@ class RedisTokenStore:
         self._slots = threading.BoundedSemaphore(self._max_connections)
         self._intent_lock = threading.Lock()
         self._intent_client = None
-        self._intent_script = None
+        self._intent_scripts = {}
 
-    def _pinned(self) -> tuple[Any, Any]:
-        """The intent's own connection and script (call with the intent lock held)."""
+    def _replicated(
+        self,
+        script: str,
+        keys: list[str],
+        args: list[str],
+        *,
+        done: Callable[[Any], bool],
+        connected: int,
+    ) -> tuple[Any, bool]:
+        """Runs a pinned script, then waits for a replica to have what it wrote.
+
+        ``done`` tells from the reply whether the script wrote; ``connected`` is the
+        reply's index of the master's connected replicas. Returns the reply and whether
+        enough replicas acknowledged (true when nothing was written or none is needed).
+        """
+        self._check_fork()
+        with self._intent_lock:
+            client, scripts = self._call(self._pinned, pooled=False)
+            reply = self._call(lambda: scripts[script](keys=keys, args=args), pooled=False)
+            if not done(reply):
+                return reply, True
+            needed = self._replicas if self._replicas is not None else min(1, int(reply[connected]))
+            if needed == 0:
+                return reply, True
+            acked = self._call(lambda: client.wait(needed, self._ack_ms), pooled=False)
+            return reply, int(acked) >= needed
+
+    def _pinned(self) -> tuple[Any, dict[str, Any]]:
+        """The pinned connection and its scripts (call with the intent lock held)."""
         if self._intent_client is None:
             import redis
 
             client = redis.Redis(
                 connection_pool=self._client.connection_pool, single_connection_client=True
             )
-            self._intent_script = client.register_script(_INTENT)
+            self._intent_scripts = {
+                "intent": client.register_script(_INTENT),
+                "write_state": client.register_script(_WRITE_STATE),
+            }
             self._intent_client = client
-        return self._intent_client, self._intent_script
+        return self._intent_client, self._intent_scripts
 
     def _replace_pending(
         self, expected: Optional[Mapping[str, object]], record: Optional[Mapping[str, object]]
@@ -626,13 +652,14 @@ class RedisTokenStore:
         return WriteResult(ok=bool(ok), version=int(written))
 
     def _write_state(self, state: RecordState, expected: Optional[int]) -> WriteResult:
-        ok, version = self._call(
-            lambda: self._scripts["write_state"](
-                keys=[self._record_key, self._intent_key],
-                args=[state.value, "" if expected is None else str(expected)],
-            )
+        (ok, version, _connected), acknowledged = self._replicated(
+            "write_state",
+            [self._record_key, self._intent_key],
+            [state.value, "" if expected is None else str(expected)],
+            done=lambda reply: bool(reply[0]),
+            connected=2,
         )
-        return WriteResult(ok=bool(ok), version=int(version))
+        return WriteResult(ok=bool(ok), version=int(version), acknowledged=acknowledged)
 
     def _seal(self, plaintext: bytes, part: str) -> bytes:
         cipher = self._cipher

@@ -239,10 +239,15 @@ class WriteResult:
     Attributes:
         ok: The write happened.
         version: The record's version after the call (the new one when ``ok``).
+        acknowledged: A replica has the write too (always true where the store has no
+            replicas, and for writes that do not wait for one). A logout that no replica
+            acknowledged is lost if the store fails over now: its host keeps no tokens
+            to heal the store from, so the fleet would stay logged in.
     """
 
     ok: bool
     version: int
+    acknowledged: bool = True
 
 
 class TokenStore(Protocol):
@@ -295,7 +300,11 @@ class TokenStore(Protocol):
         ...
 
     def tombstone(self, *, now: float) -> WriteResult:
-        """Logs the fleet out: a tombstone with a new version, no tokens, no pending."""
+        """Logs the fleet out: a tombstone with a new version, no tokens, no pending.
+
+        Waits for a replica's acknowledgement as :meth:`record_intent` does, and says in
+        :attr:`WriteResult.acknowledged` whether it came.
+        """
         ...
 
     def mark_revoked(self, expected_version: int, *, now: float) -> WriteResult:
