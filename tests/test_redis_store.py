@@ -13,7 +13,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from _redis_harness import (  # noqa: F401 - fixtures
@@ -24,6 +24,7 @@ from _redis_harness import (  # noqa: F401 - fixtures
     redis_fleet,
     shared_redis,
     wait_for_replicas,
+    wait_until,
 )
 from _tm_helpers import run_threads
 
@@ -428,6 +429,31 @@ def test_a_logout_says_whether_a_replica_has_it(
         store.close()
 
 
+def test_a_commit_says_whether_a_replica_has_it(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str
+) -> None:
+    """A rotation that only the master has is undone by a failover, and the intent that
+    guards the spent token expires after its grace: the host holding the rotated tokens
+    must learn at once that its commit is exposed, so that it looks again and republishes
+    within that grace instead of when its access token next runs low."""
+    master, replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
+    rotated = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
+    try:
+        first = store.commit(0, TOKENS, now=time.time())
+        assert (first.ok, first.acknowledged) == (True, True)
+        replica.freeze()
+        exposed = store.commit(first.version, rotated, now=time.time())
+        assert (exposed.ok, exposed.acknowledged) == (True, False)
+        refused = store.commit(first.version, rotated, now=time.time())
+        assert (refused.ok, refused.acknowledged) == (False, True), "nothing written: no wait"
+        replica.thaw()
+        healed = store.republish(exposed.version + 1, rotated)
+        assert (healed.ok, healed.acknowledged) == (True, True)
+    finally:
+        store.close()
+
+
 # -- encryption ----------------------------------------------------------------------------
 
 
@@ -590,6 +616,9 @@ def test_a_write_after_data_loss_outranks_what_hosts_hold_whatever_their_clocks(
     try:
         held = holder.commit(0, TOKENS, now=time.time() + held_skew).version
         client.delete(*client.keys(f"{{textstack:{namespace}}}:*"))
+        # A loss and a new write within one millisecond of the lost one do not happen
+        # outside a test: let the server's clock pass it.
+        wait_until(lambda: server_ms(client) > held, 5, "the server clock to move on")
         if write == "tombstone":
             after = writer.tombstone(now=time.time() + writer_skew)
         else:
@@ -603,6 +632,11 @@ def test_a_write_after_data_loss_outranks_what_hosts_hold_whatever_their_clocks(
         client.close()
         holder.close()
         writer.close()
+
+
+def server_ms(client: Any) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def test_a_host_clock_far_ahead_does_not_lift_the_versions(

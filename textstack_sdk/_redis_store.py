@@ -9,8 +9,8 @@ Keys (one hash tag, so a Redis Cluster keeps them in one slot)::
 
 Every conditional step is one Lua script (sent by EVALSHA, loaded again on NOSCRIPT), so it
 is atomic on the server. New versions are taken from the server's clock (``TIME``), never
-from a host's. An intent and a logout then wait (``WAIT``) for a replica on the connection
-that wrote them. ``redis`` (redis-py) is imported only when a store is built.
+from a host's. Intents and record writes then wait (``WAIT``) for a replica on the
+connection that wrote them. ``redis`` (redis-py) is imported only when a store is built.
 """
 
 from __future__ import annotations
@@ -162,20 +162,21 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # itself, only while the record's version is lower.
 _WRITE_LIVE = (
     _NOW_MS
+    + _REPLICAS
     + """
 local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0
 local nv
 if ARGV[1] == 'cas' then
-  if v ~= tonumber(ARGV[2]) then return {0, v} end
+  if v ~= tonumber(ARGV[2]) then return {0, v, 0} end
   nv = math.max(v + 1, now)
 else
   nv = tonumber(ARGV[2])
-  if v >= nv then return {0, v} end
+  if v >= nv then return {0, v, 0} end
 end
 redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'state', 'live', 'tokens', ARGV[3])
 redis.call('HDEL', KEYS[1], 'pending', 'pending_fp')
 redis.call('DEL', KEYS[2])
-return {1, nv}
+return {1, nv, replicas()}
 """
 )
 
@@ -369,8 +370,9 @@ class RedisTokenStore:
         self._slot_wait = socket_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
         self._client = _connect(self._target, socket_timeout, connect_timeout, max_connections + 1)
-        # WAIT counts the writes made on its own connection, so an intent (or a logout)
-        # and its WAIT must share one: a pinned client, built on first use, one at a time.
+        # WAIT counts the writes made on its own connection, so an intent (or a commit, a
+        # logout) and its WAIT must share one: a pinned client, built on first use, one
+        # at a time.
         self._pid = os.getpid()
         self._intent_lock = threading.Lock()
         self._intent_client: Any = None
@@ -382,7 +384,6 @@ class RedisTokenStore:
                 ("load", _LOAD),
                 ("acquire", _ACQUIRE),
                 ("release", _RELEASE),
-                ("write_live", _WRITE_LIVE),
                 ("replace_pending", _REPLACE_PENDING),
             )
         }
@@ -577,6 +578,7 @@ class RedisTokenStore:
         self._check_fork()
         with self._intent_lock:
             client, scripts = self._call(self._pinned, pooled=False)
+            self._call(lambda: _ready(client), pooled=False)
             reply = self._call(lambda: scripts[script](keys=keys, args=args), pooled=False)
             if not done(reply):
                 return reply, True
@@ -597,6 +599,7 @@ class RedisTokenStore:
             self._intent_scripts = {
                 "intent": client.register_script(_INTENT),
                 "write_state": client.register_script(_WRITE_STATE),
+                "write_live": client.register_script(_WRITE_LIVE),
             }
             self._intent_client = client
         return self._intent_client, self._intent_scripts
@@ -644,18 +647,16 @@ class RedisTokenStore:
 
     def _write_live(self, mode: str, version: int, tokens: TokenSet) -> WriteResult:
         blob = self._seal(encode_tokens(tokens), "tokens")
-        ok, written = self._call(
-            lambda: self._scripts["write_live"](
-                keys=[self._record_key, self._intent_key], args=[mode, str(version), blob]
-            )
-        )
-        return WriteResult(ok=bool(ok), version=int(written))
+        return self._write("write_live", [mode, str(version), blob])
 
     def _write_state(self, state: RecordState, expected: Optional[int]) -> WriteResult:
+        return self._write("write_state", [state.value, "" if expected is None else str(expected)])
+
+    def _write(self, script: str, args: list[Any]) -> WriteResult:
         (ok, version, _connected), acknowledged = self._replicated(
-            "write_state",
+            script,
             [self._record_key, self._intent_key],
-            [state.value, "" if expected is None else str(expected)],
+            args,
             done=lambda reply: bool(reply[0]),
             connected=2,
         )
@@ -784,6 +785,30 @@ def _connect(
     )
     assert target.service_name is not None
     return sentinels.master_for(target.service_name)
+
+
+def _ready(client: Any) -> None:
+    """Makes a pinned connection ready: reopened if the server closed it while idle, and
+    reopened through the connection's own ``connect``.
+
+    redis-py's pool checks a connection as it hands it out and opens it with ``connect``;
+    a client pinned to one does neither. Its first command after a restart or failover
+    would fail, and a command on a closed connection reopens it without ``connect``, to
+    the address it had: a Sentinel-managed one would never ask where the master went.
+    An idle connection with something to read holds nothing but the close.
+    """
+    import redis.exceptions as rex
+
+    connection = client.connection
+    if connection._sock is not None:
+        try:
+            stale = connection.can_read(0)
+        except (rex.ConnectionError, OSError):
+            stale = True  # redis-py reads the close as an error
+        if not stale:
+            return
+        connection.disconnect()
+    connection.connect()
 
 
 def _chain(exc: BaseException, secret: Optional[str]) -> Optional[BaseException]:
