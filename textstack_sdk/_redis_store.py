@@ -304,12 +304,15 @@ class RedisTokenStore:
         clock: Monotonic time and cancellable waits.
         environ: Where to read ``TEXTSTACK_TOKEN_STORE`` (default ``os.environ``).
 
-    Time bounds: each call takes at most one socket timeout (redis-py's own retries are
-    off; a caller that wants to retry decides so on :class:`StoreUnavailable`). With
-    Sentinel, finding the master may take one timeout per Sentinel that does not answer.
-    A lease wait takes at most ``wait`` plus one socket timeout; an intent with replicas
-    adds ``ack_timeout``. A call that finds ``max_connections`` calls in flight waits at
-    most one more socket timeout for its turn.
+    Time bounds (redis-py's own retries are off; a caller that wants to retry decides so
+    on :class:`StoreUnavailable`): against a server that stops answering, a call ends
+    within one socket timeout, plus ``connect_timeout`` when it must open a connection;
+    with Sentinel, finding the master adds up to one timeout per Sentinel that does not
+    answer. A script the server lost (a restart, a failover, ``SCRIPT FLUSH``) is loaded
+    again, two more exchanges. Intents and record writes add up to ``ack_timeout`` when a
+    replica must acknowledge them. A lease wait takes at most ``wait`` plus one call, a
+    :meth:`wait_for_change` its ``timeout`` plus one call. A call that finds
+    ``max_connections`` calls in flight waits at most one more socket timeout for its turn.
 
     Raises:
         ConfigurationError: No URL, a URL that cannot work, an option out of range, or
