@@ -332,7 +332,11 @@ class TokenStore(Protocol):
         ...
 
     def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
-        """Waits at most ``timeout`` seconds for a version other than ``version``."""
+        """Waits at most ``timeout`` seconds for a version other than ``version``.
+
+        Leases, intents and the pending sign-in do not change the version: a host that
+        watches a sign-in's outcome reads :meth:`load` for it.
+        """
         ...
 
 
