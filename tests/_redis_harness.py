@@ -31,6 +31,8 @@ START_TIMEOUT = 10.0
 # Runs the server with a parent-death signal (Linux): a test run killed outright (a CI
 # timeout, the OOM killer) runs no teardown, and its servers must not outlive it. Python
 # sets it, checks the parent is still there, and becomes the server (exec keeps the signal).
+# Linux sends it when the THREAD that started the server ends: start servers from the
+# thread that runs the test (or a fixture), never from a short-lived helper thread.
 _DIE_WITH_PARENT = (
     "import ctypes, os, signal, sys\n"
     "libc = ctypes.CDLL(None, use_errno=True)\n"

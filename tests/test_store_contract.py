@@ -302,6 +302,24 @@ def test_a_commit_clears_the_intent_and_a_withdrawal_drops_an_unsent_one(
     assert store.load().intent is None
 
 
+def test_a_former_holder_neither_releases_nor_withdraws_what_is_not_its_own(
+    make_store: MakeStore, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    a, b = make_store(), make_store()
+    version = live(a, 1)
+    a_lease = a.acquire_lease("a", ttl=30, wait=0)
+    assert a_lease is not None
+    run_out(request, store_kind, a, "lease:refresh")
+    b_lease = b.acquire_lease("b", ttl=30, wait=0)
+    assert b_lease is not None
+    assert b.record_intent(b_lease, version=version, refresh_token="refresh-1").may_send
+    assert not a.release_lease(a_lease, withdraw_intent=True)
+    assert a.renew_lease(a_lease, ttl=60) is None
+    snap = a.load()
+    assert snap.lease_owner == "b" and snap.intent is not None and snap.intent.owner == "b"
+    assert snap.intent.remaining < 40, "a's renewal attempt did not stretch b's intent"
+
+
 def test_the_request_budget_is_cut_to_the_lease() -> None:
     from textstack_sdk._store import IntentResult
 
