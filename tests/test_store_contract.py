@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
@@ -19,7 +19,7 @@ from _tm_helpers import run_threads
 
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
-from textstack_sdk._store import RecordState, TokenStore, fingerprint
+from textstack_sdk._store import Lease, RecordState, TokenStore, fingerprint
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -246,13 +246,8 @@ def test_a_paused_holders_intent_is_waited_for_and_its_late_commit_refused(
     # thread, paused on a loaded machine, would otherwise let them run out too early.
     a, b = make_store(), make_store()
     version = live(a, 1)
-    a_lease = a.acquire_lease("a", ttl=30, wait=0)
-    assert a_lease is not None
-    assert a.record_intent(a_lease, version=version, refresh_token="refresh-1").may_send
-    # a now "pauses" past its lease with the refresh request in flight.
-    run_out(request, store_kind, a, "lease:refresh")
-    b_lease = b.acquire_lease("b", ttl=30, wait=0)
-    assert b_lease is not None
+    # a "pauses" past its lease with the refresh request in flight.
+    _, b_lease = hand_over(request, store_kind, a, b, intent_at=version)
     blocked = b.record_intent(b_lease, version=version, refresh_token="refresh-1")
     assert (blocked.recorded, blocked.reason) == (False, "intent")
     snap = b.load()
@@ -307,11 +302,7 @@ def test_a_former_holder_neither_releases_nor_withdraws_what_is_not_its_own(
 ) -> None:
     a, b = make_store(), make_store()
     version = live(a, 1)
-    a_lease = a.acquire_lease("a", ttl=30, wait=0)
-    assert a_lease is not None
-    run_out(request, store_kind, a, "lease:refresh")
-    b_lease = b.acquire_lease("b", ttl=30, wait=0)
-    assert b_lease is not None
+    a_lease, b_lease = hand_over(request, store_kind, a, b, intent_at=None)
     assert b.record_intent(b_lease, version=version, refresh_token="refresh-1").may_send
     assert not a.release_lease(a_lease, withdraw_intent=True)
     assert a.renew_lease(a_lease, ttl=60) is None
@@ -462,6 +453,25 @@ def wipe(request: pytest.FixtureRequest, store_kind: str, store: TokenStore) -> 
         client.delete(*client.keys(f"{{textstack:{store.namespace}}}:*"))
     finally:
         client.close()
+
+
+def hand_over(
+    request: pytest.FixtureRequest,
+    store_kind: str,
+    a: TokenStore,
+    b: TokenStore,
+    *,
+    intent_at: Optional[int],
+) -> tuple[Lease, Lease]:
+    """a takes the lease (and records an intent at ``intent_at``), it runs out, b takes it."""
+    a_lease = a.acquire_lease("a", ttl=30, wait=0)
+    assert a_lease is not None
+    if intent_at is not None:
+        assert a.record_intent(a_lease, version=intent_at, refresh_token="refresh-1").may_send
+    run_out(request, store_kind, a, "lease:refresh")
+    b_lease = b.acquire_lease("b", ttl=30, wait=0)
+    assert b_lease is not None
+    return a_lease, b_lease
 
 
 def run_out(request: pytest.FixtureRequest, store_kind: str, store: TokenStore, key: str) -> None:
