@@ -251,6 +251,49 @@ def test_a_frozen_server_costs_one_socket_timeout(redis_fleet: RedisFleet, names
         store.close()
 
 
+def test_every_operation_on_a_frozen_server_ends_within_its_bound(
+    redis_fleet: RedisFleet, namespace: str
+) -> None:
+    """Each call: one socket timeout, plus a connect timeout when it opens a connection
+    (after the first timeout, redis-py drops the connection and the next call opens one)."""
+    server = redis_fleet.server()
+    store = RedisTokenStore(
+        server.url, namespace=namespace, socket_timeout=0.3, connect_timeout=0.3
+    )
+    try:
+        version = store.commit(0, TOKENS, now=time.time()).version
+        lease = store.acquire_lease("a", ttl=30, wait=0)
+        assert lease is not None
+        assert store.record_intent(lease, version=version, refresh_token="r").may_send
+        operations: dict[str, Callable[[], object]] = {
+            "load": store.load,
+            "acquire_lease": lambda: store.acquire_lease("b", ttl=1, wait=0),
+            "renew_lease": lambda: store.renew_lease(lease, ttl=30),
+            "record_intent": lambda: store.record_intent(lease, version=version, refresh_token="r"),
+            "commit": lambda: store.commit(version, TOKENS, now=time.time()),
+            "republish": lambda: store.republish(version + 1, TOKENS),
+            "tombstone": lambda: store.tombstone(now=time.time()),
+            "mark_revoked": lambda: store.mark_revoked(version, now=time.time()),
+            "offer_pending": lambda: store.offer_pending({"user_code": "A"}),
+            "clear_pending": store.clear_pending,
+            "release_lease": lambda: store.release_lease(lease),
+            "wait_for_change": lambda: store.wait_for_change(version, timeout=0),
+        }
+        server.freeze()
+        took = {}
+        for name, operation in operations.items():
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                operation()
+            took[name] = time.monotonic() - started
+        # redis-py's default retries (three, with backoff) would take 1.2 s and more.
+        slow = {name: t for name, t in took.items() if not 0.25 < t < 0.9}
+        assert slow == {}
+    finally:
+        server.thaw()
+        store.close()
+
+
 def test_a_refused_connection_is_unavailable_and_retryable(namespace: str) -> None:
     store = RedisTokenStore(f"redis://127.0.0.1:{closed_port()}/0", namespace=namespace)
     with pytest.raises(StoreUnavailable, match="unreachable") as info:
