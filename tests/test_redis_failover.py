@@ -61,7 +61,11 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
     hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
     url = f"redis+sentinel://{hosts}/{SERVICE}"
     namespace = f"t-{uuid.uuid4().hex[:12]}"
-    a = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, intent_grace=30)
+    # Host a gives the replica time to acknowledge on a loaded machine; its waits on the
+    # frozen link then take that long too.
+    a = RedisTokenStore(
+        url, namespace=namespace, socket_timeout=2, ack_timeout=1.5, intent_grace=30
+    )
     b = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, intent_grace=30)
     try:
         v1 = a.commit(0, T1, now=time.time()).version

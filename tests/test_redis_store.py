@@ -374,8 +374,19 @@ def replicated(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, RedisPro
         replica.thaw()
 
 
-def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
+@pytest.fixture
+def patient(
     replicated: tuple[RedisProcess, RedisProcess], namespace: str
+) -> Iterator[RedisTokenStore]:
+    """A host that gives a live replica time to acknowledge, on a loaded machine too."""
+    master, _replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=2, socket_timeout=3)
+    yield store
+    store.close()
+
+
+def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str, patient: RedisTokenStore
 ) -> None:
     master, replica = replicated
     store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
@@ -383,7 +394,7 @@ def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
         version = store.commit(0, TOKENS, now=time.time()).version
         lease = store.acquire_lease("a", ttl=10, wait=0)
         assert lease is not None
-        acked = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        acked = patient.record_intent(lease, version=version, refresh_token="refresh-secret-1")
         assert (acked.recorded, acked.acknowledged, acked.may_send) == (True, True, True)
         on_replica = replica.client()
         assert on_replica.get(f"{{textstack:{namespace}}}:intent") is not None
@@ -448,7 +459,7 @@ def test_replicas_demanded_but_absent_send_nothing(
 
 
 def test_a_logout_says_whether_a_replica_has_it(
-    replicated: tuple[RedisProcess, RedisProcess], namespace: str
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str, patient: RedisTokenStore
 ) -> None:
     """The host that logs out keeps no tokens to republish from: a tombstone that only the
     master had is lost for good in a failover, and the fleet stays logged in. The caller
@@ -457,7 +468,7 @@ def test_a_logout_says_whether_a_replica_has_it(
     store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
     try:
         assert store.commit(0, TOKENS, now=time.time()).ok
-        kept = store.tombstone(now=time.time())
+        kept = patient.tombstone(now=time.time())
         assert (kept.ok, kept.acknowledged) == (True, True)
         on_replica = replica.client()
         try:
@@ -473,7 +484,7 @@ def test_a_logout_says_whether_a_replica_has_it(
 
 
 def test_a_commit_says_whether_a_replica_has_it(
-    replicated: tuple[RedisProcess, RedisProcess], namespace: str
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str, patient: RedisTokenStore
 ) -> None:
     """A rotation that only the master has is undone by a failover, and the intent that
     guards the spent token expires after its grace: the host holding the rotated tokens
@@ -483,7 +494,7 @@ def test_a_commit_says_whether_a_replica_has_it(
     store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
     rotated = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
     try:
-        first = store.commit(0, TOKENS, now=time.time())
+        first = patient.commit(0, TOKENS, now=time.time())
         assert (first.ok, first.acknowledged) == (True, True)
         replica.freeze()
         exposed = store.commit(first.version, rotated, now=time.time())
@@ -491,7 +502,7 @@ def test_a_commit_says_whether_a_replica_has_it(
         refused = store.commit(first.version, rotated, now=time.time())
         assert (refused.ok, refused.acknowledged) == (False, True), "nothing written: no wait"
         replica.thaw()
-        healed = store.republish(exposed.version + 1, rotated)
+        healed = patient.republish(exposed.version + 1, rotated)
         assert (healed.ok, healed.acknowledged) == (True, True)
     finally:
         store.close()
