@@ -70,7 +70,7 @@ from ._errors import CacheDecryptionError, ConfigurationError, TextStackError
 from ._filelock import InterProcessLock
 from ._jwt import decode_exp, is_bearer_token
 from ._models import TokenSet
-from ._private_file import describe, read_private
+from ._private_file import describe, peek_regular, read_private
 from ._spend_marker import SpendMarker
 
 __all__ = ["MAX_CACHE_BYTES", "FileTokenCache", "TokenCache", "default_cache_path"]
@@ -324,11 +324,30 @@ class FileTokenCache:
         return self._cipher.encrypt(payload, kind=kind, identity=self._store_id())
 
     def _foreign_record(self) -> Optional[str]:
-        """Why the file on disk must not be overwritten: it is sealed with a key we lack."""
-        got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
-        kid = None if got.data is None else record_key_id(got.data)
-        if kid is None or (self._cipher is not None and kid in self._cipher.key_ids):
+        """Why the file on disk must not be overwritten: a sealed record we cannot open.
+
+        Not only another key's: a damaged record, or one copied from another path, fails
+        ``load()`` too, and replacing it is the user's call (``textstack logout``). Its
+        mode is not judged here (a sealed file restored 0644 is still somebody's tokens).
+        """
+        head = peek_regular(self._path, limit=MAX_CACHE_BYTES)
+        if head is None or not is_sealed(head):
             return None
+        kid = record_key_id(head)
+        if self._cipher is not None and kid in self._cipher.key_ids:
+            try:
+                self._cipher.decrypt(head, kind="file", identity=self._store_id())
+            except CacheDecryptionError as exc:
+                return (
+                    f"it holds an encrypted record that cannot be decrypted here ({exc}) "
+                    "and is not overwritten; fix: run `textstack logout` to discard it"
+                )
+            return None
+        if kid is None:
+            return (
+                "it holds a damaged encrypted record and is not overwritten; fix: run "
+                "`textstack logout` to discard it"
+            )
         return (
             f"it holds tokens encrypted with key id {kid}, which is not configured, and "
             f"is not overwritten; fix: add that key to {ENV_KEY}, or run `textstack "
