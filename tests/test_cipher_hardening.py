@@ -277,3 +277,49 @@ def test_a_cipher_refuses_pickling_whatever_the_backend(monkeypatch: pytest.Monk
         with pytest.raises(TypeError) as caught:
             pickle.dumps(cipher, protocol=protocol)
         assert leaks(str(caught.value), KEY) == []
+
+
+# -- migration against an in-place writer ----------------------------------------------------
+
+
+def _plaintext(tokens: TokenSet) -> bytes:
+    return json.dumps(
+        {"accessToken": tokens.access_token, "refreshToken": tokens.refresh_token}
+    ).encode()
+
+
+def test_migration_never_overwrites_a_plaintext_write_made_in_place(
+    path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TextStack's .NET tool truncates the file and writes into the same inode, taking no
+    # lock: between our read and our re-write the file can hold newer tokens under the
+    # same (st_dev, st_ino). Sealing what we read would put back a spent refresh token.
+    from textstack_sdk import _filelock
+
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(_plaintext(TOKENS))
+    path.chmod(0o600)
+    real_acquire = _filelock.InterProcessLock.acquire
+    writes: list[bool] = []
+
+    def acquire(self: _filelock.InterProcessLock, timeout: float) -> bool:
+        if not writes:
+            writes.append(True)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, _plaintext(NEWER))
+            finally:
+                os.close(fd)
+        return real_acquire(self, timeout)
+
+    monkeypatch.setattr(_filelock.InterProcessLock, "acquire", acquire)
+    cache = FileTokenCache(path, cipher=AesGcmCipher(KEY))
+    assert cache.load() is not None and writes
+    # The newer plaintext is still there; the next load reads it and seals it.
+    assert cache.stored_key_id() is None
+    assert json.loads(path.read_bytes())["refreshToken"] == NEWER.refresh_token
+    monkeypatch.setattr(_filelock.InterProcessLock, "acquire", real_acquire)
+    loaded = cache.load()
+    assert loaded is not None and loaded.refresh_token == NEWER.refresh_token
+    assert cache.stored_key_id() == AesGcmCipher(KEY).key_id
+    assert cache.load() == loaded

@@ -255,7 +255,7 @@ class FileTokenCache:
             )
         assert tokens is not None
         if migrate:
-            self._encrypt_in_place(tokens, ident)
+            self._encrypt_in_place(tokens, raw, ident)
         return tokens
 
     def _open_sealed(self, raw: bytes) -> TokenSet:
@@ -287,22 +287,23 @@ class FileTokenCache:
             undecryptable_message(str(self._path), exc), key_id=exc.key_id, reason=exc.reason
         )
 
-    def _encrypt_in_place(self, tokens: TokenSet, ident: Optional[tuple[int, int]]) -> None:
-        """Replaces a plaintext cache, just read as ``ident``, by its encrypted form.
+    def _encrypt_in_place(
+        self, tokens: TokenSet, raw: bytes, ident: Optional[tuple[int, int]]
+    ) -> None:
+        """Replaces a plaintext cache, just read as ``raw`` from ``ident``, by its encrypted form.
 
         Only a single attempt at the cross-process lock: ``load()`` may run under a
         caller's own lock, so waiting here could invert the lock order. Without the lock,
-        or if another writer replaced the file since it was read, the next load retries.
+        or if another writer changed the file since it was read, the next load retries.
+        The content is compared, not only the inode: the .NET tool takes no lock and
+        rewrites the file in place, and sealing what we read would undo its write.
         """
         assert self._cipher is not None
         with self._lock.hold(0) as acquired:
             if not acquired:
                 return
-            try:
-                current = os.stat(self._path, follow_symlinks=False)
-            except OSError:
-                return
-            if (current.st_dev, current.st_ino) != ident:
+            current = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
+            if current.ident != ident or current.data != raw:
                 return
             problem = self._write(self._seal(_serialise(tokens)))
         if problem is not None:
