@@ -323,3 +323,48 @@ def test_migration_never_overwrites_a_plaintext_write_made_in_place(
     assert loaded is not None and loaded.refresh_token == NEWER.refresh_token
     assert cache.stored_key_id() == AesGcmCipher(KEY).key_id
     assert cache.load() == loaded
+
+
+# -- the format is frozen: a record written today opens tomorrow -----------------------------
+
+# Written by this release (key: the bytes 0..31). The record must be canonical to open, so
+# any change to how records are rendered (the note's wording, field order, padding) would
+# make every existing cache "altered": this record must keep opening, byte for byte.
+KAT_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+KAT_IDENTITY = "/srv/textstack/mcp-token.json"
+KAT_PLAIN = b'{"accessToken": null, "refreshToken": "kat-refresh"}'
+KAT_RECORD = (
+    b'{"format":"textstack-sealed/1","alg":"A256GCM","kid":"d38b617bcea5957a",'
+    b'"nonce":"R-6BmKYTp9MNbGDe","data":"Vqh9zwjBVXxy_CtBubw2QtydMbsIWfJ-TAlJORjVBdHfZUXz3'
+    b'gWZMaccPvZI3sEypJ50mjtyssyzmhmsVzyfHQkymnk","note":"encrypted TextStack tokens; '
+    b'readable only by textstack_sdk with the key (TEXTSTACK_CACHE_KEY) named by kid"}'
+)
+
+
+def test_a_record_of_format_1_still_opens() -> None:
+    cipher = AesGcmCipher(KAT_KEY)
+    assert cipher.key_id == "d38b617bcea5957a"
+    assert cipher.decrypt(KAT_RECORD, kind="file", identity=KAT_IDENTITY) == KAT_PLAIN
+    # A re-encryption renders the same envelope around a fresh nonce and ciphertext.
+    fresh = json.loads(cipher.encrypt(KAT_PLAIN, kind="file", identity=KAT_IDENTITY))
+    frozen = json.loads(KAT_RECORD)
+    assert list(fresh) == list(frozen)
+    assert {k: fresh[k] for k in ("format", "alg", "kid", "note")} == {
+        k: frozen[k] for k in ("format", "alg", "kid", "note")
+    }
+
+
+def test_the_associated_data_is_the_documented_layout() -> None:
+    # Pinned for other readers of the format (the Redis store, a port in another
+    # language): domain, format, kind and identity joined by NUL bytes.
+    aead = pytest.importorskip("cryptography.hazmat.primitives.ciphers.aead")
+    record = json.loads(KAT_RECORD)
+
+    def b64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    ad = b"\x00".join(
+        [b"textstack-sdk sealed record", b"", b"textstack-sealed/1", b"file", KAT_IDENTITY.encode()]
+    )
+    opened = aead.AESGCM(b64(KAT_KEY)).decrypt(b64(record["nonce"]), b64(record["data"]), ad)
+    assert opened == KAT_PLAIN
