@@ -169,6 +169,9 @@ class FileTokenCache:
             cipher = cipher_from_env()
         self._cipher: Optional[TokenCipher] = cipher
         self._store_name: Optional[str] = None
+        # The last record this cache wrote or opened: a save that finds it on disk need
+        # not decrypt it again to know it may replace it (bytes are compared, not trusted).
+        self._opened_record: Optional[bytes] = None
 
     @property
     def cipher(self) -> Optional[TokenCipher]:
@@ -271,6 +274,7 @@ class FileTokenCache:
             plain = self._cipher.decrypt(raw, kind="file", identity=self._store_id())
         except CacheDecryptionError as exc:
             raise self._undecryptable(exc) from None
+        self._opened_record = raw
         tokens, problem = _parse(plain)
         if tokens is None:
             raise self._undecryptable(
@@ -336,6 +340,8 @@ class FileTokenCache:
             return None
         kid = record_key_id(head)
         if self._cipher is not None and kid in self._cipher.key_ids:
+            if head == self._opened_record:
+                return None
             try:
                 self._cipher.decrypt(head, kind="file", identity=self._store_id())
             except CacheDecryptionError as exc:
@@ -430,9 +436,12 @@ class FileTokenCache:
             return self._save_failed("the tokens are not valid bearer tokens")
         problem = self._foreign_record()
         if problem is None:
-            problem = self._write(self._seal(_serialise(tokens)))
+            record = self._seal(_serialise(tokens))
+            problem = self._write(record)
         if problem is not None:
             return self._save_failed(problem)
+        if self._cipher is not None:
+            self._opened_record = record
         with self._state():
             was_failing, self._failing = self._failing, False
             self._save_problem = None
