@@ -59,7 +59,8 @@ CANARY_CLI = scenario(
 CANARY_KEY = scenario(
     "secrets",
     "encryption keys: sealed session (login, refresh, status, logout), plaintext migration, "
-    "rotation, wrong/unknown key, altered record, malformed keys, refused key files",
+    "rotation, wrong/unknown key, altered record, malformed keys, refused key files, keys "
+    "pasted into the key-file and keyring variables",
     "no key (nor a 12-char prefix/suffix, its hex or standard base64) in DEBUG logs, "
     "warnings, reprs, exception text/repr/traceback/chain",
 )
