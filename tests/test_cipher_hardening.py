@@ -368,3 +368,13 @@ def test_the_associated_data_is_the_documented_layout() -> None:
     )
     opened = aead.AESGCM(b64(KAT_KEY)).decrypt(b64(record["nonce"]), b64(record["data"]), ad)
     assert opened == KAT_PLAIN
+
+
+def test_status_names_the_key_of_a_sealed_file_whatever_its_mode(path: pathlib.Path) -> None:
+    # The key id is not secret: a sealed file restored 0644 (refused for reading tokens)
+    # still says which key it needs, so `textstack status` does not call it plaintext.
+    assert FileTokenCache(path, cipher=AesGcmCipher(OTHER)).save(TOKENS)
+    path.chmod(0o644)
+    for cipher in (AesGcmCipher(KEY), None):
+        cache = FileTokenCache(path, cipher=cipher)
+        assert cache.stored_key_id() == AesGcmCipher(OTHER).key_id

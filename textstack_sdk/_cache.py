@@ -179,9 +179,13 @@ class FileTokenCache:
         return self._cipher
 
     def stored_key_id(self) -> Optional[str]:
-        """The key id the file on disk is encrypted with; None when plaintext or missing."""
-        got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
-        return None if got.data is None else record_key_id(got.data)
+        """The key id the file on disk is encrypted with; None when plaintext or missing.
+
+        Read whatever the file's mode: the id is not secret, and a sealed file with a
+        loose mode still needs its key.
+        """
+        head = peek_regular(self._path, limit=MAX_CACHE_BYTES)
+        return None if head is None else record_key_id(head)
 
     def _store_id(self) -> str:
         # Every process must bind records to the same name however it spells the path
