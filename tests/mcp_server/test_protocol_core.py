@@ -257,3 +257,21 @@ def test_a_missing_arguments_member_is_absent_and_null_is_passed_on() -> None:
         message["params"]["_meta"] = META
         starts += [a for a in core.receive(_line(message)) if isinstance(a, Start)]
     assert [s.arguments for s in starts] == [ABSENT, None]
+
+
+def test_a_byte_order_mark_before_a_message_is_ignored() -> None:
+    # RFC 8259 §8.1 lets a parser ignore it; some Windows tools write one first.
+    core = _core()
+    (reply,) = _sent(core.receive(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":3,"method":"ping"}'))
+    assert reply == {"jsonrpc": "2.0", "id": 3, "result": {}}
+
+
+def test_a_request_with_params_not_an_object_does_not_decide_the_era() -> None:
+    core = _core()
+    bad = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": [META]}
+    (reply,) = _sent(core.receive(_line(bad)))
+    assert reply["error"]["code"] == -32602
+    assert core.era is None
+    discover = {"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": META}}
+    (reply,) = _sent(core.receive(_line(discover)))
+    assert reply["result"]["supportedVersions"] == ["2026-07-28"]

@@ -225,6 +225,9 @@ class ServerCore:
 
     @staticmethod
     def _parse(line: bytes) -> Any:
+        if line.startswith(b"\xef\xbb\xbf"):
+            # A BOM some Windows tools put first; RFC 8259 §8.1 lets a parser ignore it.
+            line = line[3:]
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -257,10 +260,13 @@ class ServerCore:
             reject = _Reject(INVALID_REQUEST, "Invalid Request: id must be a string or a number")
             return [self._error(None, reject)]
         assert request_id is not None
+        if params is not None and not isinstance(params, dict):
+            # Refused before the era is decided: only a well-formed request decides it,
+            # as in the official SDK (a client's malformed first try must not lock it out).
+            reject = _Reject(INVALID_PARAMS, "Invalid params: params must be an object")
+            return [self._error(request_id, reject)]
         era = self._era_for(method, params)
         try:
-            if params is not None and not isinstance(params, dict):
-                raise _Reject(INVALID_PARAMS, "Invalid params: params must be an object")
             return self._request(key, request_id, method, params or {}, era)
         except _Reject as reject:
             return [self._error(request_id, reject)]
