@@ -57,29 +57,70 @@ class _Terminated(BaseException):
     """Raised in the reading thread by the SIGTERM handler to stop reading."""
 
 
+def _private(fd: int) -> int:
+    """A close-on-exec copy of ``fd`` that cannot land on 0, 1 or 2.
+
+    With stderr closed, a plain ``dup`` would take fd 2 itself, and diverting fd 1 to
+    "stderr" would then point it at whatever that copy is.
+    """
+    if sys.platform != "win32":
+        import fcntl
+
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    return os.dup(fd)
+
+
+def _private_devnull(flags: int) -> int:
+    fd = os.open(os.devnull, flags)
+    try:
+        return _private(fd)
+    finally:
+        os.close(fd)
+
+
+def _flush_stdout(fallback_fd: int) -> None:
+    """Flushes ``sys.stdout`` while fd 1 is diverted; what cannot be written is dropped.
+
+    A stray print that stderr refused (closed, or its reader gone) stays in the buffer,
+    and would reach the client once fd 1 is put back.
+    """
+    stream = sys.stdout
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except Exception:  # noqa: BLE001 - EPIPE, EBADF, a replaced stream: drop, below
+        with contextlib.suppress(Exception):
+            os.dup2(fallback_fd, 1)
+            stream.flush()
+
+
 @contextlib.contextmanager
 def guard_stdio() -> Iterator[tuple[int, int]]:
     """Yields ``(read_fd, write_fd)`` private copies of stdin/stdout; fd 1 goes to stderr.
 
     Everything that writes to fd 1 while the guard is held (print, logging, warnings,
-    children) reaches stderr instead; only the yielded descriptor reaches the client.
+    children) reaches stderr instead (``/dev/null`` when stderr is closed); only the
+    yielded descriptor reaches the client.
     """
     with contextlib.suppress(Exception):
         sys.stdout.flush()
-    read_fd = os.dup(0)
-    write_fd = os.dup(1)
-    saved_in, saved_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
+    read_fd, write_fd = _private(0), _private(1)
+    saved_in, saved_out = _private(0), _private(1)
+    null_in = _private_devnull(os.O_RDONLY)
+    null_out = _private_devnull(os.O_WRONLY)
     try:
-        os.dup2(2, 1)
-        os.dup2(devnull, 0)
+        try:
+            os.dup2(2, 1)
+        except OSError:
+            os.dup2(null_out, 1)  # no stderr at all
+        os.dup2(null_in, 0)
         yield read_fd, write_fd
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
+        _flush_stdout(null_out)
         os.dup2(saved_out, 1)
         os.dup2(saved_in, 0)
-        for fd in (devnull, saved_in, saved_out, read_fd, write_fd):
+        for fd in (null_in, null_out, saved_in, saved_out, read_fd, write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
