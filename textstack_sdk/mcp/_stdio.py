@@ -314,6 +314,10 @@ class StdioServer:
             self._broken = True
         for _ in self._threads:
             self._jobs.put(None)
+        # Idle workers end at once on their None; one stuck in a call is left behind.
+        end = max(deadline, time.monotonic() + _STUCK_WRITE_GRACE)
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
 
     def _on_sigterm(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
