@@ -25,6 +25,7 @@ META = {
 
 
 CALL = {"name": "echo", "arguments": {}}
+HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}}
 
 
 def _core() -> ServerCore:
@@ -275,3 +276,29 @@ def test_a_request_with_params_not_an_object_does_not_decide_the_era() -> None:
     discover = {"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": META}}
     (reply,) = _sent(core.receive(_line(discover)))
     assert reply["result"]["supportedVersions"] == ["2026-07-28"]
+
+
+def test_responses_and_notifications_are_never_answered_even_malformed() -> None:
+    core = _core()
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": CALL}
+    core.receive(_line({"jsonrpc": "2.0", "id": 0, "method": "ping"}))
+    core.receive(_line({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO}))
+    (start,) = core.receive(_line(call))
+    for message in [
+        {"jsonrpc": "2.0", "result": {}},  # a response without its id
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -1, "message": "x"}},
+        {"id": 9, "result": {}},
+        {"method": "notifications/initialized"},  # no jsonrpc member
+        {"jsonrpc": "1.0", "method": "notifications/cancelled", "params": {"requestId": 9}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": "garbage"},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": [9]}},
+        {"jsonrpc": "2.0", "method": "no/such/notification", "params": [1]},
+    ]:
+        assert core.receive(_line(message)) == [], message
+    assert not start.cancel.is_set()  # only a well-formed cancel cancels
+    (reply,) = _sent(core.finish(start.key, {"content": [], "isError": False}))
+    assert reply["id"] == 9
+    # What cannot be told apart from a request still gets an error, as JSON-RPC says.
+    for message in [{"foo": "bar"}, {"jsonrpc": "2.0", "method": 1, "params": "bar"}]:
+        (reply,) = _sent(core.receive(_line(message)))
+        assert reply["id"] is None and reply["error"]["code"] == -32600

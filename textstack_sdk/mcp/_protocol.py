@@ -246,16 +246,21 @@ class ServerCore:
         key = _key(message.get("id")) if has_id else None
         request_id = message.get("id") if key is not None else None
         method = message.get("method")
-        if "method" not in message and has_id and ("result" in message or "error" in message):
-            return []  # a response: this server sends no requests, so there is nothing to match
+        params = message.get("params")
+        if "method" not in message and ("result" in message or "error" in message):
+            # A response, even a malformed one: this server sends no requests, so there is
+            # nothing to match, and an answer would be a message the client never expects.
+            return []
+        if not has_id and isinstance(method, str):
+            # A notification is never answered, not even with an error (JSON-RPC 2.0 §4.1),
+            # and one that is malformed is not acted on either.
+            if message.get("jsonrpc") == "2.0":
+                self._notification(method, params)
+            return []
         if message.get("jsonrpc") != "2.0":
             return [self._error(request_id, _Reject(INVALID_REQUEST, "Invalid Request: jsonrpc"))]
         if not isinstance(method, str):
             return [self._error(request_id, _Reject(INVALID_REQUEST, "Invalid Request: method"))]
-        params = message.get("params")
-        if not has_id:
-            self._notification(method, params)
-            return []
         if key is None:
             reject = _Reject(INVALID_REQUEST, "Invalid Request: id must be a string or a number")
             return [self._error(None, reject)]
@@ -314,7 +319,6 @@ class ServerCore:
         raise _Reject(METHOD_NOT_FOUND, "Method not found", method)
 
     def _notification(self, method: str, params: Any) -> None:
-        # Notifications are never answered, not even with an error (JSON-RPC 2.0 §4.1).
         if method == "notifications/cancelled" and isinstance(params, dict):
             key = _key(params.get("requestId"))
             call = self._calls.get(key) if key is not None else None
