@@ -302,3 +302,24 @@ def test_responses_and_notifications_are_never_answered_even_malformed() -> None
     for message in [{"foo": "bar"}, {"jsonrpc": "2.0", "method": 1, "params": "bar"}]:
         (reply,) = _sent(core.receive(_line(message)))
         assert reply["id"] is None and reply["error"]["code"] == -32600
+
+
+def test_a_result_that_is_not_json_becomes_an_unexpected_error_result() -> None:
+    core = _core()
+    core.receive(_line({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO}))
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    for i, bad in enumerate([float("nan"), {1, 2}, object(), cycle]):
+        call = {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": CALL}
+        (start,) = core.receive(_line(call))
+        outcome = {"content": [{"type": "text", "text": "x"}], "extra": bad}
+        (reply,) = _sent(core.finish(start.key, outcome))
+        assert reply == {
+            "jsonrpc": "2.0",
+            "id": i + 1,
+            "result": {
+                "content": [{"type": "text", "text": "echo failed: unexpected error"}],
+                "isError": True,
+            },
+        }
+    assert core.in_flight == 0

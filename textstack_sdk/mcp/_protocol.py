@@ -206,15 +206,18 @@ class ServerCore:
         call = self._calls.pop(key, None)
         if call is None or call.cancel.is_set():
             return []
+        # The catalog answers tool-level failures itself; anything else is a defect in it,
+        # and the request still gets its one answer.
+        unexpected: dict[str, Any] = {
+            "content": [{"type": "text", "text": f"{call.name} failed: unexpected error"}],
+            "isError": True,
+        }
         if isinstance(outcome, BaseException) or not isinstance(outcome, Mapping):
-            # The catalog answers tool-level failures itself; this is a defect in it.
-            result: dict[str, Any] = {
-                "content": [{"type": "text", "text": f"{call.name} failed: unexpected error"}],
-                "isError": True,
-            }
-        else:
-            result = dict(outcome)
-        return [self._result(call.request_id, result, call.era)]
+            return [self._result(call.request_id, unexpected, call.era)]
+        try:
+            return [self._result(call.request_id, dict(outcome), call.era)]
+        except (TypeError, ValueError, RecursionError):  # not JSON: NaN, a set, a cycle
+            return [self._result(call.request_id, unexpected, call.era)]
 
     def cancel_all(self) -> None:
         """Marks every call in flight cancelled (shutdown): no result will be sent."""
