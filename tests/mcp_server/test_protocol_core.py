@@ -323,3 +323,20 @@ def test_a_result_that_is_not_json_becomes_an_unexpected_error_result() -> None:
             },
         }
     assert core.in_flight == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.text() | methods | st.just("notifications/cancelled"),
+    extra=st.dictionaries(
+        st.sampled_from(["jsonrpc", "params", "result", "error", "x"]), json_values, max_size=4
+    ),
+    initialized=st.booleans(),
+)
+def test_no_message_without_an_id_and_with_a_string_method_is_answered(
+    method: str, extra: dict[str, Any], initialized: bool
+) -> None:
+    core = _core()
+    if initialized:
+        core.receive(_line({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO}))
+    assert core.receive(_line({**extra, "method": method})) == []
