@@ -175,3 +175,28 @@ def test_exit_does_not_wait_for_a_sign_in_poll_stuck_upstream(
     code, took = _ended_within(proc, 5)
     assert code == 0
     assert took < 5
+
+
+@pytest.mark.parametrize(
+    "entry", [list(REAL_SERVER), ["-m", "textstack_sdk.mcp"]], ids=["cli", "module"]
+)
+def test_a_broken_stderr_does_not_spoil_the_exit_code(
+    api: FakeTextStackServer, tmp_path: Path, entry: list[str]
+) -> None:
+    # The sign-in prompt that stderr refused stayed buffered, and the interpreter's last
+    # flush of it turned the exit code into 120.
+    env = server_env(api.api_url, api.site_host, tmp_path / "c.json")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    call = {"name": "get_my_reading", "arguments": {}}
+    try:
+        proc = _spawn(env, entry, stderr=write_end)
+    finally:
+        os.close(write_end)
+    out, _ = proc.communicate(
+        _line(INITIALIZE)
+        + _line({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}),
+        timeout=30,
+    )
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [0, 1]
+    assert proc.returncode == 0

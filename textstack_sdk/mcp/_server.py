@@ -23,7 +23,7 @@ from .._text import for_terminal
 from .._version import __version__
 from ._instructions import INSTRUCTIONS
 from ._protocol import ServerCore
-from ._stdio import Catalog, StdioServer, guard_stdio
+from ._stdio import Catalog, StdioServer, flush_or_drop, guard_stdio
 
 __all__ = ["SERVER_NAME", "build_provider", "main", "serve_stdio"]
 
@@ -120,6 +120,8 @@ def serve_stdio(
     finally:
         client.close()
         _close_bounded(provider)
+        # A prompt that a closed stderr refused must not fail the interpreter's exit.
+        flush_or_drop(sys.stderr, 2)
 
 
 def _close_bounded(provider: TokenProvider) -> None:

@@ -29,11 +29,11 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, TextIO
 
 from ._protocol import Action, Send, ServerCore, Start
 
-__all__ = ["Catalog", "StdioServer", "guard_stdio"]
+__all__ = ["Catalog", "StdioServer", "flush_or_drop", "guard_stdio"]
 
 MAX_LINE_BYTES = 8 * 1024 * 1024
 _READ_CHUNK = 256 * 1024
@@ -78,20 +78,25 @@ def _private_devnull(flags: int) -> int:
         os.close(fd)
 
 
-def _flush_stdout(fallback_fd: int) -> None:
-    """Flushes ``sys.stdout`` while fd 1 is diverted; what cannot be written is dropped.
+def flush_or_drop(stream: Optional[TextIO], fd: int) -> None:
+    """Flushes ``stream`` (on ``fd``); what ``fd`` refuses is sent to ``/dev/null`` instead.
 
-    A stray print that stderr refused (closed, or its reader gone) stays in the buffer,
-    and would reach the client once fd 1 is put back.
+    A write that failed (stderr closed, or its reader gone) stays in the stream's buffer:
+    a stray print would reach the client once fd 1 is put back, and the interpreter's
+    last flush of stderr would turn the exit code into 120. When the flush fails, ``fd``
+    is pointed at ``/dev/null`` so the buffer can empty.
     """
-    stream = sys.stdout
     if stream is None:
         return
     try:
         stream.flush()
     except Exception:  # noqa: BLE001 - EPIPE, EBADF, a replaced stream: drop, below
         with contextlib.suppress(Exception):
-            os.dup2(fallback_fd, 1)
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, fd)
+            finally:
+                os.close(null)
             stream.flush()
 
 
@@ -117,7 +122,7 @@ def guard_stdio() -> Iterator[tuple[int, int]]:
         os.dup2(null_in, 0)
         yield read_fd, write_fd
     finally:
-        _flush_stdout(null_out)
+        flush_or_drop(sys.stdout, 1)  # fd 1 is still diverted here
         os.dup2(saved_out, 1)
         os.dup2(saved_in, 0)
         for fd in (null_in, null_out, saved_in, saved_out, read_fd, write_fd):
