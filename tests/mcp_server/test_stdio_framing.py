@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textstack_sdk.mcp._protocol import ServerCore
-from textstack_sdk.mcp._stdio import StdioServer
+from textstack_sdk.mcp._stdio import StdioServer, flush_or_drop
 
 from ._fake_catalog import TOOLS, FakeCatalog
 
@@ -123,3 +123,30 @@ def test_no_worker_thread_outlives_serve() -> None:
         sys.setswitchinterval(previous)
     assert left == []
     assert len(output.splitlines()) == 9
+
+
+class _RefusingStream:
+    """Stands in for a replaced ``sys.stderr`` whose writes fail."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def flush(self) -> None:
+        raise BrokenPipeError
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+def test_flush_or_drop_redirects_only_the_descriptor_the_stream_is_on() -> None:
+    read_end, write_end = os.pipe()
+    spare = os.dup(write_end)
+    try:
+        flush_or_drop(_RefusingStream(spare + 100), spare)  # type: ignore[arg-type]
+        assert os.path.sameopenfile(spare, write_end)  # a stream on another fd: untouched
+        flush_or_drop(_RefusingStream(spare), spare)  # type: ignore[arg-type]
+        assert not os.path.sameopenfile(spare, write_end)
+        assert os.path.samestat(os.fstat(spare), os.stat(os.devnull))
+    finally:
+        for fd in (read_end, write_end, spare):
+            os.close(fd)

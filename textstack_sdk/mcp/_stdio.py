@@ -90,8 +90,10 @@ def flush_or_drop(stream: Optional[TextIO], fd: int) -> None:
         return
     try:
         stream.flush()
-    except Exception:  # noqa: BLE001 - EPIPE, EBADF, a replaced stream: drop, below
+    except Exception:  # noqa: BLE001 - EPIPE, EBADF and the like: drop, below
         with contextlib.suppress(Exception):
+            if stream.fileno() != fd:
+                return  # a stream put in place of the standard one: not ours to redirect
             null = os.open(os.devnull, os.O_WRONLY)
             try:
                 os.dup2(null, fd)
