@@ -78,3 +78,23 @@ def test_arguments_that_are_not_an_object_get_the_dotnet_text(
         assert result["content"][0]["text"] == "Arguments must be an object."
     assert api.count("*") == 0
     assert raw.close() == 0
+
+
+@pytest.mark.parametrize("token", ["", "  \t"])
+def test_a_blank_static_token_means_the_device_sign_in(
+    api: FakeTextStackServer, tmp_path: Path, token: str
+) -> None:
+    # As the .NET tool: only a token that is not null or whitespace replaces the sign-in.
+    env = server_env(api.api_url, api.site_host, tmp_path / "c.json", token=token)
+    raw = RawServer(env, list(REAL_SERVER))
+    raw.initialize()
+    raw.request(1, "tools/call", {"name": "get_my_reading", "arguments": {}})
+    result = raw.read()["result"]
+    (code,) = api.pending_user_codes()
+    assert result["isError"] is True
+    assert result["content"][0]["text"] == (
+        f"authentication required — open {api.base_url}/device and enter code {code}"
+        " to connect TextStack, then retry."
+    )
+    assert api.count("GET /me/*") == 0
+    assert raw.close() == 0

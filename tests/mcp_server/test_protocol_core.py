@@ -25,6 +25,7 @@ META = {
 
 
 CALL = {"name": "echo", "arguments": {}}
+HELLO = {"protocolVersion": "2025-11-25", "capabilities": {}}
 
 
 def _core() -> ServerCore:
@@ -257,3 +258,85 @@ def test_a_missing_arguments_member_is_absent_and_null_is_passed_on() -> None:
         message["params"]["_meta"] = META
         starts += [a for a in core.receive(_line(message)) if isinstance(a, Start)]
     assert [s.arguments for s in starts] == [ABSENT, None]
+
+
+def test_a_byte_order_mark_before_a_message_is_ignored() -> None:
+    # RFC 8259 §8.1 lets a parser ignore it; some Windows tools write one first.
+    core = _core()
+    (reply,) = _sent(core.receive(b'\xef\xbb\xbf{"jsonrpc":"2.0","id":3,"method":"ping"}'))
+    assert reply == {"jsonrpc": "2.0", "id": 3, "result": {}}
+
+
+def test_a_request_with_params_not_an_object_does_not_decide_the_era() -> None:
+    core = _core()
+    bad = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": [META]}
+    (reply,) = _sent(core.receive(_line(bad)))
+    assert reply["error"]["code"] == -32602
+    assert core.era is None
+    discover = {"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": META}}
+    (reply,) = _sent(core.receive(_line(discover)))
+    assert reply["result"]["supportedVersions"] == ["2026-07-28"]
+
+
+def test_responses_and_notifications_are_never_answered_even_malformed() -> None:
+    core = _core()
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": CALL}
+    core.receive(_line({"jsonrpc": "2.0", "id": 0, "method": "ping"}))
+    core.receive(_line({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": HELLO}))
+    (start,) = core.receive(_line(call))
+    for message in [
+        {"jsonrpc": "2.0", "result": {}},  # a response without its id
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -1, "message": "x"}},
+        {"id": 9, "result": {}},
+        {"method": "notifications/initialized"},  # no jsonrpc member
+        {"jsonrpc": "1.0", "method": "notifications/cancelled", "params": {"requestId": 9}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": "garbage"},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": [9]}},
+        {"jsonrpc": "2.0", "method": "no/such/notification", "params": [1]},
+    ]:
+        assert core.receive(_line(message)) == [], message
+    assert not start.cancel.is_set()  # only a well-formed cancel cancels
+    (reply,) = _sent(core.finish(start.key, {"content": [], "isError": False}))
+    assert reply["id"] == 9
+    # What cannot be told apart from a request still gets an error, as JSON-RPC says.
+    for message in [{"foo": "bar"}, {"jsonrpc": "2.0", "method": 1, "params": "bar"}]:
+        (reply,) = _sent(core.receive(_line(message)))
+        assert reply["id"] is None and reply["error"]["code"] == -32600
+
+
+def test_a_result_that_is_not_json_becomes_an_unexpected_error_result() -> None:
+    core = _core()
+    core.receive(_line({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO}))
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    for i, bad in enumerate([float("nan"), {1, 2}, object(), cycle]):
+        call = {"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": CALL}
+        (start,) = core.receive(_line(call))
+        outcome = {"content": [{"type": "text", "text": "x"}], "extra": bad}
+        (reply,) = _sent(core.finish(start.key, outcome))
+        assert reply == {
+            "jsonrpc": "2.0",
+            "id": i + 1,
+            "result": {
+                "content": [{"type": "text", "text": "echo failed: unexpected error"}],
+                "isError": True,
+            },
+        }
+    assert core.in_flight == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=st.text() | methods | st.just("notifications/cancelled"),
+    extra=st.dictionaries(
+        st.sampled_from(["jsonrpc", "params", "result", "error", "x"]), json_values, max_size=4
+    ),
+    initialized=st.booleans(),
+)
+def test_no_message_without_an_id_and_with_a_string_method_is_answered(
+    method: str, extra: dict[str, Any], initialized: bool
+) -> None:
+    core = _core()
+    if initialized:
+        core.receive(_line({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": HELLO}))
+    assert core.receive(_line({**extra, "method": method})) == []

@@ -7,7 +7,9 @@ cancelled calls send nothing, stdin EOF and SIGTERM end it promptly.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +20,9 @@ import pytest
 
 from textstack_sdk.testing import FakeTextStackServer
 
-from ._harness import ROOT, RawServer, server_env
+from ._harness import FAKE_CATALOG, ROOT, RawServer, server_env
 
+PRINTING_CALL = {"name": "echo", "arguments": {"print": True}}
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientCapabilities": {},
@@ -214,3 +217,63 @@ def test_stdout_carries_only_json_rpc_in_a_noisy_process(
         "stray print from a tool",
     ):
         assert noise in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX descriptors")
+@pytest.mark.parametrize("stderr", ["closed", "broken"])
+def test_a_stray_print_never_reaches_stdout_when_stderr_is_unusable(
+    api: FakeTextStackServer, tmp_path: Path, stderr: str
+) -> None:
+    # A print that stderr refused stays in sys.stdout's buffer; it used to be flushed to
+    # the real stdout when the guard put fd 1 back (after the answers, before exit).
+    env = server_env(api.api_url, api.site_host, tmp_path / "c.json", token="t")
+    command = [sys.executable, *FAKE_CATALOG]
+    if stderr == "closed":
+        command = ["/bin/sh", "-c", 'exec "$0" "$@" 2>&-', *command]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # "broken": every write to stderr fails with EPIPE
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}}
+    requests = [
+        {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": PRINTING_CALL},
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            input=b"".join(json.dumps(r).encode() + b"\n" for r in requests),
+            stdout=subprocess.PIPE,
+            stderr=write_end,
+            cwd=str(ROOT),
+            env=env,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    lines = done.stdout.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [0, 1], done.stdout[-300:]
+    assert json.loads(lines[1])["result"]["isError"] is False
+
+
+GUARD_WITHOUT_STDERR = """
+import os
+os.close(2)
+from textstack_sdk.mcp._stdio import guard_stdio
+with guard_stdio() as (read_fd, write_fd):
+    diverted = os.readlink("/proc/self/fd/1")
+print(read_fd > 2, write_fd > 2, diverted)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_without_stderr_the_guard_sends_fd_1_to_devnull() -> None:
+    # A plain dup would take the free fd 2 for the wire, and fd 1 would follow it there.
+    done = subprocess.run(
+        [sys.executable, "-c", GUARD_WITHOUT_STDERR],
+        stdin=subprocess.PIPE,
+        capture_output=True,
+        cwd=str(ROOT),
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.decode().split() == ["True", "True", "/dev/null"]

@@ -206,15 +206,18 @@ class ServerCore:
         call = self._calls.pop(key, None)
         if call is None or call.cancel.is_set():
             return []
+        # The catalog answers tool-level failures itself; anything else is a defect in it,
+        # and the request still gets its one answer.
+        unexpected: dict[str, Any] = {
+            "content": [{"type": "text", "text": f"{call.name} failed: unexpected error"}],
+            "isError": True,
+        }
         if isinstance(outcome, BaseException) or not isinstance(outcome, Mapping):
-            # The catalog answers tool-level failures itself; this is a defect in it.
-            result: dict[str, Any] = {
-                "content": [{"type": "text", "text": f"{call.name} failed: unexpected error"}],
-                "isError": True,
-            }
-        else:
-            result = dict(outcome)
-        return [self._result(call.request_id, result, call.era)]
+            return [self._result(call.request_id, unexpected, call.era)]
+        try:
+            return [self._result(call.request_id, dict(outcome), call.era)]
+        except (TypeError, ValueError, RecursionError):  # not JSON: NaN, a set, a cycle
+            return [self._result(call.request_id, unexpected, call.era)]
 
     def cancel_all(self) -> None:
         """Marks every call in flight cancelled (shutdown): no result will be sent."""
@@ -225,6 +228,9 @@ class ServerCore:
 
     @staticmethod
     def _parse(line: bytes) -> Any:
+        if line.startswith(b"\xef\xbb\xbf"):
+            # A BOM some Windows tools put first; RFC 8259 §8.1 lets a parser ignore it.
+            line = line[3:]
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -243,24 +249,32 @@ class ServerCore:
         key = _key(message.get("id")) if has_id else None
         request_id = message.get("id") if key is not None else None
         method = message.get("method")
-        if "method" not in message and has_id and ("result" in message or "error" in message):
-            return []  # a response: this server sends no requests, so there is nothing to match
+        params = message.get("params")
+        if "method" not in message and ("result" in message or "error" in message):
+            # A response, even a malformed one: this server sends no requests, so there is
+            # nothing to match, and an answer would be a message the client never expects.
+            return []
+        if not has_id and isinstance(method, str):
+            # A notification is never answered, not even with an error (JSON-RPC 2.0 §4.1),
+            # and one that is malformed is not acted on either.
+            if message.get("jsonrpc") == "2.0":
+                self._notification(method, params)
+            return []
         if message.get("jsonrpc") != "2.0":
             return [self._error(request_id, _Reject(INVALID_REQUEST, "Invalid Request: jsonrpc"))]
         if not isinstance(method, str):
             return [self._error(request_id, _Reject(INVALID_REQUEST, "Invalid Request: method"))]
-        params = message.get("params")
-        if not has_id:
-            self._notification(method, params)
-            return []
         if key is None:
             reject = _Reject(INVALID_REQUEST, "Invalid Request: id must be a string or a number")
             return [self._error(None, reject)]
         assert request_id is not None
+        if params is not None and not isinstance(params, dict):
+            # Refused before the era is decided: only a well-formed request decides it,
+            # as in the official SDK (a client's malformed first try must not lock it out).
+            reject = _Reject(INVALID_PARAMS, "Invalid params: params must be an object")
+            return [self._error(request_id, reject)]
         era = self._era_for(method, params)
         try:
-            if params is not None and not isinstance(params, dict):
-                raise _Reject(INVALID_PARAMS, "Invalid params: params must be an object")
             return self._request(key, request_id, method, params or {}, era)
         except _Reject as reject:
             return [self._error(request_id, reject)]
@@ -308,7 +322,6 @@ class ServerCore:
         raise _Reject(METHOD_NOT_FOUND, "Method not found", method)
 
     def _notification(self, method: str, params: Any) -> None:
-        # Notifications are never answered, not even with an error (JSON-RPC 2.0 §4.1).
         if method == "notifications/cancelled" and isinstance(params, dict):
             key = _key(params.get("requestId"))
             call = self._calls.get(key) if key is not None else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
@@ -22,12 +23,16 @@ from .._text import for_terminal
 from .._version import __version__
 from ._instructions import INSTRUCTIONS
 from ._protocol import ServerCore
-from ._stdio import Catalog, StdioServer, guard_stdio
+from ._stdio import Catalog, StdioServer, flush_or_drop, guard_stdio
 
 __all__ = ["SERVER_NAME", "build_provider", "main", "serve_stdio"]
 
 SERVER_NAME = "textstack"
 ENV_MIN_POLL = "TEXTSTACK_MIN_POLL_INTERVAL"
+# How long the exit waits for the sign-in to wind down. Its poll may be inside an HTTP
+# request nothing can interrupt (up to the timeout, 15 s), and a host kills a server that
+# lingers about 2 s after closing stdin or sending SIGTERM.
+CLOSE_BOUND = 1.0
 
 
 def _prompt(pending: Pending) -> None:
@@ -114,9 +119,18 @@ def serve_stdio(
             return StdioServer(core, catalog, read_fd=read_fd, write_fd=write_fd, **options).serve()
     finally:
         client.close()
-        close = getattr(provider, "close", None)
-        if callable(close):
-            close()
+        _close_bounded(provider)
+        # A prompt that a closed stderr refused must not fail the interpreter's exit.
+        flush_or_drop(sys.stderr, 2)
+
+
+def _close_bounded(provider: TokenProvider) -> None:
+    close = getattr(provider, "close", None)
+    if callable(close):
+        # A daemon thread: left behind past the bound, it cannot hold the process open.
+        closer = threading.Thread(target=close, name="textstack-mcp-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_BOUND)
 
 
 def main() -> int:
