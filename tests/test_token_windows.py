@@ -234,3 +234,29 @@ def test_two_managers_of_one_process_respect_each_others_spent_token(server, clo
     with manager(server, clock, FileTokenCache(cache.path)) as after:
         assert isinstance(after.get_token(), Pending)  # presented; the server saw reuse
     assert server.count(REFRESH) == 2
+
+
+# ---------------------------------------------------------------- close and logout mid-refresh
+
+
+def test_close_during_a_refresh_stays_closed_and_saves_the_rotation(server, clock, cache) -> None:
+    tokens = seed(server, cache)
+    clock.advance(900 - 20)  # advisory window: the refresh runs in its own thread
+    release = threading.Event()
+    server.inject(REFRESH, delay=60, release=release)
+    try:
+        tm = manager(server, clock, cache, lock_timeout=0.2)
+        assert tm.get_token() == Authorized(tokens.access_token)
+        wait_until(lambda: server.count(REFRESH) == 1)  # the refresh is in flight, held
+        tm.close()
+        release.set()
+        # The late answer must not bring a token back into a closed manager...
+        wait_until(lambda: not any(t.name == "textstack-token" for t in threading.enumerate()))
+        result = tm.get_token()
+        assert isinstance(result, Failed) and "closed" in result.message, result
+    finally:
+        release.set()
+    # ...but the rotated pair is saved: the token just spent is not left for others.
+    saved = cache.load()
+    assert saved is not None and saved.refresh_token != tokens.refresh_token
+    assert FileTokenCache(cache.path).spend_marker().spent_elsewhere(tokens.refresh_token) is False

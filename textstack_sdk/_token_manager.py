@@ -666,6 +666,13 @@ class TokenManager:
                 # nobody else has the one we are about to send).
             outcome = self._send_refresh(sent)
             with self._lock:
+                if self._closed:
+                    # close() ran meanwhile: nothing here may hand a token out again, but
+                    # a rotation is saved so the token just spent is not left for others.
+                    if isinstance(outcome, wire.Refreshed):
+                        self._save_locked(self._with_known_exp(outcome.tokens, self._time()))
+                    self._clear_mark_locked()  # a failed save: the pair dies with us
+                    return Failed("the token manager is closed")
                 if not isinstance(outcome, wire.Refreshed) and self._persisted:
                     # Nothing rotated that we hold: the record has no reason to stand.
                     self._clear_mark_locked()
