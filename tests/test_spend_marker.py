@@ -97,3 +97,11 @@ def test_in_one_process_a_live_other_owner_counts_and_a_collected_one_does_not(c
     del spender
     gc.collect()
     assert not marker.spent_elsewhere("the-refresh-token", mine)
+
+
+@pytest.mark.parametrize("pid", [2**70, 2**63, "1", 1.5, True, None, [1]])
+def test_a_record_naming_our_token_with_a_garbage_pid_means_nothing(cache, pid) -> None:
+    # Garbage in the file must never reach os.kill as an error (OverflowError escaped
+    # from get_token, or from the refresh thread as a traceback on stderr).
+    plant(cache.lock_path, pid=pid, started=None)
+    assert not cache.spend_marker().spent_elsewhere("the-refresh-token")

@@ -87,7 +87,7 @@ def _alive(pid: int, started: object) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    except OSError:
+    except (OSError, OverflowError):  # no such pid here (too large for a pid_t, say)
         return False
     if isinstance(started, str):
         now = _started(pid)
