@@ -881,6 +881,11 @@ def test_a_rejected_env_token_says_to_fix_or_unset_the_variable(
         ("option", "ftp://example.com/api", "api_url='ftp://example.com/api'"),
         ("env", "http://example.com/api", "TEXTSTACK_API_URL='http://example.com/api'"),
         ("option", "https://h/api?sekret=1", "api_url='https://h/api?***'"),
+        # Malformed URLs are the ones shown: their credentials are hidden just the same.
+        ("env", "ann:sekret@example.com/api", "TEXTSTACK_API_URL='***@example.com/api'"),
+        ("option", "//ann:sekret@h/api", "api_url='//***@h/api'"),
+        ("option", "https:/ann:sekret@h/api", "api_url='https:/***@h/api'"),
+        ("env", "https://ann:se/kret@h/api", "TEXTSTACK_API_URL='https://***@h/api'"),
     ],
 )
 def test_a_configuration_error_names_the_setting_and_its_value(
