@@ -260,3 +260,90 @@ def test_close_during_a_refresh_stays_closed_and_saves_the_rotation(server, cloc
     saved = cache.load()
     assert saved is not None and saved.refresh_token != tokens.refresh_token
     assert FileTokenCache(cache.path).spend_marker().spent_elsewhere(tokens.refresh_token) is False
+
+
+class _HeldSignature(FileTokenCache):
+    """A cache whose change check blocks, in one named thread, until released."""
+
+    def __init__(self, path: Path, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__(path)
+        self.entered, self.release = entered, release
+
+    def signature(self) -> object:
+        if threading.current_thread().name == "holder":
+            self.entered.set()
+            self.release.wait(20)
+        return super().signature()
+
+
+def test_inside_the_margin_no_caller_queues_behind_anothers_bookkeeping(
+    server, clock, cache
+) -> None:
+    tokens = seed(server, cache)
+    entered, release = threading.Event(), threading.Event()
+    held = _HeldSignature(cache.path, entered, release)
+    with manager(server, clock, held) as tm:
+        assert tm.get_token() == Authorized(tokens.access_token)  # loads the cache
+        clock.advance(900 - 20)
+        # The holder takes the manager's lock and stays inside the cache check.
+        holder = threading.Thread(target=tm.get_token, name="holder")
+        holder.start()
+        try:
+            assert entered.wait(10)
+            other = threading.Thread(target=lambda: got.append(tm.get_token()))
+            got: list[object] = []
+            other.start()
+            other.join(5)  # far below the held check's 20 s
+            assert got == [Authorized(tokens.access_token)]
+        finally:
+            release.set()
+            holder.join(10)
+
+
+def test_inside_the_margin_a_dead_refresh_token_starts_no_sign_in_from_the_refresh(
+    server, clock, cache
+) -> None:
+    tokens = seed(server, cache)
+    clock.advance(900 - 20)
+    server.inject(REFRESH, status=401)
+    with manager(server, clock, cache, background=False) as tm:
+        assert tm.get_token() == Authorized(tokens.access_token)
+        assert server.count(REFRESH) == 1
+        assert server.count(CODE) == 0  # the refresh itself never asks for a code
+        # The login is dead (and forgotten): the next call is the one that starts a sign-in.
+        assert isinstance(tm.get_token(), Pending)
+        assert server.count(CODE) == 1
+
+
+def test_a_spender_that_rotates_again_without_saving_still_guards_the_token_on_disk(
+    server, clock, cache
+) -> None:
+    seed(server, cache)
+    clock.advance(1000)
+    spender = manager(server, clock, _SaveFails(cache.path), background=False)
+    try:
+        assert isinstance(spender.get_token(), Authorized)  # rotation 1, not saved
+        clock.advance(1000)  # the rotated access token has expired too
+        assert isinstance(spender.get_token(), Authorized)  # rotation 2, not saved
+        assert server.count(REFRESH) == 2
+        # The file still holds the token spent first: the record must still name it.
+        with manager(server, clock, FileTokenCache(cache.path), background=False) as other:
+            result = other.get_token()
+            assert isinstance(result, Failed) and "could not save" in result.message
+        assert server.count(REFRESH) == 2
+    finally:
+        spender.close()
+
+
+def test_a_refresh_that_rotated_nothing_leaves_no_record_to_stop_others(
+    server, clock, cache
+) -> None:
+    seed(server, cache)
+    clock.advance(1000)
+    server.inject(REFRESH, status=503)
+    with manager(server, clock, FileTokenCache(cache.path), background=False) as first:
+        result = first.get_token()
+        assert isinstance(result, Failed) and result.retryable  # the 503; first lives on
+        with manager(server, clock, FileTokenCache(cache.path), background=False) as second:
+            assert isinstance(second.get_token(), Authorized)
+    assert server.count(REFRESH) == 2

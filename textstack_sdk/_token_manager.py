@@ -604,8 +604,8 @@ class TokenManager:
         try:
             outcome = self._refresh(advisory=advisory)
             if outcome is _DEAD and advisory:
-                # Never a device flow while a valid token is held: the next caller past
-                # the window starts it, if it is still needed then.
+                # Never a device flow from the advisory refresh (its caller already has
+                # the valid token): the dead login is forgotten, so the next call starts it.
                 result = Failed(self._last_error or "the sign-in has expired")
             elif outcome is _DEAD:
                 with self._lock:
