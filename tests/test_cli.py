@@ -1051,3 +1051,22 @@ def test_every_cache_warning_kind_reaches_stderr_once(
     warnings = [x for x in result.err.splitlines() if x.startswith("textstack: warning:")]
     assert len(warnings) == 1, result.err
     assert expected in warnings[0] and str(cache_path.parent) in warnings[0]
+
+
+def test_login_whose_tokens_could_not_even_be_locked_for_saving_does_not_claim_saved(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    # The lock file is unusable (a folder where it should be): the approved sign-in
+    # is kept in memory and never written, so "tokens saved" would be a false claim.
+    cache_path.parent.mkdir(parents=True)
+    os.chmod(cache_path.parent, 0o700)
+    cache_path.with_name(cache_path.name + ".lock").mkdir()
+    approver = Approver(api_env)
+    result = run(capsys, "login", "--no-browser")
+    approver.code()
+    assert "saved to" not in result.out, result
+    assert result.code == 5, result
+    assert not cache_path.exists()
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("textstack: error: signed in") and "could not be saved" in last
+    assert "lock file" in last
