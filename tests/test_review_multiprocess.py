@@ -790,3 +790,26 @@ def test_threads_in_two_processes_all_get_the_same_rotation(server, cache_path) 
     assert {kind for kind, _ in remote} == {"authorized"} and len(results) == 4
     assert len(tokens) == 1
     assert server.count(REFRESH) == 1
+
+
+# Fixed bug: a poll answer that arrives after logout() (the poll was in flight) still
+# published its outcome: the shared record logout had removed came back, and `status`
+# reported that late refusal as the last error of a session that had signed out.
+def test_a_late_poll_answer_after_logout_publishes_nothing(server, cache_path) -> None:
+    release = threading.Event()
+    with manager(server, cache_path) as tm:
+        server.inject(POLL, status=400, json={"error": "access_denied"}, delay=60, release=release)
+        try:
+            assert isinstance(tm.get_token(), Pending)
+            wait_until(lambda: server.count(POLL) >= 1)  # the poll is in flight, held
+            tm.logout()
+            pending_file = FileTokenCache(cache_path).pending_path
+            assert not pending_file.exists()
+            release.set()
+            wait_until(
+                lambda: not any(t.name == "textstack-device-poll" for t in threading.enumerate())
+            )
+            assert not pending_file.exists()
+            assert tm.status().last_error is None
+        finally:
+            release.set()

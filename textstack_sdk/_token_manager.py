@@ -1004,6 +1004,8 @@ class TokenManager:
                 self._persisted = self._persisted and locked
                 self._end_flow_locked(flow, tokens)
             return
+        if flow.done.is_set():
+            return  # ended already (logout, close): a late answer has nothing to tell
         if flow.record is not None and flow.poll_lock is not None and flow.poll_lock.held:
             # Tell the processes watching this sign-in how it ended.
             with self._process_lock() as locked:
