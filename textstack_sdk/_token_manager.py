@@ -717,7 +717,7 @@ class TokenManager:
         if self._marked:
             marker = self._spend_marker()
             if marker is not None:
-                marker.clear()
+                marker.clear(self._spend_owner)
             self._marked = False
 
     def _send_refresh(self, sent: TokenSet) -> wire.RefreshOutcome:
