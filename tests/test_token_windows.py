@@ -210,6 +210,23 @@ def test_a_sign_in_start_behind_a_stuck_lock_is_a_bounded_wait_too(server, clock
     assert server.count(CODE) == 1
 
 
+def test_an_inline_sign_in_start_behind_a_stuck_lock_is_bounded_too(server, clock, cache) -> None:
+    # Without a background thread the caller itself waits for the lock: as an inline
+    # refresh does, it waits at most the 2 s margin, then goes on without the lock.
+    cache.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elsewhere = InterProcessLock(cache.lock_path)
+    assert elsewhere.acquire(1)
+    try:
+        with manager(server, clock, cache, timeout=1, lock_timeout=60, background=False) as tm:
+            started = time.monotonic()
+            result = tm.get_token()
+            assert time.monotonic() - started < 10  # 1 s + 2 s; before, the lock's 60 s
+            assert isinstance(result, Pending)  # a sign-in of its own, not shared
+    finally:
+        elsewhere.release()
+    assert server.count(CODE) == 1
+
+
 # ---------------------------------------------------------------- a spent refresh token
 
 

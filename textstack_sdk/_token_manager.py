@@ -783,7 +783,9 @@ class TokenManager:
         record: Optional[dict[str, object]] = None
         with self._lock:
             generation = self._generation
-        with self._process_lock() as locked:
+        # Inline (no thread), the caller itself waits: as long as an inline refresh may.
+        wait = None if self._background else min(self._lock_timeout, _WAIT_MARGIN)
+        with self._process_lock(wait) as locked:
             shared = self._shared and locked
             if shared:
                 with self._lock:
