@@ -881,6 +881,11 @@ def test_a_rejected_env_token_says_to_fix_or_unset_the_variable(
         ("option", "ftp://example.com/api", "api_url='ftp://example.com/api'"),
         ("env", "http://example.com/api", "TEXTSTACK_API_URL='http://example.com/api'"),
         ("option", "https://h/api?sekret=1", "api_url='https://h/api?***'"),
+        # Malformed URLs are the ones shown: their credentials are hidden just the same.
+        ("env", "ann:sekret@example.com/api", "TEXTSTACK_API_URL='***@example.com/api'"),
+        ("option", "//ann:sekret@h/api", "api_url='//***@h/api'"),
+        ("option", "https:/ann:sekret@h/api", "api_url='https:/***@h/api'"),
+        ("env", "https://ann:se/kret@h/api", "TEXTSTACK_API_URL='https://***@h/api'"),
     ],
 )
 def test_a_configuration_error_names_the_setting_and_its_value(
@@ -1046,3 +1051,22 @@ def test_every_cache_warning_kind_reaches_stderr_once(
     warnings = [x for x in result.err.splitlines() if x.startswith("textstack: warning:")]
     assert len(warnings) == 1, result.err
     assert expected in warnings[0] and str(cache_path.parent) in warnings[0]
+
+
+def test_login_whose_tokens_could_not_even_be_locked_for_saving_does_not_claim_saved(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    # The lock file is unusable (a folder where it should be): the approved sign-in
+    # is kept in memory and never written, so "tokens saved" would be a false claim.
+    cache_path.parent.mkdir(parents=True)
+    os.chmod(cache_path.parent, 0o700)
+    cache_path.with_name(cache_path.name + ".lock").mkdir()
+    approver = Approver(api_env)
+    result = run(capsys, "login", "--no-browser")
+    approver.code()
+    assert "saved to" not in result.out, result
+    assert result.code == 5, result
+    assert not cache_path.exists()
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("textstack: error: signed in") and "could not be saved" in last
+    assert "lock file" in last

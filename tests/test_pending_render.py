@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from textstack_sdk import Pending
 
-# ESC, BEL and every other C0 control, DEL, the C1 range (CSI 0x9b...), bidi overrides.
-CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# ESC, BEL and every other C0 control, DEL, the C1 range (CSI 0x9b...), bidi marks
+# (LRM, RLM, ALM) and overrides.
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 HOSTILE = [
     "javascript:alert(1)",
@@ -98,6 +99,7 @@ def test_html_is_safe_for_any_pending(uri: str, code: str, complete: Optional[st
 @given(uri=urls, code=st.text(), complete=st.one_of(st.none(), urls))
 @example(uri="https://x/)[evil](javascript:alert(1)", code="`x`", complete=None)
 @example(uri="<script>alert(1)</script>", code="**b**", complete=None)
+@example(uri="", code="", complete='HTTP://"')
 def test_markdown_is_safe_for_any_pending(uri: str, code: str, complete: Optional[str]) -> None:
     pending = _pendings(uri, code, complete)
     rendered = pending._repr_markdown_()
@@ -137,6 +139,7 @@ def _assert_inert(markdown: str) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(uri=urls, code=st.text(), complete=st.one_of(st.none(), urls))
+@example(uri="https://x/\u061cdevice", code="A\u061cB", complete=None)  # Arabic letter mark
 def test_terminal_text_is_one_safe_line(uri: str, code: str, complete: Optional[str]) -> None:
     pending = _pendings(uri, code, complete)
     for text in (pending.message, str(pending)):

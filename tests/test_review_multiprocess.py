@@ -190,11 +190,22 @@ def test_a_stopped_poller_is_replaced(server, cache_path) -> None:
         code = out.get(timeout=10)
         wait_until(lambda: server.count(POLL) >= 2)  # its poll thread holds the poll lock
         os.kill(poller.pid, signal.SIGSTOP)
+        # The watcher takes over once the poller's heartbeat is older than 3 intervals
+        # + 2 s. Waiting for that in real time raced a 3 s budget (a CI run under load
+        # timed out): age the stopped poller's heartbeat instead, as time would. It can
+        # no longer renew it, so the takeover no longer depends on the scheduler.
+        heartbeats = list(Path(cache_path).parent.glob("*.poll.*.lock"))
+        assert len(heartbeats) == 1
+        stale = time.time() - 60
+        os.utime(heartbeats[0], (stale, stale))
+        polled = server.count(POLL)
         with manager(server, cache_path) as tm:
             pending = tm.get_token()
             assert isinstance(pending, Pending) and pending.user_code == code
             server.approve(code)
-            assert isinstance(tm.wait_for_token(timeout=3), Authorized)
+            assert isinstance(tm.wait_for_token(timeout=10), Authorized)
+        assert server.count(POLL) > polled  # this process polled: the stopped one cannot
+        assert FileTokenCache(cache_path).load() is not None  # and it saved the sign-in
     finally:
         reap(poller)
 
@@ -779,3 +790,26 @@ def test_threads_in_two_processes_all_get_the_same_rotation(server, cache_path) 
     assert {kind for kind, _ in remote} == {"authorized"} and len(results) == 4
     assert len(tokens) == 1
     assert server.count(REFRESH) == 1
+
+
+# Fixed bug: a poll answer that arrives after logout() (the poll was in flight) still
+# published its outcome: the shared record logout had removed came back, and `status`
+# reported that late refusal as the last error of a session that had signed out.
+def test_a_late_poll_answer_after_logout_publishes_nothing(server, cache_path) -> None:
+    release = threading.Event()
+    with manager(server, cache_path) as tm:
+        server.inject(POLL, status=400, json={"error": "access_denied"}, delay=60, release=release)
+        try:
+            assert isinstance(tm.get_token(), Pending)
+            wait_until(lambda: server.count(POLL) >= 1)  # the poll is in flight, held
+            tm.logout()
+            pending_file = FileTokenCache(cache_path).pending_path
+            assert not pending_file.exists()
+            release.set()
+            wait_until(
+                lambda: not any(t.name == "textstack-device-poll" for t in threading.enumerate())
+            )
+            assert not pending_file.exists()
+            assert tm.status().last_error is None
+        finally:
+            release.set()

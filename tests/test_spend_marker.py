@@ -97,3 +97,30 @@ def test_in_one_process_a_live_other_owner_counts_and_a_collected_one_does_not(c
     del spender
     gc.collect()
     assert not marker.spent_elsewhere("the-refresh-token", mine)
+
+
+@pytest.mark.parametrize("pid", [2**70, 2**63, "1", 1.5, True, None, [1]])
+def test_a_record_naming_our_token_with_a_garbage_pid_means_nothing(cache, pid) -> None:
+    # Garbage in the file must never reach os.kill as an error (OverflowError escaped
+    # from get_token, or from the refresh thread as a traceback on stderr).
+    plant(cache.lock_path, pid=pid, started=None)
+    assert not cache.spend_marker().spent_elsewhere("the-refresh-token")
+
+
+def test_clearing_leaves_a_record_someone_else_wrote_since(cache) -> None:
+    # Our record was overwritten by another process's (a later spend of a later token,
+    # whose save failed too): blanking it would free that token for a replay.
+    class Holder:
+        pass
+
+    marker = cache.spend_marker()
+    holder = Holder()
+    mine = new_owner(holder)
+    assert marker.record("our-refresh-token", mine)
+    plant(cache.lock_path, pid=os.getppid(), started=None)
+    assert marker.clear(mine)
+    assert marker.spent_elsewhere("the-refresh-token")
+    # Our own record is blanked.
+    assert marker.record("our-refresh-token", mine)
+    assert marker.clear(mine)
+    assert cache.lock_path.read_bytes().strip() == b""

@@ -210,6 +210,23 @@ def test_a_sign_in_start_behind_a_stuck_lock_is_a_bounded_wait_too(server, clock
     assert server.count(CODE) == 1
 
 
+def test_an_inline_sign_in_start_behind_a_stuck_lock_is_bounded_too(server, clock, cache) -> None:
+    # Without a background thread the caller itself waits for the lock: as an inline
+    # refresh does, it waits at most the 2 s margin, then goes on without the lock.
+    cache.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elsewhere = InterProcessLock(cache.lock_path)
+    assert elsewhere.acquire(1)
+    try:
+        with manager(server, clock, cache, timeout=1, lock_timeout=60, background=False) as tm:
+            started = time.monotonic()
+            result = tm.get_token()
+            assert time.monotonic() - started < 10  # 1 s + 2 s; before, the lock's 60 s
+            assert isinstance(result, Pending)  # a sign-in of its own, not shared
+    finally:
+        elsewhere.release()
+    assert server.count(CODE) == 1
+
+
 # ---------------------------------------------------------------- a spent refresh token
 
 
@@ -233,4 +250,117 @@ def test_two_managers_of_one_process_respect_each_others_spent_token(server, clo
         spender.close()  # the rotated pair dies with it: the old token is free again
     with manager(server, clock, FileTokenCache(cache.path)) as after:
         assert isinstance(after.get_token(), Pending)  # presented; the server saw reuse
+    assert server.count(REFRESH) == 2
+
+
+# ---------------------------------------------------------------- close and logout mid-refresh
+
+
+def test_close_during_a_refresh_stays_closed_and_saves_the_rotation(server, clock, cache) -> None:
+    tokens = seed(server, cache)
+    clock.advance(900 - 20)  # advisory window: the refresh runs in its own thread
+    release = threading.Event()
+    server.inject(REFRESH, delay=60, release=release)
+    try:
+        tm = manager(server, clock, cache, lock_timeout=0.2)
+        assert tm.get_token() == Authorized(tokens.access_token)
+        wait_until(lambda: server.count(REFRESH) == 1)  # the refresh is in flight, held
+        tm.close()
+        release.set()
+        # The late answer must not bring a token back into a closed manager...
+        wait_until(lambda: not any(t.name == "textstack-token" for t in threading.enumerate()))
+        result = tm.get_token()
+        assert isinstance(result, Failed) and "closed" in result.message, result
+    finally:
+        release.set()
+    # ...but the rotated pair is saved: the token just spent is not left for others.
+    saved = cache.load()
+    assert saved is not None and saved.refresh_token != tokens.refresh_token
+    assert FileTokenCache(cache.path).spend_marker().spent_elsewhere(tokens.refresh_token) is False
+
+
+class _HeldSignature(FileTokenCache):
+    """A cache whose change check blocks, in one named thread, until released."""
+
+    def __init__(self, path: Path, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__(path)
+        self.entered, self.release = entered, release
+
+    def signature(self) -> object:
+        if threading.current_thread().name == "holder":
+            self.entered.set()
+            self.release.wait(20)
+        return super().signature()
+
+
+def test_inside_the_margin_no_caller_queues_behind_anothers_bookkeeping(
+    server, clock, cache
+) -> None:
+    tokens = seed(server, cache)
+    entered, release = threading.Event(), threading.Event()
+    held = _HeldSignature(cache.path, entered, release)
+    with manager(server, clock, held) as tm:
+        assert tm.get_token() == Authorized(tokens.access_token)  # loads the cache
+        clock.advance(900 - 20)
+        # The holder takes the manager's lock and stays inside the cache check.
+        holder = threading.Thread(target=tm.get_token, name="holder")
+        holder.start()
+        try:
+            assert entered.wait(10)
+            other = threading.Thread(target=lambda: got.append(tm.get_token()))
+            got: list[object] = []
+            other.start()
+            other.join(5)  # far below the held check's 20 s
+            assert got == [Authorized(tokens.access_token)]
+        finally:
+            release.set()
+            holder.join(10)
+
+
+def test_inside_the_margin_a_dead_refresh_token_starts_no_sign_in_from_the_refresh(
+    server, clock, cache
+) -> None:
+    tokens = seed(server, cache)
+    clock.advance(900 - 20)
+    server.inject(REFRESH, status=401)
+    with manager(server, clock, cache, background=False) as tm:
+        assert tm.get_token() == Authorized(tokens.access_token)
+        assert server.count(REFRESH) == 1
+        assert server.count(CODE) == 0  # the refresh itself never asks for a code
+        # The login is dead (and forgotten): the next call is the one that starts a sign-in.
+        assert isinstance(tm.get_token(), Pending)
+        assert server.count(CODE) == 1
+
+
+def test_a_spender_that_rotates_again_without_saving_still_guards_the_token_on_disk(
+    server, clock, cache
+) -> None:
+    seed(server, cache)
+    clock.advance(1000)
+    spender = manager(server, clock, _SaveFails(cache.path), background=False)
+    try:
+        assert isinstance(spender.get_token(), Authorized)  # rotation 1, not saved
+        clock.advance(1000)  # the rotated access token has expired too
+        assert isinstance(spender.get_token(), Authorized)  # rotation 2, not saved
+        assert server.count(REFRESH) == 2
+        # The file still holds the token spent first: the record must still name it.
+        with manager(server, clock, FileTokenCache(cache.path), background=False) as other:
+            result = other.get_token()
+            assert isinstance(result, Failed) and "could not save" in result.message
+        assert server.count(REFRESH) == 2
+    finally:
+        spender.close()
+
+
+def test_a_refresh_that_rotated_nothing_leaves_no_record_to_stop_others(
+    server, clock, cache
+) -> None:
+    seed(server, cache)
+    clock.advance(1000)
+    server.inject(REFRESH, status=503)
+    with manager(server, clock, FileTokenCache(cache.path), background=False) as first:
+        result = first.get_token()
+        assert isinstance(result, Failed) and result.retryable  # the 503; first lives on
+        with manager(server, clock, FileTokenCache(cache.path), background=False) as second:
+            assert isinstance(second.get_token(), Authorized)
     assert server.count(REFRESH) == 2

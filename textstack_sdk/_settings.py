@@ -30,7 +30,9 @@ ENV_TIMEOUT = "TEXTSTACK_MCP_TIMEOUT_SECONDS"
 
 # A DNS name or an IPv4 literal; no port, no scheme, nothing that could split a header.
 _QUERY = re.compile(r"[?#].*", re.S)
-_USERINFO = re.compile(r"^([^:/?#\s]*://)[^/?#]*@")
+# Everything up to the last "@" before any query: userinfo, even in a malformed URL
+# (no scheme, one slash, a "/" in the password), which is just the URL an error shows.
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:/+|/+)?)[^?#]*@")
 _HOST = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 

@@ -87,7 +87,7 @@ def _alive(pid: int, started: object) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    except OSError:
+    except (OSError, OverflowError):  # no such pid here (too large for a pid_t, say)
         return False
     if isinstance(started, str):
         now = _started(pid)
@@ -124,8 +124,23 @@ class SpendMarker:
             return False
         return self._write(data + b" " * (_SIZE - 1 - len(data)) + b"\n")
 
-    def clear(self) -> bool:
-        """Blanks the record (keeping the file's size, so the next record needs no space)."""
+    def clear(self, owner: Optional[str] = None) -> bool:
+        """Blanks the record (keeping the file's size, so the next record needs no space).
+
+        Args:
+            owner: Blank only a record ``owner`` wrote in this process: another's record,
+                written since ours, may guard a token whose save failed too. None blanks
+                whatever stands.
+
+        Returns:
+            False only when the file could not be written.
+        """
+        if owner is not None:
+            document = self._read()
+            if document is not None and (
+                document.get("pid") != os.getpid() or document.get("owner") != owner
+            ):
+                return True  # not ours (any more): leave it standing
         return self._write(_BLANK)
 
     def spent_elsewhere(self, refresh_token: str, owner: str = "") -> bool:

@@ -7,9 +7,9 @@ from typing import Union
 
 __all__ = ["for_terminal", "snippet"]
 
-# C0 and C1 controls (ESC, CSI, BEL, ...) and the bidi overrides that reorder what a
-# terminal shows; tab and newline are folded to spaces for one-line messages.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls (ESC, CSI, BEL, ...) and the bidi marks and overrides that reorder
+# what a terminal shows; tab and newline are folded to spaces for one-line messages.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
 
 

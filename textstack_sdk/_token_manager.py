@@ -604,8 +604,8 @@ class TokenManager:
         try:
             outcome = self._refresh(advisory=advisory)
             if outcome is _DEAD and advisory:
-                # Never a device flow while a valid token is held: the next caller past
-                # the window starts it, if it is still needed then.
+                # Never a device flow from the advisory refresh (its caller already has
+                # the valid token): the dead login is forgotten, so the next call starts it.
                 result = Failed(self._last_error or "the sign-in has expired")
             elif outcome is _DEAD:
                 with self._lock:
@@ -666,6 +666,13 @@ class TokenManager:
                 # nobody else has the one we are about to send).
             outcome = self._send_refresh(sent)
             with self._lock:
+                if self._closed:
+                    # close() ran meanwhile: nothing here may hand a token out again, but
+                    # a rotation is saved so the token just spent is not left for others.
+                    if isinstance(outcome, wire.Refreshed):
+                        self._save_locked(self._with_known_exp(outcome.tokens, self._time()))
+                    self._clear_mark_locked()  # a failed save: the pair dies with us
+                    return Failed("the token manager is closed")
                 if not isinstance(outcome, wire.Refreshed) and self._persisted:
                     # Nothing rotated that we hold: the record has no reason to stand.
                     self._clear_mark_locked()
@@ -710,7 +717,7 @@ class TokenManager:
         if self._marked:
             marker = self._spend_marker()
             if marker is not None:
-                marker.clear()
+                marker.clear(self._spend_owner)
             self._marked = False
 
     def _send_refresh(self, sent: TokenSet) -> wire.RefreshOutcome:
@@ -776,7 +783,9 @@ class TokenManager:
         record: Optional[dict[str, object]] = None
         with self._lock:
             generation = self._generation
-        with self._process_lock() as locked:
+        # Inline (no thread), the caller itself waits: as long as an inline refresh may.
+        wait = None if self._background else min(self._lock_timeout, _WAIT_MARGIN)
+        with self._process_lock(wait) as locked:
             shared = self._shared and locked
             if shared:
                 with self._lock:
@@ -997,6 +1006,8 @@ class TokenManager:
                 self._persisted = self._persisted and locked
                 self._end_flow_locked(flow, tokens)
             return
+        if flow.done.is_set():
+            return  # ended already (logout, close): a late answer has nothing to tell
         if flow.record is not None and flow.poll_lock is not None and flow.poll_lock.held:
             # Tell the processes watching this sign-in how it ended.
             with self._process_lock() as locked:

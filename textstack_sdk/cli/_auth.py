@@ -8,14 +8,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .._errors import AuthorizationRequired
+from .._errors import AuthorizationRequired, TextStackError
 from .._text import for_terminal
 from ._context import EXIT_AUTH, EXIT_OK, CacheNotSaved, Context
 from ._format import describe_expiry, iso_utc, render_fields, to_json
 from ._signin import Prompter, failed_to_error, sign_in
 
 if TYPE_CHECKING:
-    from .._models import TokenResult
+    from .._models import Authorized, TokenResult
 
 # Modules a command needs beyond these are imported inside it: ``token`` with a static
 # token must not pay for JWT decoding, the models or HTTP (see benchmarks/startup.py).
@@ -32,15 +32,30 @@ def cmd_login(ctx: Context) -> int:
         )
     prompter = Prompter(ctx, no_browser=args.no_browser, force=args.browser)
     manager = ctx.manager(prompt=prompter)
-    sign_in(ctx, manager, ctx.wait_timeout(), prompter)
+    token = sign_in(ctx, manager, ctx.wait_timeout(), prompter)
     status = manager.status()
     who = f" as {for_terminal(status.subject)}" if status.subject else ""
-    problem = ctx.cache().save_problem
+    cache = ctx.cache()
+    problem = cache.save_problem
+    if problem is None and not _holds(cache, token):
+        # No save failed because none was tried: the cache's lock could not be taken
+        # (an unusable lock file, or another process holding it), so the sign-in
+        # stayed in memory. Only what can be read back counts as saved.
+        problem = f"its lock file {cache.lock_path} could not be taken"
     if problem is not None:
         raise CacheNotSaved(_not_saved(who, status.cache_path or "", problem))
     where = f"; tokens saved to {for_terminal(status.cache_path)}" if status.cache_path else ""
     ctx.out(f"Signed in{who}{where}.")
     return 0
+
+
+def _holds(cache: Any, token: Authorized) -> bool:
+    """Whether the cache file now holds ``token`` (read back, as the next command will)."""
+    try:
+        stored = cache.load()
+    except TextStackError:  # an undecryptable file: nothing this login wrote
+        return False
+    return stored is not None and stored.access_token == token.access_token
 
 
 def _not_saved(who: str, path: str, problem: str) -> str:

@@ -36,7 +36,7 @@ EMPTY = "(none)"
 # What json.dumps(ensure_ascii=False) leaves raw but a terminal would act on. C0
 # controls are always escaped by json.dumps; only these can appear raw, and only
 # inside strings, so escaping them keeps the document valid and its data exact.
-_JSON_UNSAFE = "[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+_JSON_UNSAFE = "[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 
 
 def cell(value: object, limit: int = _MAX_CELL) -> str:
