@@ -1,8 +1,9 @@
 """The token store protocol's contract, run against every store that implements it.
 
-Today that is RedisTokenStore on a real redis-server; the file cache joins by adding a
-parameter to ``store_kind``. Each test makes several store objects on one record, one per
-"host". Waits are on real Redis TTLs, kept to tenths of a second.
+RedisTokenStore on a real redis-server, and FileTokenStore on a cache file in a temp
+folder. Each test makes several store objects on one record, one per "host" (for the file
+store each has its own FileTokenCache, so its own flock descriptor). Waits are on real
+TTLs, kept to tenths of a second.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
 from _tm_helpers import run_threads
 
+from textstack_sdk._cache import FileTokenCache
+from textstack_sdk._file_store import FileTokenStore
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
 from textstack_sdk._store import RecordState, TokenStore, fingerprint
@@ -30,7 +33,7 @@ def tokens(n: int) -> TokenSet:
     return TokenSet(access_token=f"access-{n}", refresh_token=f"refresh-{n}", access_exp=1e9 + n)
 
 
-@pytest.fixture(params=["redis"])
+@pytest.fixture(params=["file", "redis"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -49,8 +52,15 @@ def make_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[Make
             made.append(store)
             return store
 
-    else:  # pragma: no cover - the file store joins here
-        raise AssertionError(store_kind)
+    else:
+        path = request.getfixturevalue("tmp_path") / "mcp-token.json"
+
+        def make(**options: Any) -> TokenStore:
+            options.setdefault("poll_interval", 0.01)
+            store = FileTokenStore(FileTokenCache(path, cipher=None), **options)
+            made.append(store)
+            return store
+
     yield make
     for store in made:
         store.close()
@@ -376,6 +386,13 @@ def test_a_waiter_sees_the_change_as_it_happens(make_store: MakeStore) -> None:
 
 def wipe(request: pytest.FixtureRequest, store_kind: str, store: TokenStore) -> None:
     """Makes the store lose its data, as a flush or a failover that dropped writes does."""
+    if store_kind == "file":
+        # A lost disk: the cache and the store's state both gone (a lone deleted cache
+        # file is a logout, see FileTokenStore).
+        assert isinstance(store, FileTokenStore)
+        store.cache.path.unlink()
+        store.cache.store_path.unlink()
+        return
     assert store_kind == "redis"
     server: RedisProcess = request.getfixturevalue("shared_redis")
     assert isinstance(store, RedisTokenStore)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
-import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,17 +29,20 @@ from ._store import (
     IntentInfo,
     IntentResult,
     Lease,
+    LeaseTaking,
     RecordState,
     Snapshot,
     StoreError,
     StoreUnavailable,
     TokenCipher,
     WriteResult,
+    check_range,
     decode_tokens,
     encode_tokens,
     fingerprint,
     json_object,
     next_version,
+    wait_for_version,
 )
 
 __all__ = ["ENV_TOKEN_STORE", "RedisTokenStore", "StoreTarget", "parse_store_url"]
@@ -56,7 +57,6 @@ _SCHEMES = {
     "rediss+sentinel": (True, True),
 }
 _NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_OWNER = re.compile(r"[^\n]{1,200}")
 _PURPOSE = re.compile(r"[a-z]{1,16}")
 _T = TypeVar("_T")
 
@@ -222,7 +222,7 @@ def _host_port(part: str, default_port: int) -> tuple[str, int]:
     return host, port or default_port
 
 
-class RedisTokenStore:
+class RedisTokenStore(LeaseTaking):
     """The token store on Redis or Redis Sentinel. Thread-safe (redis-py's pool is).
 
     Args:
@@ -273,13 +273,13 @@ class RedisTokenStore:
             raise ConfigurationError(f"no token store: pass a URL or set {ENV_TOKEN_STORE}")
         if not _NAMESPACE.fullmatch(namespace):
             raise ConfigurationError("namespace must be 1-64 letters, digits, '.', '_' or '-'")
-        _check_range("socket_timeout", socket_timeout, 0.01, 60.0)
-        _check_range("connect_timeout", connect_timeout, 0.01, 60.0)
+        check_range("socket_timeout", socket_timeout, 0.01, 60.0)
+        check_range("connect_timeout", connect_timeout, 0.01, 60.0)
         if ack_timeout is None:
             ack_timeout = min(0.5, socket_timeout / 2)
-        _check_range("ack_timeout", ack_timeout, 0.001, socket_timeout * 0.9)
-        _check_range("intent_grace", intent_grace, 0.0, 600.0)
-        _check_range("poll_interval", poll_interval, 0.001, 5.0)
+        check_range("ack_timeout", ack_timeout, 0.001, socket_timeout * 0.9)
+        check_range("intent_grace", intent_grace, 0.0, 600.0)
+        check_range("poll_interval", poll_interval, 0.001, 5.0)
         if replicas is not None and not 0 <= replicas <= 16:
             raise ConfigurationError("replicas must be None or between 0 and 16")
         self._target = parse_store_url(url)
@@ -290,7 +290,6 @@ class RedisTokenStore:
         self._grace_ms = int(intent_grace * 1000)
         self._poll = poll_interval
         self._clock = clock
-        self._never = threading.Event()
         tag = f"{{textstack:{namespace}}}"
         self._record_key = f"{tag}:record"
         self._intent_key = f"{tag}:intent"
@@ -364,31 +363,6 @@ class RedisTokenStore:
             lease_remaining=max(0, int(lease_ms)) / 1000.0 if lease is not None else 0.0,
         )
 
-    def acquire_lease(
-        self, owner: str, *, ttl: float, wait: float, purpose: str = "refresh"
-    ) -> Optional[Lease]:
-        if not _OWNER.fullmatch(owner):
-            raise ConfigurationError("a lease owner is 1-200 characters without a newline")
-        _check_range("ttl", ttl, 0.001, 3600.0)
-        _check_range("wait", wait, 0.0, 3600.0)
-        token = secrets.token_hex(16)
-        deadline = self._clock.monotonic() + wait
-        while True:
-            lease = self._try_lease(owner, token, purpose, ttl, renew=False)
-            if isinstance(lease, Lease):
-                return lease
-            left = deadline - self._clock.monotonic()
-            if left <= 0:
-                return None
-            holder_left = lease / 1000.0 if lease > 0 else self._poll
-            pause = min(left, holder_left, self._jittered())
-            self._clock.wait(pause, self._never)
-
-    def renew_lease(self, lease: Lease, *, ttl: float) -> Optional[Lease]:
-        _check_range("ttl", ttl, 0.001, 3600.0)
-        renewed = self._try_lease(lease.owner, lease.token, lease.purpose, ttl, renew=True)
-        return renewed if isinstance(renewed, Lease) else None
-
     def release_lease(self, lease: Lease, *, withdraw_intent: bool = False) -> bool:
         held = self._call(
             lambda: self._scripts["release"](
@@ -460,16 +434,9 @@ class RedisTokenStore:
         self._call(lambda: self._client.hdel(self._record_key, "pending"))
 
     def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
-        _check_range("timeout", timeout, 0.0, 3600.0)
-        deadline = self._clock.monotonic() + timeout
-        while True:
-            snapshot = self.load()
-            if snapshot.version != version:
-                return snapshot
-            left = deadline - self._clock.monotonic()
-            if left <= 0:
-                return None
-            self._clock.wait(min(left, self._jittered()), self._never)
+        return wait_for_version(
+            self.load, version, timeout=timeout, clock=self._clock, poll=self._poll
+        )
 
     def _pinned(self) -> tuple[Any, Any]:
         """The intent's own connection and script (call with the intent lock held)."""
@@ -483,10 +450,6 @@ class RedisTokenStore:
             self._intent_client = client
         return self._intent_client, self._intent_script
 
-    def _jittered(self) -> float:
-        # Jitter keeps hosts that woke together from polling Redis in lockstep.
-        return self._poll * (0.5 + random.random())  # noqa: S311 - spacing, not a secret
-
     def _lease_key(self, purpose: str) -> str:
         if not _PURPOSE.fullmatch(purpose):
             raise ConfigurationError("a lease purpose is 1-16 lowercase letters")
@@ -494,8 +457,8 @@ class RedisTokenStore:
 
     def _try_lease(
         self, owner: str, token: str, purpose: str, ttl: float, *, renew: bool
-    ) -> Lease | int:
-        """The lease when taken, else the holder's remaining milliseconds."""
+    ) -> Lease | float:
+        """The lease when taken, else the holder's remaining seconds."""
         value = f"{owner}\n{token}"
         ttl_ms = max(1, int(ttl * 1000))
         started = self._clock.monotonic()
@@ -507,7 +470,7 @@ class RedisTokenStore:
         )
         if ok:
             return Lease(owner=owner, token=token, purpose=purpose, deadline=started + ttl)
-        return max(0, int(pttl))
+        return max(0, int(pttl)) / 1000.0
 
     def _write_live(self, expected: str, new_version: int, tokens: TokenSet) -> WriteResult:
         blob = self._seal(encode_tokens(tokens), "tokens")
@@ -622,11 +585,6 @@ def _chain(exc: BaseException, secret: Optional[str]) -> Optional[BaseException]
     if secret and secret in repr(exc):
         return None
     return exc
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ConfigurationError(f"{name} must be between {low:g} and {high:g} seconds")
 
 
 def _text(value: object) -> str:
