@@ -177,10 +177,9 @@ def on_read(
             release=release,
             reason="the store went back to an older version; republishing the newer tokens",
         )
-    if snap.state is RecordState.TOMBSTONE:
-        return Decision(Step.DROP, release=release, reason="logged out (the whole fleet)")
-    if snap.state is RecordState.REVOKED:
-        return Decision(Step.DROP, release=release, reason=_REVOKED)
+    ended = _ended(snap, release)
+    if ended is not None:
+        return ended
     if snap.state is RecordState.EMPTY or snap.tokens is None:
         if held.tokens is not None and held.version == 0:
             return Decision(
@@ -194,13 +193,7 @@ def on_read(
     if fresh(stored, now, margin):
         if stored == held.tokens and snap.version == held.version:
             return Decision(Step.USE, tokens=stored, version=snap.version, release=release)
-        return Decision(
-            Step.ADOPT,
-            tokens=stored,
-            version=snap.version,
-            release=release,
-            reason="another process refreshed",
-        )
+        return _adopt(snap, release, "another process refreshed")
     if not stored.refresh_token:
         return Decision(
             Step.FAIL, release=release, reason="no refresh token: run `textstack login`"
@@ -310,18 +303,11 @@ def on_commit_refused(snap: Snapshot, *, expected: int, tokens: TokenSet) -> Dec
             version=snap.version,
             reason="the store went back while refreshing; writing the new tokens",
         )
-    if snap.state is RecordState.TOMBSTONE:
-        return Decision(Step.DROP, release=True, reason="logged out while refreshing")
-    if snap.state is RecordState.REVOKED:
-        return Decision(Step.DROP, release=True, reason=_REVOKED)
+    ended = _ended(snap, True)
+    if ended is not None:
+        return ended
     if snap.state is RecordState.LIVE and snap.tokens is not None:
-        return Decision(
-            Step.ADOPT,
-            tokens=snap.tokens,
-            version=snap.version,
-            release=True,
-            reason="a newer record won (this commit came late)",
-        )
+        return _adopt(snap, True, "a newer record won (this commit came late)")
     return Decision(Step.FAIL, release=True, reason="not logged in: run `textstack login`")
 
 
@@ -329,14 +315,21 @@ def on_refused(snap: Snapshot, *, spent: TokenSet, version: int) -> Decision:
     """After ``invalid_grant`` for ``spent`` (recorded on ``version``), and a new read."""
     if snap.state is RecordState.LIVE and snap.tokens is not None:
         if snap.tokens.refresh_token != spent.refresh_token:
-            return Decision(
-                Step.ADOPT,
-                tokens=snap.tokens,
-                version=snap.version,
-                release=True,
-                reason="a sibling rotated the refresh token",
-            )
+            return _adopt(snap, True, "a sibling rotated the refresh token")
         return Decision(Step.MARK_REVOKED, version=snap.version, release=True, reason=_REVOKED)
+    return _ended(snap, True) or Decision(Step.DROP, release=True, reason=_REVOKED)
+
+
+def _ended(snap: Snapshot, release: bool) -> Optional[Decision]:
+    """DROP for a record that ends the login (a logout, a revoked token), else None."""
     if snap.state is RecordState.TOMBSTONE:
-        return Decision(Step.DROP, release=True, reason="logged out (the whole fleet)")
-    return Decision(Step.DROP, release=True, reason=_REVOKED)
+        return Decision(Step.DROP, release=release, reason="logged out (the whole fleet)")
+    if snap.state is RecordState.REVOKED:
+        return Decision(Step.DROP, release=release, reason=_REVOKED)
+    return None
+
+
+def _adopt(snap: Snapshot, release: bool, why: str) -> Decision:
+    return Decision(
+        Step.ADOPT, tokens=snap.tokens, version=snap.version, release=release, reason=why
+    )
