@@ -158,6 +158,30 @@ READ_ROWS: list[tuple[str, Snapshot, Held, Optional[float], Step, dict[str, Any]
         Step.FAIL,
         {"retryable": False},
     ),
+    (
+        "unsaved-refresh-is-committed-first",
+        snap(5),
+        Held(FRESH2, 5, unsaved=True),
+        None,
+        Step.COMMIT,
+        {"version": 5, "tokens": FRESH2},
+    ),
+    (
+        "unsaved-refresh-heals-a-store-that-went-back",
+        snap(0, RecordState.EMPTY),
+        Held(FRESH2, 5, unsaved=True),
+        None,
+        Step.COMMIT,
+        {"version": 0, "tokens": FRESH2},
+    ),
+    (
+        "unsaved-refresh-overtaken-by-a-logout",
+        snap(9, RecordState.TOMBSTONE),
+        Held(FRESH2, 5, unsaved=True),
+        None,
+        Step.DROP,
+        {},
+    ),
     # Holding the lease, after the re-read:
     (
         "reread-finds-a-sibling-refreshed-adopt",

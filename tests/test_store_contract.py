@@ -6,19 +6,19 @@ store each has its own FileTokenCache, so its own flock descriptor). Waits are o
 TTLs, kept to tenths of a second.
 """
 
+# ruff: noqa: F811 - pytest fixtures imported from the helpers are parameters here
+
 from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
-from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
+from _fleet_helpers import MakeStore, make_store, store_kind  # noqa: F401 - fixtures
+from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401 - fixtures
 from _tm_helpers import run_threads
 
-from textstack_sdk._cache import FileTokenCache
 from textstack_sdk._file_store import FileTokenStore
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
@@ -26,44 +26,9 @@ from textstack_sdk._store import RecordState, TokenStore, fingerprint
 
 pytestmark = pytest.mark.timeout(30)
 
-MakeStore = Callable[..., TokenStore]
-
 
 def tokens(n: int) -> TokenSet:
     return TokenSet(access_token=f"access-{n}", refresh_token=f"refresh-{n}", access_exp=1e9 + n)
-
-
-@pytest.fixture(params=["file", "redis"])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[MakeStore]:
-    """Builds stores ("hosts") that share one record, fresh for each test."""
-    made: list[Any] = []
-    if store_kind == "redis":
-        server: RedisProcess = request.getfixturevalue("shared_redis")
-        namespace = f"t-{uuid.uuid4().hex[:12]}"
-
-        def make(**options: Any) -> TokenStore:
-            options.setdefault("poll_interval", 0.01)
-            store = RedisTokenStore(server.url, namespace=namespace, **options)
-            made.append(store)
-            return store
-
-    else:
-        path = request.getfixturevalue("tmp_path") / "mcp-token.json"
-
-        def make(**options: Any) -> TokenStore:
-            options.setdefault("poll_interval", 0.01)
-            store = FileTokenStore(FileTokenCache(path, cipher=None), **options)
-            made.append(store)
-            return store
-
-    yield make
-    for store in made:
-        store.close()
 
 
 def live(store: TokenStore, n: int) -> int:

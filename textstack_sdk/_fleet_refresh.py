@@ -123,13 +123,18 @@ class Held:
     """What this process holds in memory: tokens and the version they came with. Immutable.
 
     ``version`` is 0 for tokens the store never had (a login made before the store).
+    ``unsaved`` marks tokens a refresh got that the store has not taken yet (it became
+    unreachable before the commit): ``version`` is then the one the refresh started from,
+    and they are the only copy of a live refresh token.
     """
 
     tokens: Optional[TokenSet]
     version: int
+    unsaved: bool = False
 
     def __repr__(self) -> str:
-        return f"Held(version={self.version}, tokens={'yes' if self.tokens else 'no'})"
+        has = "yes" if self.tokens else "no"
+        return f"Held(version={self.version}, tokens={has}, unsaved={self.unsaved})"
 
 
 class Response(str, enum.Enum):
@@ -169,6 +174,16 @@ def on_read(
         max_wait: The longest this caller may wait for another host.
     """
     release = lease_left is not None
+    if held.unsaved and held.tokens is not None and snap.version <= held.version:
+        # The store still has the refresh token this process spent (or went back even
+        # further): whoever read it would present a spent token. Ours go in first.
+        return Decision(
+            Step.COMMIT,
+            tokens=held.tokens,
+            version=snap.version,
+            release=release,
+            reason="saving the tokens of a refresh the store missed",
+        )
     if held.tokens is not None and snap.regressed_from(held.version):
         return Decision(
             Step.REPUBLISH,
