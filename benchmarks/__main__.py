@@ -40,7 +40,7 @@ def _runners(config: Config, facts: dict[str, Any]) -> dict[str, Callable[[], li
     def startup() -> list[Row]:
         from . import startup as start
 
-        return start.run(config)
+        return start.run(config, facts)
 
     def mcp() -> list[Row]:
         from . import mcp_server
@@ -70,6 +70,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="a tiny run (seconds) through every path; speed is not judged",
     )
     parser.add_argument(
+        "--short",
+        action="store_true",
+        help="fewer rounds and thread/process counts (about a minute); speed is judged",
+    )
+    parser.add_argument(
         "--out",
         default=None,
         help=f"folder for latest.json and chart.png (default {RESULTS}; "
@@ -80,12 +85,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    config = Config.tiny() if args.smoke else Config.full()
+    config = Config.tiny() if args.smoke else Config.short() if args.short else Config.full()
     out = args.out if args.out is not None else (None if args.smoke else RESULTS)
     facts: dict[str, Any] = {
         "schema": 1,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "mode": "smoke" if args.smoke else "short" if args.short else "full",
         "machine": machine_facts(),
         "config": asdict(config),
     }

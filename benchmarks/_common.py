@@ -55,6 +55,21 @@ class Config:
         )
 
     @classmethod
+    def short(cls) -> Config:
+        """The full run's measurements with fewer rounds and sizes: judged, but noisier."""
+        return cls(
+            smoke=False,
+            rounds=5,
+            batch_seconds=0.04,
+            rate_seconds=0.25,
+            http_seconds=0.6,
+            thread_counts=(1, 16, 256),
+            process_counts=(1, 4),
+            process_repeats=1,
+            import_runs=5,
+        )
+
+    @classmethod
     def tiny(cls) -> Config:
         return cls(
             smoke=True,

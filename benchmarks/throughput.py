@@ -3,7 +3,10 @@
 The server (``python -m textstack_sdk.testing``) runs in its own process, pinned to a
 CPU of its own when there are two or more. Every candidate sends the same GET
 (``/api/me/books``, a 447-byte JSON answer) with the same ``Host``, ``Authorization``
-and ``Accept`` headers; candidates are interleaved round by round. Besides requests
+and ``Accept`` headers and decodes the JSON (the client into typed results, the bare
+``PoolManager`` with ``json.loads``, requests and httpx with ``.json()``; the raw
+``http.client`` ceiling probe only reads the bytes); candidates are interleaved round
+by round. Besides requests
 per second, the client process's CPU time per request is reported: it is the client's
 own cost even when the server is the bottleneck.
 """
@@ -15,7 +18,9 @@ import cProfile
 import gc
 import http.client
 import io
+import json
 import pstats
+import socket
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -34,6 +39,7 @@ SECTION_PAIRED = "client vs bare urllib3, alternating (req/s ratio)"
 BARE = "bare urllib3 PoolManager"
 CLIENT = "TextStackApiClient.list_my_books"
 CEILING = "raw http.client keep-alive (server ceiling probe)"
+RAW_SOCKET = "raw socket keep-alive (client CPU floor)"
 SITE = "textstack.app"
 PATH = "/me/books"
 
@@ -62,7 +68,7 @@ def _candidates(
         response = pool.request("GET", url, headers=headers)
         if response.status != 200:
             raise RuntimeError(f"bare urllib3 got HTTP {response.status}")
-        return response.data
+        return json.loads(response.data)
 
     calls[BARE] = bare
 
@@ -78,7 +84,7 @@ def _candidates(
             response = session.get(url, headers=headers)
             if response.status_code != 200:
                 raise RuntimeError(f"requests got HTTP {response.status_code}")
-            return response.content
+            return response.json()
 
         calls["requests.Session"] = with_requests
 
@@ -96,7 +102,7 @@ def _candidates(
             response = hclient.get(url, headers=headers)
             if response.status_code != 200:
                 raise RuntimeError(f"httpx got HTTP {response.status_code}")
-            return response.content
+            return response.json()
 
         calls["httpx.Client"] = with_httpx
 
@@ -119,6 +125,40 @@ def _candidates(
 
     calls[CEILING] = raw
     closers.append(lambda: [c.close() for c in connections])
+
+    # The least a client can do: one prebuilt request, the answer split by hand.
+    wire = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request_bytes = f"GET {raw_path} HTTP/1.1\r\n{wire}\r\n".encode("latin-1")
+    socks: list[socket.socket] = []
+
+    def raw_socket() -> object:
+        sock = getattr(local, "sock", None)
+        if sock is None:
+            sock = local.sock = socket.create_connection((split.hostname, split.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(sock)
+            local.rest = b""
+        sock.sendall(request_bytes)
+        data: bytes = local.rest
+        while b"\r\n\r\n" not in data:
+            more = sock.recv(65536)
+            if not more:
+                raise RuntimeError("raw socket: the server closed the connection")
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            more = sock.recv(65536)
+            if not more:
+                raise RuntimeError("raw socket: the server closed the connection")
+            body += more
+        local.rest = body[length:]
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"raw socket got {head[:20]!r}")
+        return body[:length]
+
+    calls[RAW_SOCKET] = raw_socket
+    closers.append(lambda: [s.close() for s in socks])
     return calls, missing, closers
 
 

@@ -56,5 +56,4 @@ nitpick_ignore_regex = [
 ]
 
 html_theme = "alabaster"
-html_static_path = ["_static"]
 html_title = f"textstack_sdk {__version__}"

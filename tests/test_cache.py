@@ -424,8 +424,16 @@ def test_fifo_at_path_is_refused_without_hanging(
     assert len(records) == 1 and "FIFO" in records[0].getMessage()
 
 
-def test_device_at_path_is_refused() -> None:
-    assert FileTokenCache("/dev/zero").load() is None
+def test_device_at_path_is_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # /dev/zero reads endlessly: the refusal must come from fstat, before any read.
+    counts = _count_reads(monkeypatch)
+    with caplog.at_level(logging.DEBUG, logger="textstack_sdk.cache"):
+        assert FileTokenCache("/dev/zero").load() is None
+    assert counts == []
+    records = warnings_of(caplog)
+    assert len(records) == 1 and "a device, not a regular file" in records[0].getMessage()
 
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -482,13 +490,12 @@ def test_file_growing_after_fstat_is_read_only_up_to_the_cap(
 
 CORRUPT = [
     pytest.param(b'{"accessToken": "SECRETACCESS-trunc', id="truncated"),
-    pytest.param(b"", id="empty"),
     pytest.param(b'{"accessToken": "SECRET\xff\xfeACCESS"}', id="invalid-utf8"),
     pytest.param(b"\xef\xbb\xbf\xef\xbb\xbf{}", id="double-bom"),
     pytest.param(b"[]", id="list"),
     pytest.param(b"null", id="null"),
     pytest.param(b'"SECRETACCESS"', id="string"),
-    pytest.param(b'{"refreshToken": "SECRETREFRESH"}', id="no-access"),
+    pytest.param(b'{"accessToken": null}', id="access-null-no-refresh"),
     pytest.param(b'{"accessToken": 12345}', id="access-int"),
     pytest.param(b'{"accessToken": ""}', id="access-empty"),
     pytest.param(b'{"accessToken": "SECRET ACCESS"}', id="access-space"),
@@ -520,6 +527,68 @@ def test_corrupt_content_is_moved_aside(
     assert moved[0].read_bytes() == content
     assert moved[0].stat().st_mode & 0o777 == 0o600
     assert cache.load() is None  # now simply logged out
+
+
+# -- living beside the .NET tool (TokenCache.cs) ---------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"   ", b"\r\n\t \n", _cache._BOM, _cache._BOM + b" \n"])
+def test_empty_or_blank_file_is_logged_out_and_left_in_place(
+    path: pathlib.Path, cache: FileTokenCache, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    # The .NET tool truncates, chmods, then writes: a reader may see the empty file
+    # between those steps, and moving it aside would lose the save that follows.
+    write(path, content)
+    with caplog.at_level(logging.DEBUG, logger="textstack_sdk.cache"):
+        assert cache.load() is None
+    assert warnings_of(caplog) == []
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in path.parent.iterdir()) == ["mcp-token.json"]
+    # ...and the .NET tool's write then lands in the same file and is read.
+    write(path, f'{{"AccessToken": "{ACCESS}", "RefreshToken": "{REFRESH}"}}')
+    assert cache.load() == TokenSet(ACCESS, REFRESH, float(EXP))
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ("AccessToken", "RefreshToken", "AccessExpiresAt"),
+        ("ACCESSTOKEN", "refreshtoken", "accessexpiresat"),
+        ("accessToken", "REFRESHTOKEN", "AccessExpiresAT"),
+    ],
+)
+def test_keys_are_read_case_insensitively_as_dotnet_does(
+    path: pathlib.Path, cache: FileTokenCache, keys: tuple[str, str, str]
+) -> None:
+    opaque = "opaque-access-token"
+    access_key, refresh_key, exp_key = keys
+    write(
+        path,
+        json.dumps(
+            {access_key: opaque, refresh_key: REFRESH, exp_key: "2026-11-28T08:00:00+00:00"}
+        ),
+    )
+    assert cache.load() == TokenSet(opaque, REFRESH, float(EXP))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"accessToken": null, "refreshToken": "%s"}',
+        '{"AccessToken": null, "RefreshToken": "%s", "AccessExpiresAt": null}',
+        '{"refreshToken": "%s"}',
+    ],
+)
+def test_null_access_token_with_a_refresh_token_is_an_expired_sign_in(
+    path: pathlib.Path, cache: FileTokenCache, caplog: pytest.LogCaptureFixture, content: str
+) -> None:
+    write(path, content % REFRESH)
+    with caplog.at_level(logging.DEBUG, logger="textstack_sdk.cache"):
+        tokens = cache.load()
+    assert tokens is not None and tokens.refresh_token == REFRESH
+    assert tokens.access_exp is not None and tokens.access_exp <= time.time()
+    assert warnings_of(caplog) == []
+    assert path.exists()
 
 
 def test_corrupt_file_replaced_meanwhile_is_not_moved(

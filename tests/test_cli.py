@@ -338,9 +338,11 @@ def test_status_when_signed_out(
     capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
 ) -> None:
     text = run(capsys, "status")
-    assert text.code == 0
+    assert text.code == 3  # as `gh auth status`: scripts can test it
     assert "textstack login" in text.out
-    data = json.loads(run(capsys, "status", "--json").out)
+    as_json = run(capsys, "status", "--json")
+    assert as_json.code == 3
+    data = json.loads(as_json.out)
     assert data["authorized"] is False
     assert data["source"] == "none"
     assert data["expires_at"] is None
@@ -449,7 +451,9 @@ def test_progress_command(
     signed_in(api_env, cache_path)
     edition = api_env.sample_ids[MOBY]
     missing = run(capsys, "progress", edition)
-    assert missing.code == 1 and "not found" in missing.err
+    assert missing.code == 0, missing
+    assert "not opened it yet" in missing.out and "not found" not in missing.out + missing.err
+    assert run(capsys, "progress", edition, "--json").out == "null\n"
     from textstack_sdk import StaticTokenProvider, TextStackApiClient
 
     token = FileTokenCache(cache_path).load()
@@ -739,3 +743,306 @@ def test_format_helpers() -> None:
     assert describe_expiry(now - 3700, now) is not None
     assert "1h 1m ago" in (describe_expiry(now - 3700, now) or "")
     assert describe_expiry(None, now) is None
+
+
+# ------------------------------------------------------------------ help, exit codes, messages
+
+
+def _subparsers() -> dict[str, Any]:
+    import argparse
+
+    from textstack_sdk.cli._main import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_exit_code_table_is_in_help_once_and_in_the_readme(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from textstack_sdk.cli._context import EXIT_CODES
+    from textstack_sdk.cli._main import exit_code_table
+
+    table = exit_code_table()
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [
+        str(code) for code, _ in EXIT_CODES
+    ]
+    top = run(capsys, "--help").out
+    assert table in top and "environment:" in top and "TEXTSTACK_MCP_TOKEN_CACHE" in top
+    assert table in (ROOT / "README.md").read_text(encoding="utf-8")
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for code, meaning in EXIT_CODES:
+        assert f"| {code} | {meaning} |" in reference
+    for name in _subparsers():
+        sub = run(capsys, name, "--help")
+        assert sub.code == 0
+        # The shared footer appears once, in `textstack --help`, not per command.
+        assert "exit codes:" not in sub.out and "environment:" not in sub.out, name
+
+
+def test_every_argument_and_option_has_help_and_every_command_examples() -> None:
+    import argparse
+
+    for name, sub in _subparsers().items():
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (name, action.dest)
+            if action.choices is not None:
+                assert all(str(c) in action.help for c in action.choices), (name, action.dest)
+        examples = re.findall(r"^  \$ .*textstack ", sub.epilog or "", re.MULTILINE)
+        assert 2 <= len(examples) <= 3, (name, sub.epilog)
+        assert "examples:" in (sub.epilog or "")
+
+
+def test_stage_choices_are_checked_before_any_request(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
+) -> None:
+    result = run(capsys, "vocabulary", "--stage", "bogus")
+    assert result.code == 2
+    assert "'new', 'learning', 'known'" in result.err
+    assert api_env.count("*") == 0
+
+
+def test_a_value_the_server_refuses_is_a_usage_error_shown_once(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    signed_in(api_env, cache_path)
+    # The server's validation answer: its message repeats the first field's message.
+    said = "'stage' must be one of new, learning, known."
+    api_env.inject(
+        "GET /me/vocabulary/words",
+        status=400,
+        json={
+            "error": "validation_failed",
+            "message": said,
+            "errors": [{"path": "stage", "code": "invalid", "message": said}],
+        },
+    )
+    result = run(capsys, "vocabulary", "--stage", "4")
+    assert result.code == 2, result
+    assert api_env.count("GET /me/vocabulary/words") == 1
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("textstack: error: the server refused")
+    assert lines[0].count(said) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("books",), ("token",), ("search", "x"), ("highlights", "e1"), ("login", "--no-browser")],
+)
+def test_a_network_failure_is_exit_4_on_every_command(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/api"
+    result = run(capsys, "--api-url", url, "--timeout", "3", *argv)
+    assert result.code == 4, result
+    assert result.err.startswith("textstack: error: network error") or "connection" in result.err
+    assert "textstack login` signs in" not in result.err
+
+
+def test_global_timeout_bounds_the_login_wait(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
+) -> None:
+    started = time.monotonic()
+    result = run(capsys, "--timeout", "0.3", "login", "--no-browser")
+    assert result.code == 3, result
+    assert "no approval within 0.3 s" in result.err
+    assert time.monotonic() - started < 10  # not the code's ten-minute lifetime
+
+
+def test_token_login_honours_the_timeout(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
+) -> None:
+    result = run(capsys, "token", "--login", "--no-browser", "--timeout", "0.3")
+    assert result.code == 3, result
+    assert result.out == ""
+    assert "no approval within 0.3 s" in result.err
+
+
+def test_a_rejected_env_token_says_to_fix_or_unset_the_variable(
+    capsys: pytest.CaptureFixture[str],
+    api_env: FakeTextStackServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEXTSTACK_MCP_TOKEN", "not-a-token-the-server-issued")
+    result = run(capsys, "books")
+    assert result.code == 3
+    assert "TEXTSTACK_MCP_TOKEN is set" in result.err and "fix or unset it" in result.err
+    assert "textstack login" not in result.err
+    assert "not-a-token-the-server-issued" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "shown"),
+    [
+        ("env", "https://ann:sekret@[::1/api", "TEXTSTACK_API_URL='https://***@[::1/api'"),
+        ("option", "ftp://example.com/api", "api_url='ftp://example.com/api'"),
+        ("env", "http://example.com/api", "TEXTSTACK_API_URL='http://example.com/api'"),
+        ("option", "https://h/api?sekret=1", "api_url='https://h/api?***'"),
+    ],
+)
+def test_a_configuration_error_names_the_setting_and_its_value(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    value: str,
+    shown: str,
+) -> None:
+    if where == "env":
+        monkeypatch.setenv("TEXTSTACK_API_URL", value)
+        result = run(capsys, "search", "x")
+    else:
+        result = run(capsys, "--api-url", value, "search", "x")
+    assert result.code == 5, result
+    assert shown in result.err
+    assert "sekret" not in result.err and "ann:" not in result.err
+
+
+def test_timeout_out_of_range_names_the_value(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(capsys, "--timeout", "0", "search", "x")
+    assert result.code == 5
+    assert "timeout must be between 0 and 600 seconds, got 0.0" in result.err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--api-url", "http://127.0.0.1:1/api", "demo"),
+        ("--timeout", "3", "demo"),
+        ("--cache", "/tmp/x.json", "dev-server"),
+        ("demo", "--cache", "x"),
+        ("demo", "--site-host", "x"),
+        ("dev-server", "--api-url", "http://127.0.0.1:1/api"),
+        ("dev-server", "--timeout", "3"),
+    ],
+)
+def test_demo_and_dev_server_reject_options_that_mean_nothing_for_them(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    result = run(capsys, *argv)
+    assert result.code == 2, result
+    assert result.out == ""
+
+
+def test_dev_server_on_a_busy_port_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run(capsys, "dev-server", "--port", str(port))
+    assert result.code == 2, result
+    assert result.err == (
+        f"textstack: error: --port {port}: the port is in use on 127.0.0.1; choose another, "
+        "or --port 0 for any free port\n"
+    )
+
+
+def test_login_that_cannot_save_says_so_and_fails(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    cache_path.mkdir(parents=True)  # a folder where the file should be
+    approver = Approver(api_env)
+    result = run(capsys, "login", "--no-browser")
+    approver.code()
+    assert result.code == 5, result
+    assert "saved" not in result.out and result.out == ""
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("textstack: error: signed in")
+    assert f"could not be saved to {cache_path}" in last
+    assert "fix:" in last and "--cache" in last
+    # The cache's own warnings are shown too, each once.
+    warnings = [x for x in result.err.splitlines() if x.startswith("textstack: warning:")]
+    assert warnings and len(warnings) == len(set(warnings))
+
+
+def test_cache_warnings_reach_stderr_without_debug(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    signed_in(api_env, cache_path)
+    os.chmod(cache_path, 0o644)
+    for argv in (("status",), ("books",), ("token",)):
+        result = run(capsys, *argv)
+        warnings = [x for x in result.err.splitlines() if x.startswith("textstack: warning:")]
+        assert len(warnings) == 1, (argv, result.err)
+        assert f"chmod 600 {cache_path}" in warnings[0]
+    cache_path.write_text("{not json")
+    os.chmod(cache_path, 0o600)
+    result = run(capsys, "status")
+    assert result.code == 3
+    assert "was corrupt (not valid JSON); moved it to" in result.err
+
+
+def test_a_dotnet_cache_with_a_null_access_token_is_refreshed(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    _, refresh = api_env.issue_tokens()
+    cache_path.parent.mkdir(parents=True)
+    cache_path.write_text(json.dumps({"AccessToken": None, "RefreshToken": refresh}))
+    os.chmod(cache_path, 0o600)
+    status = run(capsys, "status")
+    assert status.code == 0 and "refreshed on next use" in status.out
+    assert run(capsys, "books").code == 0
+    assert api_env.count("POST /auth/refresh-mobile") == 1
+    saved = FileTokenCache(cache_path).load()
+    assert saved is not None and saved.access_token and saved.refresh_token != refresh
+
+
+def test_paged_lists_share_one_footer_and_empty_results_one_word(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer, cache_path: pathlib.Path
+) -> None:
+    signed_in(api_env, cache_path)
+    total = len(json.loads(run(capsys, "vocabulary", "--json").out)["items"])
+    assert total >= 2
+    first = run(capsys, "vocabulary", "--limit", "1")
+    assert first.out.splitlines()[-1] == f"1 of {total} words; next page: --offset 1"
+    last = run(capsys, "vocabulary", "--limit", "1", "--offset", str(total - 1))
+    assert last.out.splitlines()[-1] == f"1 of {total} words ({total}-{total})"
+    empty = run(capsys, "vocabulary", "--search", "zzzzzz-no-such-word")
+    assert empty.out.splitlines()[-2:] == ["(none)", "0 of 0 words"]
+    api_env.inject("GET /search", json={"total": 0, "items": []})
+    search = run(capsys, "search", "zzzzzz-no-such-word")
+    assert search.out.splitlines()[-2:] == ["(none)", "0 of 0 matching chapters"]
+    assert "(empty)" not in run(capsys, "shelves").out
+
+
+def test_a_long_login_timeout_is_not_a_per_request_timeout(
+    capsys: pytest.CaptureFixture[str], api_env: FakeTextStackServer
+) -> None:
+    # 900 s is a fine wait for a person, but more than any one request may take (600 s).
+    approver = Approver(api_env)
+    result = run(capsys, "login", "--no-browser", "--timeout", "900")
+    approver.code()
+    assert result.code == 0, result
+    assert "Signed in" in result.out
+
+
+@pytest.mark.parametrize("problem", ["symlink", "loose-folder"])
+def test_every_cache_warning_kind_reaches_stderr_once(
+    capsys: pytest.CaptureFixture[str],
+    api_env: FakeTextStackServer,
+    cache_path: pathlib.Path,
+    problem: str,
+) -> None:
+    if problem == "symlink":
+        signed_in(api_env, cache_path)
+        real = cache_path.with_name("real.json")
+        cache_path.rename(real)
+        cache_path.symlink_to(real)
+        expected = "it is a symbolic link"
+        result = run(capsys, "status")
+    else:
+        # The folder is checked when tokens are saved: at the end of a login.
+        cache_path.parent.mkdir(parents=True)
+        os.chmod(cache_path.parent, 0o777)
+        expected = "writable by"
+        approver = Approver(api_env)
+        result = run(capsys, "login", "--no-browser")
+        approver.code()
+        assert result.code == 0, result
+    warnings = [x for x in result.err.splitlines() if x.startswith("textstack: warning:")]
+    assert len(warnings) == 1, result.err
+    assert expected in warnings[0] and str(cache_path.parent) in warnings[0]

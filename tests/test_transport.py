@@ -8,9 +8,11 @@ import gzip
 import logging
 import math
 import os
+import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -23,6 +25,7 @@ from textstack_sdk._errors import ConfigurationError, TransportError
 from textstack_sdk._http import Request, Response, parse_retry_after
 from textstack_sdk._transport import (
     Urllib3Transport,
+    _HTTPConnection,
     backoff_delay,
     check_url,
     redirect_target,
@@ -57,6 +60,17 @@ def serve() -> Any:
 @pytest.fixture
 def sleeps() -> list[float]:
     return []
+
+
+@pytest.fixture(params=["kernel", "reader"])
+def deadline_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with plain-HTTP sockets in both deadline modes: kernel timeouts with
+    the deadline checked by the socket (Linux), and ``_DeadlineReader`` (TLS, elsewhere)."""
+    kernel = request.param == "kernel"
+    if kernel and not _HTTPConnection.kernel_timeouts:
+        pytest.skip("kernel socket timeouts are used on Linux only")
+    monkeypatch.setattr(_HTTPConnection, "kernel_timeouts", kernel)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -320,7 +334,9 @@ def test_post_not_replayed_when_the_server_closes_without_answering(
 
 
 @pytest.mark.timeout(10)
-def test_server_that_never_answers_times_out(serve: Any, make: Any, sleeps: list[float]) -> None:
+def test_server_that_never_answers_times_out(
+    serve: Any, make: Any, sleeps: list[float], deadline_path: str
+) -> None:
     server = serve(hang)
     transport = make(timeout=0.3)
     error, elapsed = timed(lambda: transport.handle_request(get(server.origin + "/x")))
@@ -341,7 +357,9 @@ def test_server_that_never_answers_times_out(serve: Any, make: Any, sleeps: list
         pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", id="chunk-size"),
     ],
 )
-def test_slow_drip_is_bounded_by_the_overall_deadline(serve: Any, make: Any, prefix: bytes) -> None:
+def test_slow_drip_is_bounded_by_the_overall_deadline(
+    serve: Any, make: Any, prefix: bytes, deadline_path: str
+) -> None:
     byte = b"1" if prefix.endswith(b"\r\n\r\n") and b"chunked" in prefix else b"a"
     server = serve(drip(prefix, byte))
     transport = make(timeout=0.3)
@@ -352,7 +370,7 @@ def test_slow_drip_is_bounded_by_the_overall_deadline(serve: Any, make: Any, pre
 
 
 @pytest.mark.timeout(10)
-def test_request_timeout_overrides_the_default(serve: Any, make: Any) -> None:
+def test_request_timeout_overrides_the_default(serve: Any, make: Any, deadline_path: str) -> None:
     server = serve(drip(b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n"))
     transport = make(timeout=30.0)
     error, elapsed = timed(
@@ -362,13 +380,89 @@ def test_request_timeout_overrides_the_default(serve: Any, make: Any) -> None:
     assert elapsed < 0.25 + SLACK
 
 
-def test_connection_after_a_timeout_is_not_reused(serve: Any, make: Any) -> None:
+def test_connection_after_a_timeout_is_not_reused(
+    serve: Any, make: Any, deadline_path: str
+) -> None:
     server = serve(sequence(hang, ok(b"fine")))
     transport = make(timeout=0.2)
     with pytest.raises(TransportError):
         transport.handle_request(get(server.origin + "/x"))
     assert transport.handle_request(get(server.origin + "/x")).body == b"fine"
     assert server.connections == 2
+
+
+# ---------------------------------------------------------------------------
+# kernel-enforced socket timeouts (plain HTTP on Linux)
+
+
+def _non_reader(read_every: Optional[float]) -> tuple[socket.socket, threading.Event]:
+    """A listener whose one connection is never read (or read 4 KiB per tick)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stop = threading.Event()
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while not stop.wait(read_every or 30):
+                if read_every is not None:
+                    conn.recv(4096)
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener, stop
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("read_every", [None, 0.01], ids=["never-reads", "reads-a-trickle"])
+def test_a_send_the_server_does_not_read_is_bounded_by_the_deadline(
+    make: Any, read_every: Optional[float], deadline_path: str
+) -> None:
+    listener, stop = _non_reader(read_every)
+    try:
+        port = listener.getsockname()[1]
+        body = b"x" * (32 * 1024 * 1024)  # more than any loopback socket buffers hold
+        request = Request("POST", f"http://127.0.0.1:{port}/x", body=body, route="POST /x")
+        transport = make(timeout=0.3)
+        error, elapsed = timed(lambda: transport.handle_request(request))
+        assert isinstance(error, TransportError), error
+        assert "timed out" in str(error)
+        assert elapsed < 0.3 + SLACK
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.mark.parametrize("cut", [b"HTTP/1.1 200 OK\r\nContent-Type: a", b"HTTP/1.1 200 OK\r\n"])
+def test_a_head_cut_before_the_blank_line_is_a_transport_error(
+    serve: Any, make: Any, cut: bytes, deadline_path: str
+) -> None:
+    def handler(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+        sock.sendall(cut)
+        return False
+
+    server = serve(handler)
+    request = get(server.origin + "/x", retry_safe=False)
+    with pytest.raises(TransportError, match="closed in the middle of the response headers"):
+        make(timeout=2.0).handle_request(request)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel timeouts: Linux only")
+def test_plain_http_sockets_block_in_the_kernel_with_its_timeouts(serve: Any, make: Any) -> None:
+    server = serve(ok(b"hi"))
+    transport = make(timeout=7.5)
+    assert transport.handle_request(get(server.origin + "/x")).body == b"hi"
+    (pool,) = transport._pool._by_origin.values()
+    conn = pool.pool.get_nowait()
+    try:
+        sock = conn.sock
+        # No Python-level timeout (which would poll() before every call) ...
+        assert socket.socket.gettimeout(sock) is None
+        # ... but the kernel's, for receives and sends.
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            seconds, micros = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, option, 16))
+            assert 7.4 < seconds + micros / 1e6 <= 7.5
+    finally:
+        pool.pool.put_nowait(conn)
 
 
 # ---------------------------------------------------------------------------
@@ -752,7 +846,17 @@ def test_https_to_http_downgrade_is_not_followed(
     ],
 )
 def test_check_url_allows(url: str) -> None:
-    check_url(url)
+    assert check_url(url) is None
+    # The same URL with a public host is refused, so the allowance above comes from the
+    # https / loopback rule and not from a check that lets everything through.
+    public = re.sub(r"//[^/]*", "//example.com", url, count=1)
+    if public.lower().startswith("http://"):
+        with pytest.raises(ConfigurationError, match="loopback"):
+            check_url(public)
+    else:
+        assert check_url(public) is None
+        with pytest.raises(ConfigurationError, match="credentials"):
+            check_url(public.replace("//", "//user:pw@", 1))
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,12 @@ refused, a FIFO cannot hang us) and checked with ``fstat`` on the opened descrip
 must be a regular file, owned by us, without any group/other permission bits, and at most
 64 KiB. A refused file is left untouched and logged once, naming the fix. Content that
 does not parse as the format above is moved aside to ``<name>.corrupt-<UTC time>`` and
-treated as "not logged in". On Windows ``st_mode`` is synthesised (0o666) and ``st_uid``
-is 0, so the mode and owner checks are skipped there; the file's ACL protects it.
+treated as "not logged in". As in the .NET tool, keys are matched case-insensitively, an
+empty or whitespace-only file is "not logged in" and left in place (the .NET tool
+truncates before it writes), and ``"accessToken": null`` beside a refresh token is an
+expired sign-in that is refreshed on use. On Windows ``st_mode`` is synthesised (0o666)
+and ``st_uid`` is 0, so the mode and owner checks are skipped there; the file's ACL
+protects it.
 
 Writing is atomic: a randomly named temp file in the same folder is created with
 ``O_CREAT | O_EXCL | O_NOFOLLOW`` and 0600 (fixed with ``fchmod`` before the secret is
@@ -160,6 +164,7 @@ class FileTokenCache:
         self._state_lock = threading.Lock()
         self._state_pid = os.getpid()
         self._failing = False
+        self._save_problem: Optional[str] = None
         self._warned_folder = False
         if isinstance(cipher, str):
             if cipher != "env":
@@ -189,6 +194,16 @@ class FileTokenCache:
     def path(self) -> pathlib.Path:
         """The cache file."""
         return self._path
+
+    @property
+    def save_problem(self) -> Optional[str]:
+        """Why the last ``save()`` failed (secret-free), or None after a successful one.
+
+        Lets a caller that must not claim "saved" (``textstack login``) say what failed
+        where; the token manager itself only needs ``save()``'s result.
+        """
+        with self._state():
+            return self._save_problem
 
     @property
     def directory(self) -> pathlib.Path:
@@ -224,6 +239,10 @@ class FileTokenCache:
     def _load(self, *, migrate: bool) -> tuple[Optional[TokenSet], Optional[int]]:
         raw, ident = self._read_checked()
         if raw is None:
+            return None, None
+        if not (raw[len(_BOM) :] if raw.startswith(_BOM) else raw).strip():
+            # The .NET tool truncates the file before it writes: empty means "not logged
+            # in" or "a save in progress", and moving it aside could lose that save.
             return None, None
         if is_sealed(raw):
             return self._open_sealed(raw)
@@ -410,6 +429,7 @@ class FileTokenCache:
             return self._save_failed(problem)
         with self._state():
             was_failing, self._failing = self._failing, False
+            self._save_problem = None
         if was_failing:
             _log.info("token cache %s saved again", self._path)
         return True
@@ -584,6 +604,7 @@ class FileTokenCache:
     def _save_failed(self, problem: str) -> bool:
         with self._state():
             was_failing, self._failing = self._failing, True
+            self._save_problem = problem
         if was_failing:
             _log.debug("token cache %s still cannot be saved (%s)", self._path, problem)
         else:
@@ -818,21 +839,26 @@ def _parse(raw: bytes) -> tuple[Optional[TokenSet], Optional[str], Optional[int]
         return _corrupt("not valid JSON")
     if not isinstance(data, dict):
         return _corrupt("not a JSON object")
-    access = data.get("accessToken")
-    if not is_bearer_token(access):
-        return _corrupt("accessToken is missing or not a bearer token")
-    assert isinstance(access, str)
-    refresh = data.get("refreshToken")
+    # The .NET tool reads with PropertyNameCaseInsensitive: "AccessToken" is the same key.
+    fields = {str(k).lower(): v for k, v in data.items()}
+    access = fields.get("accesstoken")
+    refresh = fields.get("refreshtoken")
     if refresh == "":
         refresh = None
     if refresh is not None and not is_bearer_token(refresh):
         return _corrupt("refreshToken is not a bearer token")
-    exp = decode_exp(access)
-    if exp is None:
-        exp = _parse_iso8601(data.get("accessExpiresAt"))
-    version = data.get("version")
+    version = fields.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
         version = None
+    if access is None and refresh is not None:
+        # No access token but a refresh token: an expired sign-in, refreshed on use.
+        return TokenSet(access_token="", refresh_token=refresh, access_exp=0.0), None, version
+    if not is_bearer_token(access):
+        return _corrupt("accessToken is missing or not a bearer token")
+    assert isinstance(access, str)
+    exp = decode_exp(access)
+    if exp is None:
+        exp = _parse_iso8601(fields.get("accessexpiresat"))
     return TokenSet(access_token=access, refresh_token=refresh, access_exp=exp), None, version
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -47,9 +49,18 @@ class Pending:
     def message(self) -> str:
         """The actionable one-line message the person should see."""
         return (
-            f"authentication required — open {for_terminal(self.verification_uri)} and enter "
-            f"code {for_terminal(self.user_code)} to connect TextStack, then retry."
+            f"authentication required — open {_text(self.verification_uri)} and enter "
+            f"code {_text(self.user_code)} to connect TextStack, then retry."
         )
+
+    @property
+    def expires_at_datetime(self) -> Optional[datetime.datetime]:
+        """``expires_at`` as an aware UTC ``datetime`` (None when unknown or unreadable).
+
+        The token layer keeps times as Unix seconds (``expires_at``), as the contract
+        fixes; API results carry ``datetime`` values. This twin serves code that wants those.
+        """
+        return _utc(self.expires_at)
 
     @property
     def link(self) -> str:
@@ -59,31 +70,77 @@ class Pending:
     def __str__(self) -> str:
         return self.message
 
+    # Callers may build a Pending from anything, so both renderings below assume nothing
+    # about its fields: every field is made one safe line first, only an http(s) URL
+    # becomes a link, and each output context (HTML attribute, HTML text, Markdown link
+    # target, Markdown text) gets its own escaping.
+
     def _repr_html_(self) -> str:
-        href = self.link
-        safe_href = html.escape(href if _is_web_url(href) else "#", quote=True)
+        href = _web_url(self.link)
+        shown = html.escape(_text(self.verification_uri), quote=True)
+        place = (
+            f'<a href="{html.escape(href, quote=True)}" target="_blank" '
+            f'rel="noopener noreferrer">{shown}</a>'
+            if href is not None
+            else shown
+        )
         return (
             '<div class="textstack-login">'
-            "<b>TextStack sign-in required.</b> "
-            f'Open <a href="{safe_href}" target="_blank" rel="noopener noreferrer">'
-            f"{html.escape(for_terminal(self.verification_uri))}</a> and enter the code "
-            f'<code style="font-size:1.2em">{html.escape(for_terminal(self.user_code))}</code>'
-            ", then run the cell again.</div>"
+            f"<b>TextStack sign-in required.</b> Open {place} and enter the code "
+            f'<code style="font-size:1.2em">{html.escape(_text(self.user_code), quote=True)}'
+            "</code>, then run the cell again.</div>"
         )
 
     def _repr_markdown_(self) -> str:
-        uri = for_terminal(self.link).replace(")", "%29").replace(" ", "%20")
-        code = for_terminal(self.user_code).replace("`", "")
-        shown = for_terminal(self.verification_uri).replace("]", "")
+        href = _web_url(self.link)
+        shown = _markdown_text(_text(self.verification_uri))
+        place = f"[{shown}](<{_markdown_href(href)}>)" if href is not None else shown
         return (
-            f"**TextStack sign-in required.** Open [{shown}]({uri}) and enter the code "
-            f"`{code}`, then run the cell again."
+            f"**TextStack sign-in required.** Open {place} and enter the code "
+            f"{_markdown_text(_text(self.user_code))}, then run the cell again."
         )
 
 
-def _is_web_url(url: str) -> bool:
-    lowered = url.strip().lower()
-    return lowered.startswith("https://") or lowered.startswith("http://")
+def _utc(seconds: object) -> Optional[datetime.datetime]:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _text(value: object) -> str:
+    """Any field value as one line without control characters (C0, C1, bidi)."""
+    return for_terminal(value if isinstance(value, str) else str(value))
+
+
+def _web_url(value: object) -> Optional[str]:
+    """The value when it is a plain http(s) URL with a host, else None (never linked)."""
+    if not isinstance(value, str):
+        return None
+    url = _text(value)
+    if url != value or " " in url or not _WEB_URL.match(url):
+        return None
+    return url
+
+
+def _markdown_text(text: str) -> str:
+    # Markdown renderers pass raw HTML through, so HTML-escape first, then neutralise
+    # every Markdown punctuation mark with a backslash.
+    return _MARKDOWN_SPECIAL.sub(r"\\\g<0>", html.escape(text, quote=True))
+
+
+def _markdown_href(url: Optional[str]) -> str:
+    # Inside <...> only <, > and newlines end the target; percent-encode what remains risky.
+    return (url or "").translate(_HREF_ESCAPES)
+
+
+_WEB_URL = re.compile(r"https?://[^/?#\s]+", re.IGNORECASE)
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()<>#+!|~:-]")
+_HREF_ESCAPES = str.maketrans(
+    {"<": "%3C", ">": "%3E", " ": "%20", "(": "%28", ")": "%29", '"': "%22", "\\": "%5C"}
+)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,16 @@ without sockets. Every urllib3 / socket / ssl / http.client failure becomes a
 ``TransportError`` in one place, ``_map_error``.
 
 Deadlines: besides the connect timeout, every request has an overall deadline. It is
-enforced below http.client, at each ``recv`` (``_DeadlineReader``), so a server that
-drips its status line, headers, chunk framing or body one byte at a time is cut off at
-the deadline just like one that never answers.
+enforced below http.client, at each ``recv``, so a server that drips its status line,
+headers, chunk framing or body one byte at a time is cut off at the deadline just like
+one that never answers. Plain-HTTP connections on Linux are blocking sockets whose
+timeouts the kernel enforces (``_KernelTimeoutSocket``, which also checks the deadline
+at each recv): no ``poll()`` before every send and receive, as CPython does for a socket
+with a timeout. TLS connections keep Python's timeouts, read through ``_DeadlineReader``.
+
+Per request, nothing is parsed or built that was the same last time: one connection
+pool per origin in a dict (``_Pools``), accepted URLs and their split cached, validated
+header sets cached, the default ``Timeout`` prebuilt.
 
 Known limit: DNS resolution (``getaddrinfo``) blocks without a timeout; the deadline is
 checked again as soon as it returns.
@@ -28,6 +35,7 @@ import random
 import re
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -59,7 +67,7 @@ from ._http import Request, Response, parse_retry_after
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = ["Urllib3Transport", "check_url", "redirect_target", "retry_delay"]
 
@@ -141,6 +149,11 @@ def _check_origin(origin: str) -> None:
         raise ConfigurationError(
             f"plain http:// is only allowed to a loopback host, not {host!r}; use https"
         )
+
+
+# A client sends a handful of distinct URLs many times each; an accepted one needs no
+# second look (refusals raise, so only accepted URLs are remembered).
+_check_url_once = functools.lru_cache(maxsize=256)(check_url)
 
 
 def _is_loopback(host: str) -> bool:
@@ -341,9 +354,15 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
     ) -> None:
         deadline: Optional[float] = getattr(_deadline_local, "value", None)
         self._deadline_sock: Optional[_DeadlineSocket] = None
+        self._kernel_sock: Optional[_KernelTimeoutSocket] = None
         if deadline is not None:
-            self._deadline_sock = _DeadlineSocket(sock, deadline)
-            sock = cast(socket.socket, self._deadline_sock)
+            if isinstance(sock, _KernelTimeoutSocket):
+                # It checks the deadline at each recv itself: no reader in between.
+                sock.arm(deadline)
+                self._kernel_sock = sock
+            else:
+                self._deadline_sock = _DeadlineSocket(sock, deadline)
+                sock = cast(socket.socket, self._deadline_sock)
         super().__init__(sock, 0, method, url)
 
     def begin(self) -> None:
@@ -351,9 +370,147 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         # http.client takes end-of-stream for the end of the headers; with no
         # Content-Length yet, a head cut short would pass for a complete, empty answer.
         # A complete head never needs a read that meets EOF, so one that did is cut.
+        kernel = self._kernel_sock
+        if kernel is not None:
+            if kernel.saw_eof:
+                raise _HeadCutShort("response headers cut short")
+            return
         holder = self._deadline_sock
         if holder is not None and holder.reader is not None and holder.reader.saw_eof:
             raise _HeadCutShort("response headers cut short")
+
+
+_KERNEL_TIMEOUTS = hasattr(socket, "SO_RCVTIMEO") and sys.platform.startswith("linux")
+# SO_RCVTIMEO of zero means "wait forever": a timeout is never set below this.
+_MIN_KERNEL_TIMEOUT = 0.001
+_KERNEL_TIMEOUT_SLACK = 0.001
+
+
+class _KernelTimeoutSocket(socket.socket):
+    """A blocking socket whose timeouts the kernel enforces. One thread at a time.
+
+    ``SO_RCVTIMEO`` and ``SO_SNDTIMEO`` carry the timeout. CPython runs a ``poll()``
+    before every send and receive on a socket with a timeout; a blocking socket with
+    kernel timeouts needs none, and a ``settimeout`` to the value already set costs no
+    system call either. A send or receive that runs out of time fails with EAGAIN,
+    raised here as ``socket.timeout`` exactly as a Python-level timeout would be. Used
+    for plain-HTTP connections once they are connected (the connect itself keeps
+    Python's timeout); TLS sockets keep Python-level timeouts, because ``ssl`` retries a
+    kernel timeout as a want-read and the deadline would not hold.
+    """
+
+    _kernel_timeout: Optional[float] = None
+    # The overall deadline of the response being read (``arm``), checked at each recv
+    # as ``_DeadlineReader`` does for TLS sockets; and whether a recv met end-of-stream.
+    _deadline: Optional[float] = None
+    saw_eof = False
+
+    def arm(self, deadline: float) -> None:
+        """Bounds every receive from now on by the monotonic ``deadline``."""
+        self._deadline = deadline
+        self.saw_eof = False
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> socket.socket:
+        """The same connected descriptor as a kernel-timeout socket (``sock`` is detached)."""
+        timeout = sock.gettimeout()
+        adopted = cls(sock.family, sock.type, sock.proto, sock.detach())
+        socket.socket.settimeout(adopted, None)  # blocking: no poll() before each call
+        adopted.settimeout(timeout)
+        return adopted
+
+    def settimeout(self, value: Optional[float]) -> None:
+        current = self._kernel_timeout
+        if value == current or (
+            value is not None
+            and current is not None
+            and abs(value - current) <= _KERNEL_TIMEOUT_SLACK
+        ):
+            # urllib3 sets the time left before each request; a millisecond either way
+            # is not worth two system calls.
+            return
+        self._set_kernel(socket.SO_RCVTIMEO, value)
+        self._set_kernel(socket.SO_SNDTIMEO, value)
+        self._kernel_timeout = value
+
+    def gettimeout(self) -> Optional[float]:
+        return self._kernel_timeout
+
+    def _before_recv(self) -> None:
+        deadline = self._deadline
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("overall deadline exceeded")
+            current = self._kernel_timeout
+            # As in _DeadlineReader: lowered only when the time left is clearly shorter.
+            if current is None or remaining < current - _DEADLINE_TOLERANCE:
+                self.settimeout(remaining)
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        if self._deadline is not None:
+            self._before_recv()
+        try:
+            count = super().recv_into(buffer, nbytes, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+        if count == 0:
+            self.saw_eof = True
+        return count
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._deadline is not None:
+            self._before_recv()
+        try:
+            data = super().recv(bufsize, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+        if not data:
+            self.saw_eof = True
+        return data
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        try:
+            return super().send(data, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        # As CPython's sendall with a timeout: the timeout bounds the whole call, not
+        # each send(), so a server that reads a trickle cannot stretch it.
+        timeout = self._kernel_timeout
+        end = None if timeout is None else time.monotonic() + timeout
+        try:
+            sent = super().send(data, flags)
+        except BlockingIOError:
+            raise socket.timeout("timed out") from None
+        view = memoryview(data)
+        total = view.nbytes
+        if sent == total:  # the usual case: a request fits in the socket buffer
+            return
+        view = view.cast("B")
+        try:
+            while sent < total:
+                if end is not None:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("timed out")
+                    self._set_kernel(socket.SO_SNDTIMEO, left)
+                try:
+                    sent += super().send(view[sent:], flags)
+                except BlockingIOError:
+                    raise socket.timeout("timed out") from None
+        finally:
+            if timeout is not None:
+                self._set_kernel(socket.SO_SNDTIMEO, timeout)
+
+    def _set_kernel(self, option: int, value: Optional[float]) -> None:
+        if value is None:
+            seconds, micros = 0, 0  # blocking without limit
+        else:
+            whole = max(float(value), _MIN_KERNEL_TIMEOUT)
+            seconds, micros = int(whole), int(whole % 1 * 1e6)
+        self.setsockopt(socket.SOL_SOCKET, option, struct.pack("@ll", seconds, micros))
 
 
 class _HTTPConnection(HTTPConnection):
@@ -362,6 +519,13 @@ class _HTTPConnection(HTTPConnection):
     response_class = _DeadlineHTTPResponse
     # A process-wide ``HTTPConnection.debuglevel = 1`` would print our headers to stdout.
     debuglevel = 0
+
+    # Class-level so tests can run the same exchanges through ``_DeadlineReader``.
+    kernel_timeouts = _KERNEL_TIMEOUTS
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        return _KernelTimeoutSocket.adopt(sock) if self.kernel_timeouts else sock
 
 
 class _HTTPSConnection(HTTPSConnection):
@@ -381,6 +545,55 @@ class _HTTPSPool(HTTPSConnectionPool):
     """Thread-safe connection pool for one HTTPS host, using ``_HTTPSConnection``."""
 
     ConnectionCls = _HTTPSConnection
+
+
+_MAX_POOLS = 10
+
+
+@functools.lru_cache(maxsize=256)
+def _target(url: str) -> tuple[tuple[str, str, int], str]:
+    """((scheme, host, port), request target) of an absolute URL, as PoolManager splits it."""
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    port = parsed.port or _DEFAULT_PORTS.get(scheme, 80)
+    return (scheme, (parsed.host or "").lower(), port), parsed.request_uri
+
+
+class _Pools:
+    """Thread-safe: one urllib3 connection pool per origin, looked up by a plain dict.
+
+    What ``PoolManager.urlopen`` does per request (parse the URL, build and normalise a
+    pool key, an LRU lookup under a lock) happens once per distinct URL and origin here;
+    the pools themselves are created by a PoolManager, so they are configured exactly as
+    its own would be. At most ``_MAX_POOLS`` origins are kept; the oldest is closed.
+    """
+
+    def __init__(self, manager: urllib3.PoolManager) -> None:
+        self._manager = manager
+        self._by_origin: dict[tuple[str, str, int], HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def get(self, origin: tuple[str, str, int]) -> HTTPConnectionPool:
+        pool = self._by_origin.get(origin)
+        if pool is not None:
+            return pool
+        with self._lock:
+            pool = self._by_origin.get(origin)
+            if pool is None:
+                if len(self._by_origin) >= _MAX_POOLS:
+                    oldest = next(iter(self._by_origin))
+                    self._by_origin.pop(oldest).close()
+                pool = self._manager._new_pool(*origin)
+                self._by_origin[origin] = pool
+            return pool
+
+    def clear(self) -> None:
+        """Closes every pool (idle connections now; connections in use when released)."""
+        with self._lock:
+            pools = list(self._by_origin.values())
+            self._by_origin.clear()
+        for pool in pools:
+            pool.close()
 
 
 # ---------------------------------------------------------------------------
@@ -498,7 +711,13 @@ def _map_error(exc: BaseException, request: Request, deadline: float) -> Transpo
 _LIVE: weakref.WeakSet[Urllib3Transport] = weakref.WeakSet()
 
 
+# This process's id, kept current by the fork hook below: os.getpid() is a system call,
+# and handle_request compares pids on every request to notice a fork.
+_current_pid = [os.getpid()]
+
+
 def _renew_locks_in_child() -> None:
+    _current_pid[0] = os.getpid()
     # A lock held by another thread at fork() stays held forever in the child.
     for transport in list(_LIVE):
         transport._lock = threading.Lock()
@@ -526,7 +745,7 @@ def _integer(name: str, value: object, low: int, high: int) -> int:
 
 
 class Urllib3Transport:
-    """Thread-safe HTTP transport on one urllib3 PoolManager, with deadlines and caps.
+    """Thread-safe HTTP transport on urllib3 connection pools, with deadlines and caps.
 
     Every request gets a connect timeout and an overall deadline (``Request.timeout``
     or ``timeout``) that bounds the whole exchange, retries and redirects included.
@@ -630,16 +849,16 @@ class Urllib3Transport:
         state = "closed" if self._closed else "open"
         return f"Urllib3Transport({state}, timeout={self._timeout:g})"
 
-    def _new_pool(self) -> urllib3.PoolManager:
-        pool = urllib3.PoolManager(
+    def _new_pool(self) -> _Pools:
+        manager = urllib3.PoolManager(
             retries=self._retry,
             timeout=self._timeout_obj,
             **self._pool_kw,  # type: ignore[arg-type]
         )
-        pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        return pool
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return _Pools(manager)
 
-    def _pool_after_fork(self) -> urllib3.PoolManager:
+    def _pool_after_fork(self) -> _Pools:
         with self._lock:
             pid = os.getpid()
             if self._pid != pid:
@@ -678,10 +897,17 @@ class Urllib3Transport:
                 retryable=False,
             )
         pool = self._pool
-        if self._pid != os.getpid():
+        if self._pid != _current_pid[0]:
             pool = self._pool_after_fork()
-        check_url(request.url)
-        if request.timeout is None:
+        url = request.url
+        if isinstance(url, str):
+            _check_url_once(url)
+        else:
+            check_url(url)
+        timeout = request.timeout
+        if timeout is None or (timeout == self._timeout and not isinstance(timeout, bool)):
+            # The client passes its own timeout, the transport's default, on every
+            # request: the prebuilt Timeout serves it (the deadline bounds every recv).
             budget = self._timeout
             timeout_obj: Optional[Timeout] = self._timeout_obj
         else:
@@ -697,7 +923,6 @@ class Urllib3Transport:
         start = time.monotonic()
         deadline = start + budget
         method = request.method
-        url = request.url
         body = request.body
         retries = 0
         redirects = 0
@@ -818,7 +1043,7 @@ class Urllib3Transport:
     def _send(
         self,
         *,
-        pool: urllib3.PoolManager,
+        pool: _Pools,
         method: str,
         url: str,
         headers: Mapping[str, str],
@@ -827,13 +1052,15 @@ class Urllib3Transport:
         timeout_obj: Timeout,
     ) -> Response:
         _deadline_local.value = deadline
-        resp = pool.urlopen(
+        origin, target = _target(url)
+        resp = pool.get(origin).urlopen(
             method,
-            url,
+            target,
             body=body,
             headers=headers,
             retries=self._retry,
             redirect=False,
+            assert_same_host=False,
             timeout=timeout_obj,
             preload_content=False,
             decode_content=False,
@@ -846,7 +1073,17 @@ class Urllib3Transport:
             if encoding is not None and encoding.strip().lower() not in ("", "identity"):
                 data = self._read_capped(resp, decode=True)
             elif length is not None:
-                data = resp.read(decode_content=False)
+                inner = getattr(resp, "_fp", None)
+                if (
+                    isinstance(inner, http.client.HTTPResponse)
+                    and inner.length == length
+                    and not inner.chunked
+                ):
+                    # Known length, checked against the cap, and http.client agrees on
+                    # it: read it in one call, without urllib3's per-read machinery.
+                    data = inner.read()
+                else:
+                    data = resp.read(decode_content=False)
             else:
                 data = self._read_capped(resp, decode=False)
             result = Response(

@@ -105,8 +105,8 @@ class Recorder:
             "and kill moments of a run with `TEXTSTACK_ADVERSARIAL_SEED=<seed>`.",
             "",
             "The numbers are counted by the tests while they run. A row says **held** only "
-            "if every test that counted for it passed; see `../shared/RELIABILITY.md` "
-            "(the checklist) for why each row matters.",
+            "if every test that counted for it passed; the docstrings of the modules in "
+            "`tests/adversarial/` say why each row matters.",
             "",
             "| category | scenario | tried (this run) | what must hold | result |",
             "|---|---|---|---|---|",

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -359,7 +360,8 @@ def test_decode_exp_of_nested_and_broken_payloads(
 CACHE_BYTES = scenario(
     "parsers",
     "cache file: arbitrary bytes / JSON shapes / truncated / BOM in a 0600 file",
-    "load() gives None or a TokenSet of bearer tokens; corrupt files moved aside with one warning",
+    "load() gives None or a TokenSet of bearer tokens; corrupt files moved aside with one "
+    "warning; blank files (.NET mid-write) left in place",
 )
 
 jwt_like = st.builds(
@@ -431,6 +433,13 @@ def test_cache_load_of_arbitrary_files(raw: bytes) -> None:
         assert path.read_bytes() == raw and names == ["mcp-token.json"]  # refused, untouched
         assert len(warnings) == 1
         CACHE_BYTES.add("oversized files refused")
+    elif not (raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw).strip():
+        # Blank is the .NET tool's file between its truncate and its write: logged out,
+        # left in place, nothing to warn about.
+        assert result is None
+        assert path.read_bytes() == raw and names == ["mcp-token.json"]
+        assert warnings == []
+        CACHE_BYTES.add("blank files left in place")
     elif result is None:
         corrupt = [n for n in names if n.startswith("mcp-token.json.corrupt-")]
         assert len(corrupt) == 1, names
@@ -440,9 +449,15 @@ def test_cache_load_of_arbitrary_files(raw: bytes) -> None:
         CACHE_BYTES.add("corrupt files moved aside")
     else:
         assert isinstance(result, TokenSet)
-        assert is_bearer_token(result.access_token)
-        assert result.refresh_token is None or is_bearer_token(result.refresh_token)
-        _check_exp(result.access_exp)
+        if result.access_token == "":
+            # "accessToken": null beside a refresh token: an expired sign-in.
+            assert is_bearer_token(result.refresh_token)
+            assert result.access_exp is not None and result.access_exp <= time.time()
+            CACHE_BYTES.add("null access tokens read as expired")
+        else:
+            assert is_bearer_token(result.access_token)
+            assert result.refresh_token is None or is_bearer_token(result.refresh_token)
+            _check_exp(result.access_exp)
         assert path.read_bytes() == raw
         assert warnings == []
     for record in warnings:

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from textstack_sdk.mcp._args import ABSENT
 from textstack_sdk.mcp._protocol import Send, ServerCore, Start
 
 from ._fake_catalog import TOOLS
@@ -125,7 +126,7 @@ def test_a_catalog_exception_becomes_an_unexpected_error_result() -> None:
     )
     call = {"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {"name": "echo"}}
     (start,) = core.receive(_line(call))
-    assert isinstance(start, Start) and start.arguments is None
+    assert isinstance(start, Start) and start.arguments is ABSENT
     (reply,) = _sent(core.finish(start.key, RuntimeError("secret detail")))
     assert reply["result"] == {
         "content": [{"type": "text", "text": "echo failed: unexpected error"}],
@@ -246,3 +247,13 @@ def test_every_request_gets_exactly_one_answer_or_none_when_cancelled(
     assert set(real) | cancelled >= expected
     assert set(real) <= expected
     assert not dropped & set(real)  # a call cancelled before it finished is never answered
+
+
+def test_a_missing_arguments_member_is_absent_and_null_is_passed_on() -> None:
+    core = _core()
+    starts = []
+    for request_id, params in [(1, {"name": "echo"}), (2, {"name": "echo", "arguments": None})]:
+        message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+        message["params"]["_meta"] = META
+        starts += [a for a in core.receive(_line(message)) if isinstance(a, Start)]
+    assert [s.arguments for s in starts] == [ABSENT, None]

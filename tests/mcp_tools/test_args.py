@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textstack_sdk.mcp._args import (
+    ABSENT,
     INT32_MAX,
     INT32_MIN,
     Args,
@@ -33,13 +34,15 @@ def refused(fn: Any, *args: Any) -> str:
 # ------------------------------------------------------------------ the object
 
 
-@pytest.mark.parametrize("value", [[], "x", 1, True, 1.5, ["a"]])
+@pytest.mark.parametrize("value", [None, [], "x", 1, True, 1.5, ["a"]])
 def test_arguments_must_be_an_object(value: Any) -> None:
+    # None is a JSON null sent as the arguments: .NET refuses it like any non-object.
     assert refused(Args, value, ("a",)) == "Arguments must be an object."
 
 
 def test_absent_arguments_read_as_an_empty_object() -> None:
-    assert not Args(None, ("a",)).has("a")
+    assert not Args(ABSENT, ("a",)).has("a")
+    assert repr(ABSENT) == "ABSENT"
 
 
 def test_unknown_argument_is_named() -> None:

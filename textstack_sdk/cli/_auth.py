@@ -6,15 +6,19 @@ No token is printed anywhere except by ``token`` on stdout.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._errors import AuthorizationRequired
-from .._jwt import decode_exp, decode_subject
-from .._models import Failed, Pending, TokenResult
 from .._text import for_terminal
-from ._context import Context
+from ._context import EXIT_AUTH, EXIT_OK, CacheNotSaved, Context
 from ._format import describe_expiry, iso_utc, render_fields, to_json
 from ._signin import Prompter, failed_to_error, sign_in
+
+if TYPE_CHECKING:
+    from .._models import TokenResult
+
+# Modules a command needs beyond these are imported inside it: ``token`` with a static
+# token must not pay for JWT decoding, the models or HTTP (see benchmarks/startup.py).
 
 __all__ = ["register"]
 
@@ -28,15 +32,28 @@ def cmd_login(ctx: Context) -> int:
         )
     prompter = Prompter(ctx, no_browser=args.no_browser, force=args.browser)
     manager = ctx.manager(prompt=prompter)
-    sign_in(ctx, manager, args.login_timeout, prompter)
+    sign_in(ctx, manager, ctx.wait_timeout(), prompter)
     status = manager.status()
     who = f" as {for_terminal(status.subject)}" if status.subject else ""
+    problem = ctx.cache().save_problem
+    if problem is not None:
+        raise CacheNotSaved(_not_saved(who, status.cache_path or "", problem))
     where = f"; tokens saved to {for_terminal(status.cache_path)}" if status.cache_path else ""
     ctx.out(f"Signed in{who}{where}.")
     return 0
 
 
+def _not_saved(who: str, path: str, problem: str) -> str:
+    return (
+        f"signed in{who}, but the tokens could not be saved to {path} ({problem}), so this "
+        "sign-in ends with this command; fix: make that folder writable or free some "
+        "space, or choose another file with --cache or TEXTSTACK_MCP_TOKEN_CACHE, then run "
+        "`textstack login` again"
+    )
+
+
 def _status_data(ctx: Context) -> dict[str, Any]:
+    from .._jwt import decode_exp, decode_subject
     from .._settings import resolve_api_url, resolve_site_host
 
     api_url = resolve_api_url(ctx.args.api_url, ctx.environ)
@@ -108,7 +125,7 @@ def cmd_status(ctx: Context) -> int:
         exp = data["expires_at"]
         shown["expires_in_seconds"] = None if exp is None else int(exp - now)
         ctx.out(to_json(shown))
-        return 0
+        return EXIT_OK if data["authorized"] or data["has_refresh_token"] else EXIT_AUTH
     signed_in = data["authorized"] or data["has_refresh_token"]
     if data["authorized"]:
         state = "yes"
@@ -137,7 +154,8 @@ def cmd_status(ctx: Context) -> int:
             ]
         )
     )
-    return 0
+    # As `gh auth status`: scripts can test the exit code.
+    return EXIT_OK if signed_in else EXIT_AUTH
 
 
 def cmd_logout(ctx: Context) -> int:
@@ -159,9 +177,13 @@ def cmd_token(ctx: Context) -> int:
     if token:
         ctx.out(token)
         return 0
+    from .._models import Failed, Pending
+
     if ctx.args.login:
         prompter = Prompter(ctx, no_browser=ctx.args.no_browser, force=False)
-        result: TokenResult = sign_in(ctx, ctx.manager(prompt=prompter), None, prompter)
+        result: TokenResult = sign_in(
+            ctx, ctx.manager(prompt=prompter), ctx.wait_timeout(), prompter
+        )
     else:
         result = ctx.manager(prompt=False).get_token()
     if isinstance(result, Pending):
@@ -179,23 +201,55 @@ def cmd_token(ctx: Context) -> int:
 def register(add: Callable[..., Any]) -> None:
     """Adds the sign-in commands to the parser."""
     login = add(
-        "login", cmd_login, "sign in with the device flow and wait for approval", timeout=False
+        "login",
+        cmd_login,
+        "sign in with the device flow and wait for approval",
+        examples=[
+            ("sign in; the code and URL appear on stderr", "textstack login"),
+            ("give up after two minutes", "textstack login --timeout 120"),
+            ("on a machine without a browser", "textstack login --no-browser"),
+        ],
     )
-    login.add_argument(
-        "--timeout",
-        dest="login_timeout",
-        type=float,
-        default=None,
-        metavar="S",
-        help="give up after S seconds (default: when the code expires)",
-    )
+    login.set_defaults(waits=True)
     login.add_argument("--no-browser", action="store_true", help="never open a browser")
     login.add_argument(
         "--browser", action="store_true", help="open the browser even if not interactive"
     )
-    status = add("status", cmd_status, "show who is signed in, until when, and where")
-    status.add_argument("--json", action="store_true", help="print JSON")
-    add("logout", cmd_logout, "forget the saved sign-in")
-    token = add("token", cmd_token, "print the access token (refreshed if needed) on stdout")
-    token.add_argument("--login", action="store_true", help="sign in (and wait) when not signed in")
+    status = add(
+        "status",
+        cmd_status,
+        "show who is signed in, until when, and where (exit 3 when not signed in)",
+        examples=[
+            ("who am I, and until when", "textstack status"),
+            ("in a script", "textstack status >/dev/null && echo signed in"),
+            ("as JSON", "textstack status --json"),
+        ],
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add(
+        "logout",
+        cmd_logout,
+        "forget the saved sign-in",
+        examples=[
+            ("sign out here and in every process sharing the cache", "textstack logout"),
+            ("forget the sign-in of another cache file", "textstack logout --cache PATH"),
+        ],
+    )
+    token = add(
+        "token",
+        cmd_token,
+        "print the access token (refreshed if needed) on stdout",
+        examples=[
+            (
+                "use the token in another tool",
+                'curl -H "Authorization: Bearer $(textstack token)" ...',
+            ),
+            ("sign in first when needed", "textstack token --login"),
+        ],
+    )
+    token.add_argument(
+        "--login",
+        action="store_true",
+        help="sign in (and wait, up to --timeout) when not signed in",
+    )
     token.add_argument("--no-browser", action="store_true", help="never open a browser")

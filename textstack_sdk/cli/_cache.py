@@ -77,8 +77,19 @@ def cmd_decrypt(ctx: Context) -> int:
 
 def register(add: Callable[..., Any]) -> None:
     """Adds the ``cache`` command group to the parser."""
-    group = add("cache", cmd_key, "encryption at rest of the token cache: key, rekey, decrypt")
-    actions = group.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
+    group = add(
+        "cache",
+        cmd_key,
+        "encryption at rest of the token cache: key, rekey, decrypt",
+        examples=[
+            ("make a key, then configure it", "export TEXTSTACK_CACHE_KEY=$(textstack cache key)"),
+            ("re-encrypt under the first configured key", "textstack cache rekey"),
+            ("leave encryption", "textstack cache decrypt --to-plaintext --yes"),
+        ],
+    )
+    actions = group.add_subparsers(
+        dest="cache_action", metavar="ACTION", required=True, help="key, rekey or decrypt"
+    )
     add("key", cmd_key, "print a fresh cache encryption key on stdout", under=actions)
     add(
         "rekey",

@@ -10,22 +10,23 @@ stdout, prompts on stderr, and no token is ever printed.
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
-import pathlib
-import signal
+import errno
 import sys
-import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from .._errors import ConfigurationError, TextStackError
-from .._models import Pending
 from .._text import for_terminal
-from ._context import Context
+from ._context import Context, UsageError
 from ._format import describe_expiry, html_to_text
 from ._signin import Progress, Prompter
+
+if TYPE_CHECKING:
+    from .._models import Pending
+
+# What only the demo and the dev server need is imported when they run: every other
+# command (``textstack token`` in a shell substitution) builds this parser too.
 
 __all__ = ["DemoFailed", "register"]
 
@@ -49,6 +50,9 @@ def _server_class() -> Any:
 
 def approve_over_http(port: int, site_host: str, user_code: str, timeout: float = 5.0) -> None:
     """Approves a code through the server's approval API, as the approval page does."""
+    import http.client
+    import json
+
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(
@@ -86,8 +90,12 @@ def _check(condition: bool, message: str) -> None:
 
 
 def cmd_demo(ctx: Context) -> int:
+    import pathlib
+    import tempfile
+
     from .._cache import FileTokenCache
     from .._client import TextStackApiClient
+    from .._models import Pending
     from .._token_manager import TokenManager
 
     server_class = _server_class()
@@ -266,6 +274,8 @@ def _rotation(client: Any, manager: Any, cache: Any, server: Any, steps: _Steps)
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    import signal
+
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -282,6 +292,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def cmd_dev_server(ctx: Context) -> int:
+    import pathlib
+    import tempfile
+
     args = ctx.args
     server_class = _server_class()
     site_host = args.site_host or "textstack.app"
@@ -289,16 +302,25 @@ def cmd_dev_server(ctx: Context) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(_stop_on_signals(stop))
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="textstack-dev-"))
-        server = stack.enter_context(
-            server_class(
-                port=args.port,
-                site_host=site_host,
-                interval=args.interval,
-                access_token_lifetime=args.token_lifetime,
-                auto_approve=args.auto_approve,
-                record_limit=1000,
+        try:
+            server = stack.enter_context(
+                server_class(
+                    port=args.port,
+                    site_host=site_host,
+                    interval=args.interval,
+                    access_token_lifetime=args.token_lifetime,
+                    auto_approve=args.auto_approve,
+                    record_limit=1000,
+                )
             )
-        )
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            why = "is in use" if exc.errno == errno.EADDRINUSE else "needs privileges"
+            raise UsageError(
+                f"--port {args.port}: the port {why} on 127.0.0.1; choose another, "
+                "or --port 0 for any free port"
+            ) from None
         cache = pathlib.Path(tmp) / "mcp-token.json"
         ctx.out(server.api_url)
         ctx.out("")
@@ -322,13 +344,44 @@ def cmd_dev_server(ctx: Context) -> int:
 
 
 def register(add: Callable[..., Any]) -> None:
-    """Adds ``dev-server`` and ``demo``."""
-    dev = add("dev-server", cmd_dev_server, "run a local TextStack server in the foreground")
-    dev.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free)")
-    dev.add_argument("--interval", type=float, default=1.0, help="device poll interval, s")
-    dev.add_argument("--token-lifetime", type=float, default=900.0, help="access token lifetime, s")
+    """Adds ``dev-server`` and ``demo``; neither takes the API, timeout or cache options."""
+    dev = add(
+        "dev-server",
+        cmd_dev_server,
+        "run a local TextStack server in the foreground",
+        examples=[
+            ("a server on any free port; it prints what to export", "textstack dev-server"),
+            (
+                "a fixed port, every sign-in approved at once",
+                "textstack dev-server --port 8765 --auto-approve",
+            ),
+        ],
+        options=("site_host",),
+    )
+    dev.add_argument(
+        "--port", type=int, default=0, metavar="N", help="TCP port on 127.0.0.1 (0: any free)"
+    )
+    dev.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="device poll interval, s"
+    )
+    dev.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=900.0,
+        metavar="S",
+        help="access token lifetime, s",
+    )
     dev.add_argument("--auto-approve", action="store_true", help="approve every sign-in at once")
-    demo = add("demo", cmd_demo, "run the SDK end to end against a local server (no account)")
+    demo = add(
+        "demo",
+        cmd_demo,
+        "run the SDK end to end against a local server (no account)",
+        examples=[
+            ("the whole tour, approved automatically", "textstack demo"),
+            ("approve the sign-in yourself in a browser", "textstack demo --interactive"),
+        ],
+        options=(),
+    )
     demo.add_argument(
         "--interactive",
         action="store_true",

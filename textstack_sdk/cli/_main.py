@@ -12,14 +12,7 @@ go to stderr. Every server-provided string shown on a terminal is sanitised
 stdout. An error is one line, ``textstack: error: ...``; ``--debug`` adds the traceback
 and DEBUG logging of the SDK on stderr (the SDK never logs secrets).
 
-Exit codes:
-    0    success
-    1    an API or other SDK error (TextStackError, ApiError), or not found
-    2    usage error (bad arguments)
-    3    authentication required, denied, expired or timed out
-    4    network error (TransportError)
-    5    configuration error (bad URL, host, timeout, cache path...)
-    130  interrupted (Ctrl-C)
+Exit codes: ``_context.EXIT_CODES`` (shown by ``textstack --help``).
 
 Settings come from the global options, else the environment (``TEXTSTACK_API_URL``,
 ``TEXTSTACK_SITE_HOST``, ``TEXTSTACK_MCP_TOKEN``, ``TEXTSTACK_MCP_TOKEN_CACHE``,
@@ -32,61 +25,99 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from .._text import for_terminal
 from . import _auth, _cache, _demo, _mcp, _read
-from ._context import EXIT_ERROR, EXIT_USAGE, Context, error_line, exit_code
+from ._context import (
+    EXIT_CODES,
+    EXIT_ERROR,
+    EXIT_USAGE,
+    Context,
+    UsageError,
+    error_line,
+    exit_code,
+)
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "exit_code_table", "main"]
 
-_EPILOG = """\
-exit codes:
-  0    success
-  1    API or other SDK error, or not found
-  2    usage error
-  3    authentication required, denied, expired or timed out (run `textstack login`)
-  4    network error
-  5    configuration error
-  130  interrupted
+_FOOTER = """\
+environment:
+  TEXTSTACK_API_URL              API base URL (--api-url)
+  TEXTSTACK_SITE_HOST            Host header (--site-host)
+  TEXTSTACK_MCP_TOKEN            a token to use instead of any sign-in
+  TEXTSTACK_MCP_TOKEN_CACHE      token cache file (--cache); else
+                                 $XDG_CONFIG_HOME/textstack/mcp-token.json
+  TEXTSTACK_MCP_TIMEOUT_SECONDS  seconds per request (default 15)
 
-environment: TEXTSTACK_API_URL, TEXTSTACK_SITE_HOST, TEXTSTACK_MCP_TOKEN,
-TEXTSTACK_MCP_TOKEN_CACHE, TEXTSTACK_MCP_TIMEOUT_SECONDS, XDG_CONFIG_HOME.
-Results go to stdout; prompts, progress and errors to stderr.
+Results go to stdout; prompts, progress, warnings and errors to stderr.
+`textstack COMMAND --help` shows a command's options and examples.
 """
+
+
+def exit_code_table() -> str:
+    """The exit codes as shown in ``textstack --help`` (and checked against the README)."""
+    return "exit codes:\n" + "".join(f"  {code:<4} {meaning}\n" for code, meaning in EXIT_CODES)
+
+
+def _examples(pairs: Sequence[tuple[str, str]]) -> Optional[str]:
+    if not pairs:
+        return None
+    return "examples:\n" + "".join(f"  # {what}\n  $ {line}\n" for what, line in pairs)
 
 
 # ---------------------------------------------------------------- parser
 
 
-def _globals(parser: argparse.ArgumentParser, *, sub: bool, timeout: bool = True) -> None:
-    """Global options; on subcommands they default to SUPPRESS so either place works."""
+_GLOBALS = ("api_url", "site_host", "timeout", "cache")
+
+
+def _globals(
+    parser: argparse.ArgumentParser, *, sub: bool, names: Sequence[str] = _GLOBALS
+) -> None:
+    """Global options; on subcommands they default to SUPPRESS so either place works.
+
+    A command lists the ones that mean something for it in ``names``; ``--debug`` is
+    always accepted.
+    """
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if sub else value
 
     group = parser.add_argument_group("global options")
-    group.add_argument(
-        "--api-url", default=default(None), help="API base URL (env TEXTSTACK_API_URL)"
-    )
-    group.add_argument(
-        "--site-host", default=default(None), help="Host header (env TEXTSTACK_SITE_HOST)"
-    )
-    if timeout:
+    if "api_url" in names:
+        group.add_argument(
+            "--api-url",
+            default=default(None),
+            metavar="URL",
+            help="API base URL (env TEXTSTACK_API_URL; default https://textstack.app/api)",
+        )
+    if "site_host" in names:
+        group.add_argument(
+            "--site-host",
+            default=default(None),
+            metavar="HOST",
+            help="Host header sent to the API (env TEXTSTACK_SITE_HOST; default textstack.app)",
+        )
+    if "timeout" in names:
         group.add_argument(
             "--timeout",
             type=float,
             default=default(None),
-            help="seconds per request (env TEXTSTACK_MCP_TIMEOUT_SECONDS)",
+            metavar="S",
+            help="give up after S seconds: on each request, and for login (and token "
+            "--login) on the whole wait for approval (default: 15 s per request, env "
+            "TEXTSTACK_MCP_TIMEOUT_SECONDS; login waits until the code expires)",
         )
-    group.add_argument(
-        "--cache", default=default(None), metavar="PATH", help="token cache file to use"
-    )
+    if "cache" in names:
+        group.add_argument(
+            "--cache",
+            default=default(None),
+            metavar="PATH",
+            help="token cache file to use (env TEXTSTACK_MCP_TOKEN_CACHE)",
+        )
     group.add_argument(
         "--debug",
         action="store_true",
@@ -105,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textstack",
         description="TextStack from the command line: sign in, read, and try the SDK locally.",
-        epilog=_EPILOG,
+        epilog=exit_code_table() + "\n" + _FOOTER,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"textstack-sdk {__version__}")
@@ -113,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
-        name: str, func: Callable[[Context], int], help_: str, *, under: Any = None, **kw: Any
+        name: str,
+        func: Callable[[Context], int],
+        help_: str,
+        *,
+        examples: Sequence[tuple[str, str]] = (),
+        options: Sequence[str] = _GLOBALS,
+        under: Any = None,
     ) -> Any:
         # ``under``: the actions of a command group (``cache key``), which take the
         # global options too.
@@ -121,11 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_,
             description=help_,
-            epilog=_EPILOG,
+            epilog=_examples(examples),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _globals(sub, sub=True, timeout=kw.get("timeout", True))
-        sub.set_defaults(func=func)
+        _globals(sub, sub=True, names=options)
+        sub.set_defaults(func=func, ignores=tuple(g for g in _GLOBALS if g not in options))
         return sub
 
     _auth.register(add)
@@ -136,32 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"textstack: {record.levelname.lower()}: {for_terminal(record.getMessage())}"
-
-
-@contextlib.contextmanager
-def _sdk_logging(debug: bool) -> Any:
-    logger = logging.getLogger("textstack_sdk")
-    handler = logging.StreamHandler(sys.stderr)
-    if debug:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(name)s %(levelname)s %(threadName)s: %(message)s")
-        )
-    else:
-        handler.setFormatter(_OneLine())
-    old_level, old_propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    # Without --debug only errors show, one line each: the error line says the rest.
-    logger.setLevel(logging.DEBUG if debug else logging.ERROR)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        logger.propagate = old_propagate
+def _check_ignored(args: argparse.Namespace) -> None:
+    """A global option given before a command it means nothing for is a usage error."""
+    for name in getattr(args, "ignores", ()):
+        if getattr(args, name, None) is not None:
+            option = "--" + name.replace("_", "-")
+            raise UsageError(f"{option} means nothing for `textstack {args.command}`")
 
 
 # ---------------------------------------------------------------- entry point
@@ -180,9 +197,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     debug = bool(args.debug)
     ctx = Context(args, os.environ)
-    with _sdk_logging(debug):
+    from ._logging import sdk_logging
+
+    with sdk_logging(debug):
         try:
             try:
+                _check_ignored(args)
                 return int(func(ctx))
             finally:
                 ctx.close()
@@ -194,6 +214,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_ERROR
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one line per error
             if debug:
+                import traceback
+
                 traceback.print_exc(file=sys.stderr)
-            Context.err(f"textstack: error: {error_line(exc)}")
+            line = error_line(exc, env_token=ctx.env_token() is not None)
+            Context.err(f"textstack: error: {line}")
             return exit_code(exc)

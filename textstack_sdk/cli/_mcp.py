@@ -44,4 +44,11 @@ def register(add: Callable[..., Any]) -> None:
         "mcp",
         cmd_mcp,
         "serve TextStack's tools to an AI assistant over MCP (stdio); MCP hosts start it",
+        examples=[
+            ("what an MCP host runs (stdout is the protocol stream)", "textstack mcp"),
+            (
+                "list the tools by hand",
+                "npx @modelcontextprotocol/inspector --cli textstack mcp --method tools/list",
+            ),
+        ],
     )

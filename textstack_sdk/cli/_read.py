@@ -6,20 +6,23 @@ raises ``AuthorizationRequired`` (the Pending message) and the command exits 3.
 
 from __future__ import annotations
 
-import shutil
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .._api_models import Shelves
 from .._errors import TextStackError
 from .._text import for_terminal
 from ._context import Context
 from ._format import (
+    EMPTY,
     clean_lines,
     html_to_text,
+    page_footer,
     render_fields,
     render_table,
     to_json,
 )
+
+if TYPE_CHECKING:
+    from .._api_models import Shelves
 
 __all__ = ["NotFound", "register"]
 
@@ -40,6 +43,8 @@ def _found(value: Optional[Any], what: str) -> Any:
 
 
 def _width() -> int:
+    import shutil
+
     return max(40, min(100, shutil.get_terminal_size((100, 24)).columns))
 
 
@@ -58,7 +63,7 @@ def cmd_search(ctx: Context) -> int:
             for hit in results.items
         ]
         head = render_table(("book", "slug", "chapter", "title", "match"), rows)
-        return f"{head}\n{len(results.items)} of {results.total} matching chapters"
+        return f"{head}\n{page_footer(len(results.items), results.total, 'matching chapters')}"
 
     return _emit(ctx, results, table)
 
@@ -130,7 +135,7 @@ def cmd_highlights(ctx: Context) -> int:
 def cmd_vocabulary(ctx: Context) -> int:
     args = ctx.args
     page = ctx.client().list_my_vocabulary(
-        stage=args.stage, search=args.search, limit=args.limit, offset=args.offset
+        stage=_stage(args.stage), search=args.search, limit=args.limit, offset=args.offset
     )
 
     def table() -> str:
@@ -138,7 +143,8 @@ def cmd_vocabulary(ctx: Context) -> int:
             (w.word, w.translation, w.stage, w.book_title, w.next_review_at) for w in page.items
         ]
         head = render_table(("word", "translation", "stage", "book", "next review"), rows)
-        return f"{head}\n{len(page.items)} of {page.total} words"
+        footer = page_footer(len(page.items), page.total, "words", offset=args.offset or 0)
+        return f"{head}\n{footer}"
 
     return _emit(ctx, page, table)
 
@@ -184,7 +190,7 @@ def _shelves_table(shelves: Shelves) -> str:
         table = (
             render_table(("title", "author", "type", "progress %", "last opened"), rows)
             if rows
-            else "(empty)"
+            else EMPTY
         )
         parts.append(f"{name}\n{table}")
     return "\n\n".join(parts)
@@ -212,9 +218,18 @@ def cmd_insights(ctx: Context) -> int:
 
 
 def cmd_progress(ctx: Context) -> int:
-    progress = _found(
-        ctx.client().get_progress(ctx.args.edition_id), f"progress in {ctx.args.edition_id}"
-    )
+    progress = ctx.client().get_progress(ctx.args.edition_id)
+    if progress is None:
+        # The API answers the same for an edition never opened and one that is not
+        # yours; either way there is no position, which is a result, not an error.
+        if ctx.json:
+            ctx.out("null")
+        else:
+            ctx.out(
+                f"No reading position in edition {for_terminal(ctx.args.edition_id)}: "
+                "you have not opened it yet (or no such edition is yours)."
+            )
+        return 0
     return _emit(
         ctx,
         progress,
@@ -232,38 +247,133 @@ def cmd_progress(ctx: Context) -> int:
     )
 
 
+STAGES = ("new", "learning", "known", "0", "1", "2", "3", "4")
+
+
+def _stage(value: Optional[str]) -> Optional[object]:
+    return int(value) if value is not None and value.isdigit() else value
+
+
 def register(add: Callable[..., Any]) -> None:
     """Adds the read commands to the parser."""
 
-    def with_json(name: str, func: Callable[[Context], int], help_: str) -> Any:
-        sub = add(name, func, help_)
+    def with_json(
+        name: str, func: Callable[[Context], int], help_: str, examples: list[tuple[str, str]]
+    ) -> Any:
+        sub = add(name, func, help_, examples=examples)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return sub
 
-    search = with_json("search", cmd_search, "search the public catalog")
-    search.add_argument("query")
-    search.add_argument("--limit", type=int, default=None)
-    book = with_json("book", cmd_book, "show a catalog book and its chapters")
-    book.add_argument("slug")
-    chapter = with_json("chapter", cmd_chapter, "show a catalog chapter as text")
-    chapter.add_argument("slug")
-    chapter.add_argument("chapter_slug")
+    search = with_json(
+        "search",
+        cmd_search,
+        "search the public catalog (no sign-in needed)",
+        [
+            ("chapters that mention a phrase", 'textstack search "call me Ishmael"'),
+            ("the first three hits as JSON", "textstack search whale --limit 3 --json"),
+        ],
+    )
+    search.add_argument("query", help="words to look for in book chapters")
+    search.add_argument("--limit", type=int, default=None, metavar="N", help="show at most N hits")
+    book = with_json(
+        "book",
+        cmd_book,
+        "show a catalog book and its chapters",
+        [
+            ("a book by its slug (from search)", "textstack book moby-dick"),
+            ("its edition id, for highlights and progress", "textstack book moby-dick --json"),
+        ],
+    )
+    book.add_argument("slug", help="the book's slug, e.g. moby-dick (see `textstack search`)")
+    chapter = with_json(
+        "chapter",
+        cmd_chapter,
+        "show a catalog chapter as text",
+        [
+            ("read a chapter", "textstack chapter moby-dick loomings"),
+            ("the chapter's HTML", "textstack chapter moby-dick loomings --html"),
+        ],
+    )
+    chapter.add_argument("slug", help="the book's slug")
+    chapter.add_argument("chapter_slug", help="the chapter's slug (see `textstack book SLUG`)")
     chapter.add_argument("--html", action="store_true", help="print the HTML, not text")
-    highlights = with_json("highlights", cmd_highlights, "your highlights in an edition")
-    highlights.add_argument("edition_id")
-    vocabulary = with_json("vocabulary", cmd_vocabulary, "your vocabulary words")
-    vocabulary.add_argument("--stage", default=None)
-    vocabulary.add_argument("--search", default=None)
-    vocabulary.add_argument("--limit", type=int, default=None)
-    vocabulary.add_argument("--offset", type=int, default=None)
-    library = with_json("library", cmd_library, "search your own library")
-    library.add_argument("query")
-    library.add_argument("--tags", default=None, help="comma-separated tags")
-    with_json("books", cmd_books, "your uploaded books")
-    with_json("shelves", cmd_shelves, "your library shelves")
-    insights = with_json("insights", cmd_insights, "your insights about a book")
+    highlights = with_json(
+        "highlights",
+        cmd_highlights,
+        "your highlights in an edition",
+        [
+            ("your highlights in a book", "textstack highlights EDITION_ID"),
+            ("as JSON", "textstack highlights EDITION_ID --json"),
+        ],
+    )
+    highlights.add_argument("edition_id", help="the edition's id (the id in `textstack book`)")
+    vocabulary = with_json(
+        "vocabulary",
+        cmd_vocabulary,
+        "your vocabulary words, a page at a time",
+        [
+            ("words you are learning", "textstack vocabulary --stage learning"),
+            ("the second page of 20", "textstack vocabulary --limit 20 --offset 20"),
+        ],
+    )
+    vocabulary.add_argument(
+        "--stage",
+        default=None,
+        choices=STAGES,
+        metavar="STAGE",
+        help=f"only words at this stage: one of {', '.join(STAGES)}",
+    )
+    vocabulary.add_argument(
+        "--search", default=None, metavar="TEXT", help="only words or translations with TEXT"
+    )
+    vocabulary.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="at most N words (a page)"
+    )
+    vocabulary.add_argument(
+        "--offset", type=int, default=None, metavar="N", help="skip the first N words"
+    )
+    library = with_json(
+        "library",
+        cmd_library,
+        "search your own library",
+        [
+            ("your books and notes about a subject", "textstack library stoicism"),
+            ("only what carries some tags", "textstack library war --tags strategy,history"),
+        ],
+    )
+    library.add_argument("query", help="words to look for in your library")
+    library.add_argument("--tags", default=None, metavar="TAGS", help="comma-separated tags")
+    with_json(
+        "books",
+        cmd_books,
+        "your uploaded books",
+        [("your uploads", "textstack books"), ("as JSON", "textstack books --json")],
+    )
+    with_json(
+        "shelves",
+        cmd_shelves,
+        "your library shelves",
+        [("what you are reading", "textstack shelves"), ("as JSON", "textstack shelves --json")],
+    )
+    insights = with_json(
+        "insights",
+        cmd_insights,
+        "your insights about a book",
+        [
+            ("about a catalog book", "textstack insights --edition-id EDITION_ID"),
+            ("about one of your uploads", "textstack insights --book-id BOOK_ID"),
+        ],
+    )
     which = insights.add_mutually_exclusive_group(required=True)
-    which.add_argument("--edition-id", default=None, help="a catalog edition")
-    which.add_argument("--book-id", default=None, help="an uploaded book")
-    progress = with_json("progress", cmd_progress, "your reading position in an edition")
-    progress.add_argument("edition_id")
+    which.add_argument("--edition-id", default=None, metavar="ID", help="a catalog edition")
+    which.add_argument("--book-id", default=None, metavar="ID", help="an uploaded book")
+    progress = with_json(
+        "progress",
+        cmd_progress,
+        "your reading position in an edition",
+        [
+            ("where you stopped", "textstack progress EDITION_ID"),
+            ("as JSON (null when never opened)", "textstack progress EDITION_ID --json"),
+        ],
+    )
+    progress.add_argument("edition_id", help="the edition's id (the id in `textstack book`)")

@@ -10,19 +10,21 @@ terminal, a plain line every ``_PLAIN_EVERY`` seconds otherwise. Used by ``login
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import sys
 import threading
 import time
-import webbrowser
 from collections.abc import Mapping
-from typing import IO, Any, Callable, Optional
-from urllib.parse import urlsplit
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
 from .._errors import AuthorizationRequired, AuthorizationTimeout, TransportError
-from .._models import Authorized, Failed, Pending, TokenResult
 from .._text import for_terminal
 from ._context import Context
+
+if TYPE_CHECKING:
+    from .._models import Authorized, Failed, Pending, TokenResult
+
+# The browser, URL and model modules are imported where a sign-in needs them: the
+# commands that import this module include ``textstack token``, which must start fast.
 
 __all__ = [
     "Progress",
@@ -42,6 +44,9 @@ _PLAIN_EVERY = 15.0
 
 def safe_browser_url(url: str) -> bool:
     """True for an https URL, or an http URL to a loopback host; nothing else is opened."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
     if not isinstance(url, str) or for_terminal(url, limit=len(url) + 1) != url or " " in url:
         return False
     try:
@@ -120,6 +125,8 @@ class Prompter:
         ):
             if safe_browser_url(link):
                 try:
+                    import webbrowser
+
                     opened = bool(webbrowser.open(link))
                 except Exception:  # noqa: BLE001 - a broken browser setup is not fatal
                     opened = False
@@ -210,6 +217,8 @@ def sign_in(ctx: Context, manager: Any, timeout: Optional[float], prompter: Prom
         AuthorizationError: Denied, expired or timed out.
         TransportError: The sign-in could not start because of the network.
     """
+    from .._models import Authorized, Failed
+
     first: TokenResult = manager.get_token()
     if isinstance(first, Authorized):
         return first

@@ -17,7 +17,6 @@ escapes, whatever the input.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -25,6 +24,7 @@ from typing import Any, Optional
 from .._errors import TextStackError
 
 __all__ = [
+    "ABSENT",
     "COLORS",
     "INT32_MAX",
     "INT32_MIN",
@@ -47,23 +47,25 @@ DOTNET_WHITESPACE = (
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 
-_H = "[0-9A-Fa-f]"
-_D = f"({_H}{{8}})-({_H}{{4}})-({_H}{{4}})-({_H}{{4}})-({_H}{{12}})"
-_GUID_D = re.compile(_D)
-_GUID_N = re.compile(f"{_H}{{32}}")
-_GUID_B = re.compile(r"\{" + _D + r"\}")
-_GUID_P = re.compile(r"\(" + _D + r"\)")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_D_HYPHENS = (8, 13, 18, 23)
 
 
-def _x(width: int) -> str:
-    # Guid.TryParse skips leading zeros of each 0x number before counting its digits.
-    return f"0[xX]0*({_H}{{1,{width}}})"
+class _Absent:
+    """The type of ``ABSENT``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
 
 
-_GUID_X = re.compile(
-    r"\{" + ",".join((_x(8), _x(4), _x(4))) + r",\{" + ",".join([_x(2)] * 8) + r"\}\}"
-)
-_ANY_SPACE = re.compile(f"[{DOTNET_WHITESPACE}]")
+ABSENT: Any = _Absent()
+"""``params.arguments`` of a ``tools/call`` that has no ``arguments`` member.
+
+The JSON ``null`` of a present member is None, and the .NET tool refuses it; a missing
+member reads as ``{}`` (which MCP_SERVER.md allows a drop-in, where .NET refuses it too).
+"""
 
 
 class ArgumentRefused(TextStackError):
@@ -85,27 +87,114 @@ def is_dotnet_blank(text: Optional[str]) -> bool:
 
 
 def parse_guid(value: str) -> Optional[str]:
-    """The GUID ``Guid.TryParse`` would read, as lowercase hyphenated text; None if none."""
+    """The GUID ``Guid.TryParse`` would read, as lowercase hyphenated text; None if none.
+
+    A port of .NET's parser, quirks included: the form is chosen by the first character
+    (and where the first hyphen is), the hyphenated forms fall back to letting each
+    component but the last eight digits start with ``+`` and/or ``0x``, and the
+    ``{0x...}`` form ignores whitespace anywhere and keeps the low 16 bits of its shorts.
+    """
     text = value.strip(DOTNET_WHITESPACE)
-    if _GUID_N.fullmatch(text):
-        return str(uuid.UUID(hex=text))
-    found = _GUID_D.fullmatch(text) or _GUID_B.fullmatch(text) or _GUID_P.fullmatch(text)
-    if found:
-        return str(uuid.UUID(hex="".join(found.groups())))
-    # The {0x...} form tolerates whitespace anywhere inside, as .NET strips it all first.
-    found = _GUID_X.fullmatch(_ANY_SPACE.sub("", text)) if text.startswith("{") else None
-    if found:
-        widths = (8, 4, 4) + (2,) * 8
-        digits = "".join(g.rjust(w, "0") for g, w in zip(found.groups(), widths))
-        return str(uuid.UUID(hex=digits))
-    return None
+    if len(text) < 32:
+        return None
+    if text[0] == "(":
+        return _parse_d(text[1:-1]) if len(text) == 38 and text[-1] == ")" else None
+    if text[0] == "{":
+        if text[9] != "-":
+            return _parse_x("".join(ch for ch in text if ch not in DOTNET_WHITESPACE))
+        return _parse_d(text[1:-1]) if len(text) == 38 and text[-1] == "}" else None
+    if text[8] == "-":
+        return _parse_d(text)
+    return _as_guid(text) if len(text) == 32 and _HEX.issuperset(text) else None
+
+
+def _as_guid(hex32: str) -> str:
+    return str(uuid.UUID(hex=hex32))
+
+
+def _hex(text: str) -> Optional[int]:
+    """Guid's ``TryParseHex``: an optional ``+``, an optional ``0x``, at most 8 digits."""
+    if text[:1] == "+":
+        text = text[1:]
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    digits = text.lstrip("0")
+    if len(digits) > 8 or not _HEX.issuperset(digits):
+        return None
+    return int(digits, 16) if digits else 0
+
+
+def _parse_d(text: str) -> Optional[str]:
+    if len(text) != 36 or any(text[i] != "-" for i in _D_HYPHENS):
+        return None
+    digits = text.replace("-", "")
+    if len(digits) == 32 and _HEX.issuperset(digits):
+        return _as_guid(digits)
+    if not any(ch in "xX+" for ch in text):
+        return None
+    # The compat path: components read as numbers within their widths; the last eight
+    # digits never took a prefix.
+    parts = [
+        _hex(text[at : at + width]) for at, width in ((0, 8), (9, 4), (14, 4), (19, 4), (24, 4))
+    ]
+    tail = text[28:]
+    if any(part is None for part in parts) or not _HEX.issuperset(tail):
+        return None
+    a, b, c, d, e = (p or 0 for p in parts)
+    return _as_guid(f"{a:08x}{b:04x}{c:04x}{d:04x}{e:04x}{tail}")
+
+
+def _next(text: str, start: int, mark: str) -> int:
+    """How far past ``start`` the next ``mark`` is (.NET ``Slice(start).IndexOf``)."""
+    found = text.find(mark, start)
+    return -1 if found < 0 else found - start
+
+
+def _hex_prefix(text: str, at: int) -> bool:
+    return at + 1 < len(text) and text[at] == "0" and text[at + 1] in "xX"
+
+
+def _parse_x(text: str) -> Optional[str]:
+    """``{0xAAAAAAAA,0xBBBB,0xCCCC,{0xDD,...8 bytes}}``, walked as ``TryParseExactX`` does."""
+    if not text.startswith("{"):
+        return None
+    numbers: list[int] = []
+    at, width = 0, 0  # so that the first "0x" is looked for at 1 and its number starts at 3
+    for _ in range(3):
+        if not _hex_prefix(text, at + width + 1):
+            return None
+        at = at + width + 3
+        width = _next(text, at, ",")
+        number = _hex(text[at : at + width]) if width > 0 else None
+        if number is None:
+            return None
+        numbers.append(number)
+    if len(text) <= at + width + 1 or text[at + width + 1] != "{":
+        return None
+    width += 1
+    octets: list[int] = []
+    for index in range(8):
+        if not _hex_prefix(text, at + width + 1):
+            return None
+        at = at + width + 3
+        width = _next(text, at, "," if index < 7 else "}")
+        octet = _hex(text[at : at + width]) if width > 0 else None
+        if octet is None or octet > 255:
+            return None
+        octets.append(octet)
+    end = at + width + 1
+    if end != len(text) - 1 or text[end] != "}":
+        return None
+    a, b, c = numbers[0], numbers[1] & 0xFFFF, numbers[2] & 0xFFFF
+    return _as_guid(f"{a:08x}{b:04x}{c:04x}" + "".join(f"{o:02x}" for o in octets))
 
 
 class Args:
     """The arguments of one tool call. Not thread-safe; one per call.
 
     Args:
-        arguments: ``params.arguments`` as parsed JSON; None (absent) reads as ``{}``.
+        arguments: ``params.arguments`` as parsed JSON (None is a JSON ``null``, refused
+            like any other non-object), or ``ABSENT`` (no member: read as ``{}``).
         allowed: The tool's argument names; any other key is refused.
 
     Raises:
@@ -113,7 +202,7 @@ class Args:
     """
 
     def __init__(self, arguments: object, allowed: Sequence[str]) -> None:
-        if arguments is None:
+        if arguments is ABSENT:
             arguments = {}
         if not isinstance(arguments, Mapping):
             raise ArgumentRefused("Arguments must be an object.")

@@ -10,7 +10,9 @@ the .NET tool's:
 the SDK raised                  the ``isError`` text
 ==============================  ===============================================
 AuthorizationRequired           ``authentication required — ...`` (``str(e)``:
-                                the sign-in prompt while a device flow is pending)
+                                the sign-in prompt while a device flow is pending;
+                                the .NET 401 text when the API refused the token,
+                                and .NET's text when no device flow could start)
 TransportError (a timeout)      ``<tool> failed: upstream timed out``
 TransportError, ProtocolError   ``<tool> failed: upstream unavailable``
 ApiError                        ``<tool> failed: upstream answered <status>``
@@ -36,14 +38,14 @@ from .._errors import (
     TextStackError,
     TransportError,
 )
-from ._args import COLORS, Args, ArgumentRefused
+from ._args import ABSENT, COLORS, Args, ArgumentRefused
 from ._render import wire_safe
 from ._tools import HANDLERS, CallCancelled, Handler, Reply, Upstream
 
 if TYPE_CHECKING:
     from .._client import TextStackApiClient
 
-__all__ = ["TOOLS", "Tool", "ToolCatalog", "UnknownTool"]
+__all__ = ["ABSENT", "TOOLS", "Tool", "ToolCatalog", "UnknownTool"]
 
 _log = logging.getLogger("textstack_sdk.mcp")
 
@@ -392,8 +394,24 @@ def _result(reply: Reply) -> dict[str, Any]:
     }
 
 
+# What the .NET tool answers when the API said 401 (McpUnauthorizedException's text).
+UNAUTHORIZED = "authentication required — Unauthorized: no valid TextStack token."
+# The client's reasons for a token the API answered 401 to (TextStackApiClient._request).
+_REJECTED_BY_API = "(HTTP 401)"
+# The .NET device-flow provider's reason when its device-code request fails, and the
+# start of the TokenManager's reasons for the same (the cause follows it).
+DEVICE_START_FAILED = (
+    "authentication required — could not reach TextStack to start device authorization"
+)
+_START_FAILED = "could not start sign-in"
+
+
 def _failure(tool: str, exc: BaseException) -> str:
     if isinstance(exc, AuthorizationRequired):
+        if exc.verification_uri is None and exc.reason.endswith(_REJECTED_BY_API):
+            return UNAUTHORIZED
+        if exc.verification_uri is None and exc.reason.startswith(_START_FAILED):
+            return DEVICE_START_FAILED
         return str(exc)
     if isinstance(exc, TransportError):
         timed_out = "timed out" in exc.message
@@ -432,9 +450,7 @@ class ToolCatalog:
         tools: list[dict[str, Any]] = json.loads(self._listing)
         return tools
 
-    def call(
-        self, name: str, arguments: Optional[dict[str, Any]], cancel: threading.Event
-    ) -> dict[str, Any]:
+    def call(self, name: str, arguments: Any, cancel: threading.Event) -> dict[str, Any]:
         """Runs one tool call and returns its ``CallToolResult``.
 
         Tool-level failures (refused arguments, sign-in needed, upstream failures) are
@@ -442,7 +458,9 @@ class ToolCatalog:
 
         Args:
             name: The tool's name.
-            arguments: ``params.arguments``; None (absent) is read as ``{}``.
+            arguments: ``params.arguments`` as parsed JSON, or ``ABSENT`` when the
+                request has no ``arguments`` member (read as ``{}``). None is a JSON
+                ``null``: refused with ``Arguments must be an object.``, as .NET does.
             cancel: Set by the caller to cancel; checked before each upstream request.
 
         Raises:
@@ -458,14 +476,16 @@ class ToolCatalog:
         self, tool: Tool, handler: Handler, arguments: object, cancel: threading.Event
     ) -> Reply:
         try:
-            job = handler(Args(arguments, tool.argument_names))
-        except ArgumentRefused as refused:
-            return Reply(refused.text, is_error=True)
-        try:
+            try:
+                job = handler(Args(arguments, tool.argument_names))
+            except ArgumentRefused as refused:
+                return Reply(refused.text, is_error=True)
             return job(Upstream(self._client, cancel))
         except CallCancelled:
             return Reply(f"{tool.name} failed: cancelled", is_error=True)
         except Exception as exc:  # noqa: BLE001 - the wrapper turns every failure into a text
+            # Reading the arguments is inside too: a defect there must not escape call()
+            # as an exception (the protocol layer would answer a JSON-RPC error).
             text = _failure(tool.name, exc)
             if text.endswith("unexpected error"):
                 # A mapping defect: the model gets the bare text; the log gets where it

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from ._args import ABSENT
+
 __all__ = [
     "HANDSHAKE_VERSIONS",
     "LATEST_HANDSHAKE_VERSION",
@@ -82,7 +84,7 @@ class Start:
 
     key: _Key
     name: str
-    arguments: Any  # params.arguments: None when absent; any JSON value otherwise
+    arguments: Any  # params.arguments: ABSENT when the member is missing; else any JSON
     cancel: threading.Event = field(compare=False)
 
 
@@ -385,9 +387,10 @@ class ServerCore:
         name = params.get("name")
         if not isinstance(name, str):
             raise _Reject(INVALID_PARAMS, "Invalid params: name must be a string")
-        # Any JSON value goes to the catalog, which answers a non-object with the .NET
-        # tool's "Arguments must be an object." result (the model can correct that).
-        arguments = params.get("arguments")
+        # Any JSON value goes to the catalog, which answers a non-object (``null`` too) with
+        # the .NET tool's "Arguments must be an object." result; a missing member is ABSENT,
+        # which the catalog reads as no arguments (clients omit it for argument-less tools).
+        arguments = params.get("arguments", ABSENT)
         if key in self._calls:
             raise _Reject(INVALID_REQUEST, "Invalid Request: this id is already in flight")
         if name not in self._tool_names:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from html.entities import name2codepoint
-from typing import Any
+from typing import Any, Optional
 
 from ._args import DOTNET_WHITESPACE, utf16_len
 
@@ -22,39 +22,71 @@ __all__ = ["CHAPTER_TEXT_LIMIT", "dotnet_datetime", "strip_and_cap", "to_json", 
 CHAPTER_TEXT_LIMIT = 40_000
 """UTF-16 units of chapter text a tool returns before it cuts and says ``truncated``."""
 
-_TAG = re.compile(r"<[^>]*>")
-_ENTITY = re.compile(r"&(?:#([0-9]+)|#[xX]([0-9A-Fa-f]+)|([A-Za-z][A-Za-z0-9]*));")
+# HtmlText's loop: '<' opens a tag (dropped up to its '>'), and every '>' becomes one
+# space, whether it closes a tag or stands alone in the text.
+_TAG_OR_GT = re.compile(r"<[^>]*>|>")
+# WebUtility.HtmlDecode reads '&' up to the first ';' (an '&' first means no entity).
+_ENTITY = re.compile(r"&([^;&]*);")
 _SPACES = re.compile(f"[{DOTNET_WHITESPACE}]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-# WebUtility.HtmlDecode knows the HTML 4 entities (plus &apos;), always with ';'.
+# WebUtility.HtmlDecode knows the HTML 4 entities (plus &apos;).
 _NAMED = {**name2codepoint, "apos": 0x27}
 _MAX_CODE_POINT = 0x10FFFF
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)[ \t\n\v\f\r]*")
+_UINT32_DIGITS = 10
+
+
+def _uint(text: str) -> Optional[int]:
+    """``uint.TryParse``: hex (``AllowHexSpecifier``) after an ``x``, else ``Integer``."""
+    if text[0] in "xX":
+        digits = text[1:]
+        if not digits or not _HEX.issuperset(digits):
+            return None
+        base = 16
+    else:
+        found = _NUMBER.fullmatch(text)
+        if found is None:
+            return None
+        sign, digits = found.groups()
+        if sign == "-" and digits.strip("0"):
+            return None
+        base = 10
+    # Bounded before int(): a 5,000-digit reference must not cost a bignum parse.
+    if len(digits.lstrip("0")) > _UINT32_DIGITS:
+        return None
+    value = int(digits, base)
+    return value if value <= 0xFFFFFFFF else None
 
 
 def _entity(found: re.Match[str]) -> str:
-    decimal, hexadecimal, name = found.groups()
-    if name is not None:
-        code = _NAMED.get(name)
-        return found.group(0) if code is None else chr(code)
-    digits = decimal if decimal is not None else hexadecimal
-    # Bounded before int(): a 5,000-digit reference must not cost a bignum parse.
-    if len(digits.lstrip("0")) > 8:
+    body = found.group(1)
+    if len(body) > 1 and body[0] == "#":
+        code = _uint(body[1:])
+        # U+0000..U+10FFFF, surrogates excluded; anything else stays as written.
+        if code is not None and (code < 0xD800 or 0xDFFF < code <= _MAX_CODE_POINT):
+            return chr(code)
         return found.group(0)
-    code = int(digits, 10 if decimal is not None else 16)
-    return chr(code) if code <= _MAX_CODE_POINT else found.group(0)
+    named = _NAMED.get(body)
+    return found.group(0) if named is None else chr(named)
 
 
 def strip_and_cap(html: str, limit: int = CHAPTER_TEXT_LIMIT) -> tuple[str, bool]:
     """Chapter HTML as plain text, at most ``limit`` UTF-16 units.
 
-    Tags become one space each, *then* entities are decoded (so ``&lt;b&gt;`` stays as
+    Tags become one space each (as does any other ``>``; an unclosed ``<`` drops the rest),
+    *then* entities are decoded (so ``&lt;b&gt;`` stays as
     literal ``<b>``), whitespace runs collapse to one space and the ends are trimmed.
     A longer text is cut at ``limit`` units and trimmed at its end again.
 
     Returns:
         ``(text, truncated)``.
     """
-    text = _TAG.sub(" ", html)
+    text = _TAG_OR_GT.sub(" ", html)
+    # What is left of a '<' never closed: .NET drops it all, to the end.
+    opened = text.find("<")
+    if opened >= 0:
+        text = text[:opened]
     text = _ENTITY.sub(_entity, text)
     text = _SPACES.sub(" ", text).strip(DOTNET_WHITESPACE)
     if len(text) <= limit // 2 or utf16_len(text) <= limit:

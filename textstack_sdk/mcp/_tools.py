@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .._errors import ApiError, ProtocolError, TextStackError
@@ -551,6 +552,9 @@ def after_finishing(index: int, total: int) -> tuple[int, float, bool]:
     Returns:
         ``(resume index, fraction of the book done, whether the book is finished)``:
         the start of the next chapter, or the last chapter again once it is done.
+        The fraction (0..1) is what the .NET tool sends with ``percentUnit: "book"``,
+        the server's one stored unit ("fraction of the whole book"); upstream's tests
+        pin 0.5 and 1. The client's own 0..100 bound lets it through unchanged.
     """
     done = index + 1
     finished = done >= total
@@ -643,11 +647,25 @@ def set_book_progress(a: Args) -> Job:
 
 
 def _refusal_text(exc: ApiError) -> Optional[str]:
-    """The server's refusal message and its field errors, one per line, when it sent them."""
+    """The server's refusal message and its field errors, one per line, when it sent them.
+
+    Like .NET, only a TextStack refusal that carries a message of its own counts: one whose
+    message is just its error code or the status's phrase (what the client falls back to)
+    gets the status line instead.
+    """
     if isinstance(exc, ProtocolError) or (exc.error is None and not exc.errors):
+        return None
+    if exc.message in (exc.error, _phrase(exc.status)):
         return None
     lines = [exc.message] + [f"{fe.path}: {fe.message}" for fe in exc.errors]
     return "\n".join(lines)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unexpected status"
 
 
 def get_chapter_review(a: Args) -> Job:
