@@ -16,103 +16,37 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
-from _fleet_helpers import MakeStore, OffsetClock, make_store, store_kind  # noqa: F401
+from _fleet_helpers import (  # noqa: F401 - fixtures
+    LIFETIME,
+    Host,
+    MakeStore,
+    OffsetClock,
+    clock,
+    endpoints,
+    hosts,
+    login,
+    make_store,
+    server,
+    store_kind,
+)
 from _redis_harness import RedisFleet, redis_binary, redis_fleet, shared_redis  # noqa: F401
 from _tm_helpers import run_threads
 
 from textstack_sdk import _wire as wire
 from textstack_sdk._auth_endpoints import AuthEndpoints
 from textstack_sdk._file_store import FileTokenStore
-from textstack_sdk._fleet_refresh import Held, fresh
-from textstack_sdk._fleet_refresher import FleetRefresher, Outcome
-from textstack_sdk._jwt import decode_exp
+from textstack_sdk._fleet_refresh import Held
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
 from textstack_sdk._store import RecordState, TokenStore
-from textstack_sdk._transport import Urllib3Transport
 from textstack_sdk.testing import FakeTextStackServer
 
 pytestmark = pytest.mark.timeout(60)
 
-LIFETIME = 600.0
-MARGIN = 30.0
 REFRESH = "POST /auth/refresh-mobile"
-
-
-@pytest.fixture
-def clock() -> OffsetClock:
-    return OffsetClock()
-
-
-@pytest.fixture
-def server(clock: OffsetClock) -> Iterator[FakeTextStackServer]:
-    with FakeTextStackServer(clock=clock, access_token_lifetime=LIFETIME) as srv:
-        yield srv
-
-
-@pytest.fixture
-def endpoints(server: FakeTextStackServer, clock: OffsetClock) -> Iterator[AuthEndpoints]:
-    transport = Urllib3Transport(timeout=5.0)
-    yield AuthEndpoints(
-        transport,
-        api_url=server.api_url,
-        site_host=server.site_host,
-        timeout=5.0,
-        wall_clock=clock.time,
-    )
-    transport.close()
-
-
-class Host:
-    """One host: its own store object and refresher, one refresh at a time."""
-
-    def __init__(
-        self,
-        name: str,
-        store: TokenStore,
-        endpoints: AuthEndpoints,
-        clock: OffsetClock,
-        **options: Any,
-    ) -> None:
-        options.setdefault("request_timeout", 2.0)
-        options.setdefault("lease_ttl", 5.0)
-        self.store = store
-        self.clock = clock
-        self.endpoints = endpoints
-        self.refresher = FleetRefresher(store, owner=name, clock=clock, margin=MARGIN, **options)
-        self.held = Held(None, 0)
-        self.flight = threading.Lock()
-        self.last: Optional[Outcome] = None
-
-    def send(self, tokens: TokenSet, timeout: float) -> wire.RefreshOutcome:
-        return self.endpoints.refresh(tokens, timeout=timeout)
-
-    def get(self, budget: float = 15.0) -> Optional[TokenSet]:
-        with self.flight:
-            if fresh(self.held.tokens, self.clock.time(), MARGIN):
-                return self.held.tokens
-            self.last = self.refresher.run(
-                self.held, self.send, deadline=self.clock.monotonic() + budget
-            )
-            self.held = self.last.held
-            return self.held.tokens if self.last.kind == "ok" else None
-
-
-def login(server: FakeTextStackServer, store: TokenStore, clock: OffsetClock) -> TokenSet:
-    access, refresh = server.issue_tokens()
-    tokens = TokenSet(access, refresh, decode_exp(access))
-    assert store.commit(store.load().version, tokens, now=clock.time()).ok
-    return tokens
-
-
-def hosts(
-    n: int, make_store: MakeStore, endpoints: AuthEndpoints, clock: OffsetClock, **kw: Any
-) -> list[Host]:
-    return [Host(f"host{i}", make_store(), endpoints, clock, **kw) for i in range(n)]
 
 
 def test_many_hosts_one_refresh_per_rotation_and_the_same_tokens(

@@ -8,7 +8,7 @@ to let a host send anything while the replica cannot acknowledge; (3) let the ho
 holds the rotated tokens see the regression and republish them.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from the harness are parameters here
+# ruff: noqa: F811 - pytest fixtures imported from the helpers are parameters here
 
 from __future__ import annotations
 
@@ -18,6 +18,15 @@ from collections.abc import Iterator
 from typing import Callable, TypeVar
 
 import pytest
+from _fleet_helpers import (  # noqa: F401 - fixtures
+    LIFETIME,
+    Host,
+    OffsetClock,
+    clock,
+    endpoints,
+    login,
+    server,
+)
 from _redis_harness import (  # noqa: F401 - fixtures
     FreezableProxy,
     RedisFleet,
@@ -28,9 +37,12 @@ from _redis_harness import (  # noqa: F401 - fixtures
     wait_until,
 )
 
+from textstack_sdk import _wire as wire
+from textstack_sdk._auth_endpoints import AuthEndpoints
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
 from textstack_sdk._store import StoreUnavailable, fingerprint
+from textstack_sdk.testing import FakeTextStackServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -105,6 +117,62 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
     finally:
         a.close()
         b.close()
+
+
+def test_a_failover_after_a_refresh_presents_no_spent_token_and_heals(
+    redis_fleet: RedisFleet,
+    master_and_link: tuple[RedisProcess, FreezableProxy],
+    server: FakeTextStackServer,
+    endpoints: AuthEndpoints,
+    clock: OffsetClock,
+) -> None:
+    master, link = master_and_link
+    replica = redis_fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
+    wait_for_replicas(master)
+    sentinels = [redis_fleet.sentinel(master, service=SERVICE) for _ in range(3)]
+    wait_for_sentinels(sentinels)
+    url = f"redis+sentinel://{','.join(f'127.0.0.1:{s.port}' for s in sentinels)}/{SERVICE}"
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    options = {"namespace": namespace, "socket_timeout": 0.5, "intent_grace": 60}
+    a = Host("a", RedisTokenStore(url, **options), endpoints, clock)
+    b = Host("b", RedisTokenStore(url, **options), endpoints, clock)
+    try:
+        login(server, a.store, clock)
+        assert a.get() is not None and b.get() == a.get()
+        clock.advance(LIFETIME)
+        real_send = a.send
+
+        def send_then_freeze(tokens: TokenSet, timeout: float) -> wire.RefreshOutcome:
+            # The intent went out acknowledged; the replica falls behind before the commit.
+            outcome = real_send(tokens, timeout)
+            link.freeze()
+            return outcome
+
+        a.send = send_then_freeze  # type: ignore[method-assign]
+        rotated = a.get()
+        assert rotated is not None and a.held.unsaved, "no replica has the rotated tokens"
+        master.kill()
+        link.close()
+        wait_until(lambda: master_port(sentinels[0]) == replica.port, 30, "Sentinel to promote")
+
+        # The promoted replica holds the spent refresh token and host a's intent for it.
+        for _ in range(3):
+            assert b.get(budget=0.5) is None
+        assert server.count("POST /auth/refresh-mobile") == 1
+        assert server.refresh_reuses == 0
+
+        # Host a checks its unsaved tokens again (the manager does so in the background).
+        healed = retrying(
+            lambda: a.refresher.run(a.held, a.send, deadline=time.monotonic() + 5, refresh=False)
+        )
+        assert healed.kind == "ok" and not healed.unsaved, healed
+        assert healed.held.tokens == rotated
+        assert retrying(lambda: b.get(budget=3.0)) == rotated
+        assert server.count("POST /auth/refresh-mobile") == 1
+        assert server.refresh_reuses == 0
+    finally:
+        a.store.close()
+        b.store.close()
 
 
 def wait_for_sentinels(sentinels: list[RedisProcess]) -> None:

@@ -63,6 +63,11 @@ class Outcome:
     retryable: bool = False
     refreshed: bool = False
 
+    @property
+    def unsaved(self) -> bool:
+        """The held tokens are not surely in the store: run again soon (refresh=False)."""
+        return self.held.unsaved and self.held.tokens is not None
+
 
 def default_owner() -> str:
     """Who this process is, as lease holders are shown to operators (not secret)."""
@@ -246,7 +251,7 @@ class _Run:
             result = self.store.commit(0, d.tokens, now=self.clock.time())
         if result.ok:
             log.info("token store: %s", d.reason)
-            self.held = Held(d.tokens, result.version)
+            self.held = Held(d.tokens, result.version, unsaved=not result.acknowledged)
         return self.read(self.store.load())
 
     def take_lease(self) -> Decision:
@@ -307,7 +312,9 @@ class _Run:
         assert d.tokens is not None
         result = self.store.commit(d.version, d.tokens, now=self.clock.time())
         if result.ok:
-            self.held = Held(d.tokens, result.version)
+            # Unacknowledged by a replica, it may vanish in a failover: held as unsaved,
+            # so the next run writes it again (see Outcome.unsaved).
+            self.held = Held(d.tokens, result.version, unsaved=not result.acknowledged)
             self.keep(self.held)
             self.release(withdraw=False)
             return Outcome("ok", self.held, refreshed=self.sent is not None, reason=d.reason)

@@ -13,6 +13,7 @@ is atomic on the server. ``redis`` (redis-py) is imported only when a store is b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -121,7 +122,8 @@ end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'state', 'live', 'tokens', ARGV[3])
 redis.call('HDEL', KEYS[1], 'pending')
 redis.call('DEL', KEYS[2])
-return {1, tonumber(ARGV[2])}
+local info = redis.call('INFO', 'replication')
+return {1, tonumber(ARGV[2]), tonumber(string.match(info, 'connected_slaves:(%d+)')) or 0}
 """
 
 # KEYS: record, intent. ARGV: state, now ms, expected version ('' = unconditional).
@@ -306,7 +308,6 @@ class RedisTokenStore(LeaseTaking):
                 ("load", _LOAD),
                 ("acquire", _ACQUIRE),
                 ("release", _RELEASE),
-                ("write_live", _WRITE_LIVE),
                 ("write_state", _WRITE_STATE),
             )
         }
@@ -375,11 +376,11 @@ class RedisTokenStore(LeaseTaking):
     def record_intent(self, lease: Lease, *, version: int, refresh_token: str) -> IntentResult:
         if lease.purpose != "refresh":
             raise StoreError("an intent needs the refresh lease")
-        with self._intent_lock:
-            client, script = self._call(self._pinned)
+
+        def attempt(client: Any, scripts: dict[str, Any]) -> IntentResult:
             started = self._clock.monotonic()
             ok, reason, pttl, current, connected = self._call(
-                lambda: script(
+                lambda: scripts["intent"](
                     keys=[self._lease_key("refresh"), self._intent_key, self._record_key],
                     args=[
                         _lease_value(lease),
@@ -398,18 +399,16 @@ class RedisTokenStore(LeaseTaking):
                     lease_deadline=lease_deadline,
                     current_version=int(current),
                 )
-            needed = self._replicas if self._replicas is not None else min(1, int(connected))
-            acknowledged = True
-            if needed > 0:
-                acked = self._call(lambda: client.wait(needed, self._ack_ms))
-                acknowledged = int(acked) >= needed
-        return IntentResult(
-            recorded=True,
-            acknowledged=acknowledged,
-            reason="" if acknowledged else "replica",
-            lease_deadline=lease_deadline,
-            current_version=int(current),
-        )
+            acknowledged = self._acknowledged(client, int(connected))
+            return IntentResult(
+                recorded=True,
+                acknowledged=acknowledged,
+                reason="" if acknowledged else "replica",
+                lease_deadline=lease_deadline,
+                current_version=int(current),
+            )
+
+        return self._on_pinned(attempt)
 
     def commit(self, expected_version: int, tokens: TokenSet, *, now: float) -> WriteResult:
         new_version = next_version(expected_version, now)
@@ -438,17 +437,63 @@ class RedisTokenStore(LeaseTaking):
             self.load, version, timeout=timeout, clock=self._clock, poll=self._poll
         )
 
-    def _pinned(self) -> tuple[Any, Any]:
-        """The intent's own connection and script (call with the intent lock held)."""
+    def _pinned(self) -> tuple[Any, dict[str, Any]]:
+        """The connection (and its scripts) for writes that WAIT for a replica.
+
+        Call with the intent lock held: WAIT counts the writes of its own connection.
+        """
         if self._intent_client is None:
             import redis
 
             client = redis.Redis(
                 connection_pool=self._client.connection_pool, single_connection_client=True
             )
-            self._intent_script = client.register_script(_INTENT)
+            self._intent_script = {
+                "intent": client.register_script(_INTENT),
+                "write_live": client.register_script(_WRITE_LIVE),
+            }
             self._intent_client = client
         return self._intent_client, self._intent_script
+
+    def _on_pinned(self, work: Callable[[Any, dict[str, Any]], _T]) -> _T:
+        """Runs ``work`` on the pinned connection, one at a time.
+
+        A pinned connection is not checked by the pool before each use: one kept since an
+        earlier call may have died with a restarted or failed-over server. Such a refused
+        connection (never a timeout, which would double the bound) is replaced and the
+        work tried once more; both steps are safe to repeat (same owner, same CAS).
+        """
+        import redis.exceptions as rex
+
+        with self._intent_lock:
+            reused = self._intent_client is not None
+            client, scripts = self._call(self._pinned)
+            try:
+                return work(client, scripts)
+            except StoreUnavailable as exc:
+                self._drop_pinned()
+                if not reused or isinstance(exc.__cause__, rex.TimeoutError):
+                    raise
+            client, scripts = self._call(self._pinned)
+            try:
+                return work(client, scripts)
+            except StoreUnavailable:
+                self._drop_pinned()
+                raise
+
+    def _drop_pinned(self) -> None:
+        pinned, self._intent_client = self._intent_client, None
+        if pinned is not None:
+            with contextlib.suppress(Exception):
+                pinned.close()
+
+    def _acknowledged(self, client: Any, connected: int) -> bool:
+        """Whether a replica has this connection's writes (WAIT), when one is needed."""
+        needed = self._replicas if self._replicas is not None else min(1, connected)
+        if needed <= 0:
+            return True
+        acked = self._call(lambda: client.wait(needed, self._ack_ms))
+        return int(acked) >= needed
 
     def _lease_key(self, purpose: str) -> str:
         if not _PURPOSE.fullmatch(purpose):
@@ -474,13 +519,22 @@ class RedisTokenStore(LeaseTaking):
 
     def _write_live(self, expected: str, new_version: int, tokens: TokenSet) -> WriteResult:
         blob = self._seal(encode_tokens(tokens), "tokens")
-        ok, version = self._call(
-            lambda: self._scripts["write_live"](
-                keys=[self._record_key, self._intent_key],
-                args=[expected, str(new_version), blob],
+
+        def attempt(client: Any, scripts: dict[str, Any]) -> WriteResult:
+            answer = self._call(
+                lambda: scripts["write_live"](
+                    keys=[self._record_key, self._intent_key],
+                    args=[expected, str(new_version), blob],
+                )
             )
-        )
-        return WriteResult(ok=bool(ok), version=int(version))
+            if not answer[0]:
+                return WriteResult(ok=False, version=int(answer[1]))
+            # New tokens on the master alone are lost if it dies now: their writer must
+            # know, and keep them until a replica has them.
+            acknowledged = self._acknowledged(client, int(answer[2]))
+            return WriteResult(ok=True, version=int(answer[1]), acknowledged=acknowledged)
+
+        return self._on_pinned(attempt)
 
     def _write_state(self, state: RecordState, now: float, expected: Optional[int]) -> WriteResult:
         ok, version = self._call(

@@ -240,10 +240,14 @@ class WriteResult:
     Attributes:
         ok: The write happened.
         version: The record's version after the call (the new one when ``ok``).
+        acknowledged: A replica has the write too (always true where the store has no
+            replicas). A live write that no replica acknowledged may be lost in a
+            failover: its writer keeps checking until a write of it is acknowledged.
     """
 
     ok: bool
     version: int
+    acknowledged: bool = True
 
 
 class TokenStore(Protocol):
