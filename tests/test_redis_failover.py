@@ -66,12 +66,7 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
     redis_fleet: RedisFleet, master_and_link: tuple[RedisProcess, FreezableProxy]
 ) -> None:
     master, link = master_and_link
-    replica = redis_fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
-    wait_for_replicas(master)
-    sentinels = [redis_fleet.sentinel(master, service=SERVICE) for _ in range(3)]
-    wait_for_sentinels(sentinels)
-    hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
-    url = f"redis+sentinel://{hosts}/{SERVICE}"
+    replica, sentinels, url = replicated(redis_fleet, master, link)
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     a = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, intent_grace=30)
     b = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, intent_grace=30)
@@ -127,11 +122,7 @@ def test_a_failover_after_a_refresh_presents_no_spent_token_and_heals(
     clock: OffsetClock,
 ) -> None:
     master, link = master_and_link
-    replica = redis_fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
-    wait_for_replicas(master)
-    sentinels = [redis_fleet.sentinel(master, service=SERVICE) for _ in range(3)]
-    wait_for_sentinels(sentinels)
-    url = f"redis+sentinel://{','.join(f'127.0.0.1:{s.port}' for s in sentinels)}/{SERVICE}"
+    replica, sentinels, url = replicated(redis_fleet, master, link)
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     options = {"namespace": namespace, "socket_timeout": 0.5, "intent_grace": 60}
     a = Host("a", RedisTokenStore(url, **options), endpoints, clock)
@@ -173,6 +164,18 @@ def test_a_failover_after_a_refresh_presents_no_spent_token_and_heals(
     finally:
         a.store.close()
         b.store.close()
+
+
+def replicated(
+    fleet: RedisFleet, master: RedisProcess, link: FreezableProxy
+) -> tuple[RedisProcess, list[RedisProcess], str]:
+    """A replica of ``master`` through ``link``, three Sentinels, and the store URL."""
+    replica = fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
+    wait_for_replicas(master)
+    sentinels = [fleet.sentinel(master, service=SERVICE) for _ in range(3)]
+    wait_for_sentinels(sentinels)
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    return replica, sentinels, f"redis+sentinel://{hosts}/{SERVICE}"
 
 
 def wait_for_sentinels(sentinels: list[RedisProcess]) -> None:
