@@ -122,6 +122,15 @@ class Host:
             self.held = self.last.held
             return self.held.tokens if self.last.kind == "ok" else None
 
+    def check(self, budget: float = 5.0) -> Outcome:
+        """Writes unsaved tokens again (the token manager does so in the background)."""
+        with self.flight:
+            self.last = self.refresher.run(
+                self.held, self.send, deadline=self.clock.monotonic() + budget, refresh=False
+            )
+            self.held = self.last.held
+            return self.last
+
 
 def login(server: FakeTextStackServer, store: TokenStore, clock: OffsetClock) -> TokenSet:
     access, refresh = server.issue_tokens()

@@ -386,3 +386,53 @@ def test_a_lease_holder_killed_with_sigkill_holds_the_others_up_at_most_its_leas
     assert survivor.get() is not None, survivor.last
     assert time.monotonic() - killed_at < ttl + 1.0
     assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
+
+
+def test_a_partition_between_one_host_and_redis_heals_without_loss(
+    shared_redis: Any,
+    server: FakeTextStackServer,
+    endpoints: AuthEndpoints,
+    clock: OffsetClock,
+) -> None:
+    from _redis_harness import FreezableProxy
+
+    namespace = f"p-{time.monotonic_ns()}"
+    link = FreezableProxy(shared_redis.port)
+    options: dict[str, Any] = {"namespace": namespace, "intent_grace": 30.0}
+    cut_off = Host(
+        "cut-off",
+        RedisTokenStore(f"redis://127.0.0.1:{link.port}/0", socket_timeout=0.3, **options),
+        endpoints,
+        clock,
+    )
+    other = Host("other", RedisTokenStore(shared_redis.url, **options), endpoints, clock)
+    try:
+        login(server, other.store, clock)
+        assert cut_off.get() == other.get() is not None
+        clock.advance(LIFETIME)
+        real_send = cut_off.send
+
+        def send_then_partition(tokens: TokenSet, timeout: float) -> wire.RefreshOutcome:
+            outcome = real_send(tokens, timeout)
+            link.freeze()  # the commit of the rotated tokens cannot reach Redis
+            return outcome
+
+        cut_off.send = send_then_partition  # type: ignore[method-assign]
+        assert cut_off.get() is None
+        assert cut_off.last is not None and cut_off.last.retryable
+        rotated = cut_off.held.tokens
+        assert rotated is not None and cut_off.held.unsaved, "kept in memory, not lost"
+        # The other host must not spend the token the cut-off host spent.
+        assert other.get(budget=0.5) is None
+        assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
+        link.thaw()
+        cut_off.store.close()  # its connections died in the partition; new ones now
+        cut_off.send = real_send  # type: ignore[method-assign]
+        assert cut_off.check().kind == "ok", cut_off.last
+        assert cut_off.held.tokens == rotated and not cut_off.held.unsaved
+        assert other.get() == rotated
+        assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
+    finally:
+        cut_off.store.close()
+        other.store.close()
+        link.close()
