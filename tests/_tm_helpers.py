@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+import time
 from typing import Any, Callable
 
 from textstack_sdk import TokenManager, TokenSet
@@ -60,3 +63,21 @@ def drive(
             continue  # the poll thread finished between our check and the wait
         clock.advance(step)
     assert until()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Waits (real time, in tiny steps) for work another thread is doing to show."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.002)
+
+
+def unsigned_jwt(claims: dict[str, object]) -> str:
+    """A compact JWT with these claims (the SDK reads ``exp`` without verifying)."""
+
+    def part(value: object) -> str:
+        raw = json.dumps(value).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"

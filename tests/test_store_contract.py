@@ -10,9 +10,10 @@ TTLs, kept to tenths of a second.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from _fleet_helpers import MakeStore, make_store, store_kind  # noqa: F401 - fixtures
@@ -22,7 +23,7 @@ from _tm_helpers import run_threads
 from textstack_sdk._file_store import FileTokenStore
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
-from textstack_sdk._store import RecordState, TokenStore, fingerprint
+from textstack_sdk._store import Lease, RecordState, TokenStore, fingerprint
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -60,9 +61,12 @@ def test_a_commit_is_seen_by_every_host(make_store: MakeStore) -> None:
 def test_versions_only_grow_even_within_one_millisecond(make_store: MakeStore) -> None:
     store = make_store()
     now = time.time()
-    first = store.commit(0, tokens(1), now=now)
-    second = store.commit(first.version, tokens(2), now=now)
-    assert second.ok and second.version == first.version + 1
+    versions = [store.commit(0, tokens(0), now=now).version]
+    for n in range(1, 20):
+        result = store.commit(versions[-1], tokens(n), now=now)
+        assert result.ok
+        versions.append(result.version)
+    assert versions == sorted(set(versions))
 
 
 def test_cas_refuses_a_stale_version(make_store: MakeStore) -> None:
@@ -132,12 +136,14 @@ def test_an_expired_lease_passes_to_a_waiter_and_is_lost_to_its_holder(
     make_store: MakeStore,
 ) -> None:
     a, b = make_store(), make_store()
+    # Timed from before a's request: a loaded machine may pause this thread anywhere
+    # after it, and the lease cannot pass to b before its TTL has run from that point.
+    started = time.monotonic()
     first = a.acquire_lease("a", ttl=0.15, wait=0)
     assert first is not None
-    started = time.monotonic()
     second = b.acquire_lease("b", ttl=5, wait=3)
     assert second is not None
-    assert 0.05 < time.monotonic() - started < 2.5
+    assert 0.15 <= time.monotonic() - started < 2.5
     assert a.renew_lease(first, ttl=5) is None
     assert not a.release_lease(first)
     assert b.load().lease_owner == "b"
@@ -153,11 +159,13 @@ def test_a_lease_wait_is_bounded(make_store: MakeStore) -> None:
 
 def test_a_renewed_lease_outlives_its_first_ttl(make_store: MakeStore) -> None:
     a, b = make_store(), make_store()
-    lease = a.acquire_lease("a", ttl=0.3, wait=0)
+    lease = a.acquire_lease("a", ttl=5, wait=0)
     assert lease is not None
-    renewed = a.renew_lease(lease, ttl=10)
+    renewed = a.renew_lease(lease, ttl=60)
     assert renewed is not None and renewed.deadline > lease.deadline
-    assert b.acquire_lease("b", ttl=1, wait=0.4) is None
+    # The store's own count, not a wait for the first TTL to run out.
+    assert b.load().lease_remaining > 50
+    assert b.acquire_lease("b", ttl=1, wait=0) is None
 
 
 def test_the_intent_needs_the_lease_the_version_and_a_live_record(
@@ -195,32 +203,54 @@ def test_no_intent_on_a_record_that_is_not_live(make_store: MakeStore) -> None:
     assert (result.recorded, result.reason) == (False, "state")
 
 
+def test_an_intent_outlives_its_lease_by_the_grace(make_store: MakeStore) -> None:
+    store = make_store(intent_grace=5)
+    version = live(store, 1)
+    lease = store.acquire_lease("a", ttl=30, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-1").may_send
+    snap = store.load()
+    assert snap.intent is not None
+    assert snap.lease_remaining <= 30
+    assert snap.lease_remaining + 4 < snap.intent.remaining <= snap.lease_remaining + 5.1
+
+
 def test_a_paused_holders_intent_is_waited_for_and_its_late_commit_refused(
-    make_store: MakeStore,
+    make_store: MakeStore, store_kind: str, request: pytest.FixtureRequest
 ) -> None:
-    a = make_store(intent_grace=0.3)
-    b = make_store(intent_grace=0.3)
+    # The lease and the intent run out by the store's hand, not by real waits: this
+    # thread, paused on a loaded machine, would otherwise let them run out too early.
+    a, b = make_store(), make_store()
     version = live(a, 1)
-    a_lease = a.acquire_lease("a", ttl=0.1, wait=0)
-    assert a_lease is not None
-    assert a.record_intent(a_lease, version=version, refresh_token="refresh-1").may_send
-    # a now "pauses" past its lease with the refresh request in flight.
-    b_lease = b.acquire_lease("b", ttl=10, wait=3)
-    assert b_lease is not None
+    # a "pauses" past its lease with the refresh request in flight.
+    _, b_lease = hand_over(request, store_kind, a, b, intent_at=version)
     blocked = b.record_intent(b_lease, version=version, refresh_token="refresh-1")
     assert (blocked.recorded, blocked.reason) == (False, "intent")
     snap = b.load()
     assert snap.intent is not None and snap.intent.owner == "a"
     # The grace runs out with no commit from a: b may go on (a's process counts as dead).
-    deadline = time.monotonic() + 3
-    while b.load().intent is not None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    run_out(request, store_kind, a, "intent")
     resumed = b.record_intent(b_lease, version=version, refresh_token="refresh-1")
     assert resumed.may_send
     assert b.commit(version, tokens(2), now=time.time()).ok
     late = a.commit(version, tokens(99), now=time.time())
     assert not late.ok
     assert a.load().tokens == tokens(2)
+
+
+def test_a_renewed_lease_keeps_its_intent_alive_past_it(make_store: MakeStore) -> None:
+    """The intent must outlive the lease however the lease is extended: were it left with
+    the first lease's time, it would vanish while the renewed holder's request is in
+    flight, and after the lease another host would find no intent to wait for."""
+    store = make_store(intent_grace=1)
+    version = live(store, 1)
+    lease = store.acquire_lease("a", ttl=2, wait=0)
+    assert lease is not None
+    assert store.record_intent(lease, version=version, refresh_token="refresh-1").may_send
+    assert store.renew_lease(lease, ttl=60) is not None
+    snap = store.load()
+    assert snap.intent is not None
+    assert snap.intent.remaining > snap.lease_remaining > 50
 
 
 def test_a_commit_clears_the_intent_and_a_withdrawal_drops_an_unsent_one(
@@ -243,6 +273,20 @@ def test_a_commit_clears_the_intent_and_a_withdrawal_drops_an_unsent_one(
     assert store.load().intent is None
 
 
+def test_a_former_holder_neither_releases_nor_withdraws_what_is_not_its_own(
+    make_store: MakeStore, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    a, b = make_store(), make_store()
+    version = live(a, 1)
+    a_lease, b_lease = hand_over(request, store_kind, a, b, intent_at=None)
+    assert b.record_intent(b_lease, version=version, refresh_token="refresh-1").may_send
+    assert not a.release_lease(a_lease, withdraw_intent=True)
+    assert a.renew_lease(a_lease, ttl=60) is None
+    snap = a.load()
+    assert snap.lease_owner == "b" and snap.intent is not None and snap.intent.owner == "b"
+    assert snap.intent.remaining < 40, "a's renewal attempt did not stretch b's intent"
+
+
 def test_the_request_budget_is_cut_to_the_lease() -> None:
     from textstack_sdk._store import IntentResult
 
@@ -262,7 +306,7 @@ def test_a_tombstone_logs_the_fleet_out_and_is_not_undone_by_a_republish(
     assert lease is not None
     assert a.record_intent(lease, version=held, refresh_token="refresh-1").may_send
     result = b.tombstone(now=time.time())
-    assert result.ok and result.version > held
+    assert result.ok and result.version > held and result.acknowledged
     snap = a.load()
     assert (snap.state, snap.tokens, snap.intent) == (RecordState.TOMBSTONE, None, None)
     assert not snap.regressed_from(held)
@@ -328,6 +372,32 @@ def test_one_pending_sign_in_for_the_fleet(make_store: MakeStore) -> None:
     assert b.load().pending is None
 
 
+def test_a_pending_sign_in_is_replaced_only_by_a_host_that_saw_it(make_store: MakeStore) -> None:
+    """Offer and an unconditional clear cannot replace an expired sign-in safely: two hosts
+    that both find it expired would each clear and offer, and the fleet would show two user
+    codes; a poller's late clear would drop its successor. A compare-and-swap on the
+    sign-in itself lets one host win and the others adopt what it put up."""
+    a, b = make_store(), make_store()
+    expired = {"device_code": "dc-1", "user_code": "ABCD", "expiresAt": 1.5}
+    assert a.offer_pending(expired)
+    seen_by_a, seen_by_b = a.load().pending, b.load().pending
+    assert seen_by_a == seen_by_b == expired
+    fresh = {"device_code": "dc-2", "user_code": "EFGH", "expiresAt": 2e9}
+    assert a.replace_pending(seen_by_a, fresh)
+    assert not b.replace_pending(seen_by_b, {"device_code": "dc-3", "user_code": "IJKL"})
+    assert b.load().pending == fresh
+    assert not b.replace_pending(expired, None), "a late clear of the old one drops nothing"
+    # The poller writes the outcome where every host sees it, then closes the sign-in.
+    done = {**fresh, "outcome": "denied"}
+    assert a.replace_pending(b.load().pending, done)
+    assert b.load().pending == done
+    assert not b.offer_pending(fresh)
+    assert b.replace_pending(done, None)
+    assert a.load().pending is None
+    assert not a.replace_pending(done, None)
+    assert a.offer_pending(fresh)
+
+
 def test_a_waiter_sees_the_change_as_it_happens(make_store: MakeStore) -> None:
     a, b = make_store(), make_store()
     version = live(a, 1)
@@ -364,5 +434,47 @@ def wipe(request: pytest.FixtureRequest, store_kind: str, store: TokenStore) -> 
     client = server.client()
     try:
         client.delete(*client.keys(f"{{textstack:{store.namespace}}}:*"))
+    finally:
+        client.close()
+
+
+def hand_over(
+    request: pytest.FixtureRequest,
+    store_kind: str,
+    a: TokenStore,
+    b: TokenStore,
+    *,
+    intent_at: Optional[int],
+) -> tuple[Lease, Lease]:
+    """a takes the lease (and records an intent at ``intent_at``), it runs out, b takes it."""
+    a_lease = a.acquire_lease("a", ttl=30, wait=0)
+    assert a_lease is not None
+    if intent_at is not None:
+        assert a.record_intent(a_lease, version=intent_at, refresh_token="refresh-1").may_send
+    run_out(request, store_kind, a, "lease:refresh")
+    b_lease = b.acquire_lease("b", ttl=30, wait=0)
+    assert b_lease is not None
+    return a_lease, b_lease
+
+
+def run_out(request: pytest.FixtureRequest, store_kind: str, store: TokenStore, key: str) -> None:
+    """Ends a lease or an intent as its time to live running out does."""
+    if store_kind == "file":
+        assert isinstance(store, FileTokenStore)
+        state = json.loads(store.cache.store_path.read_bytes())
+        if key == "intent":
+            assert state["intent"] is not None
+            state["intent"]["exp"] = 0
+        else:
+            purpose = key.split(":", 1)[1]
+            state["leases"][purpose]["exp"] = 0
+        assert store.cache.save_store_state(json.dumps(state).encode()) is None
+        return
+    assert store_kind == "redis"
+    server: RedisProcess = request.getfixturevalue("shared_redis")
+    assert isinstance(store, RedisTokenStore)
+    client = server.client()
+    try:
+        assert client.delete(f"{{textstack:{store.namespace}}}:{key}") == 1
     finally:
         client.close()

@@ -16,10 +16,12 @@ import pytest
 
 from textstack_sdk import (
     AuthorizationDenied,
+    AuthorizationError,
     AuthorizationExpired,
     AuthorizationTimeout,
     Authorized,
     Failed,
+    FileTokenCache,
     MemoryTokenCache,
     Pending,
     TokenManager,
@@ -29,7 +31,7 @@ from textstack_sdk._jwt import decode_exp
 from textstack_sdk.testing import FakeClock, FakeTextStackServer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tm_helpers import drive, manager, run_threads, seed
+from _tm_helpers import drive, manager, run_threads, seed, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -58,11 +60,13 @@ def test_valid_cached_token_needs_no_request(server, clock, cache) -> None:
 
 
 def test_token_inside_the_skew_margin_is_refreshed(server, clock, cache) -> None:
-    seed(server, cache)
+    tokens = seed(server, cache)
     clock.advance(900 - 29)  # 29 s before exp: inside the 30 s margin
     with manager(server, clock, cache) as tm:
-        result = tm.get_token()
-    assert isinstance(result, Authorized)
+        # Still valid: handed out at once while one daemon thread refreshes it.
+        assert tm.get_token() == Authorized(tokens.access_token)
+        wait_until(lambda: tm.get_token() != Authorized(tokens.access_token))
+        assert tm.status().source == "refresh"
     assert server.count(REFRESH) == 1
 
 
@@ -194,17 +198,20 @@ def test_refresh_401_forgets_the_login_and_returns_pending_in_the_same_call(
         assert cache.load() is None
 
 
+@pytest.mark.parametrize("kind", ["file", "memory"])
 def test_refresh_401_after_another_process_rotated_adopts_its_tokens(
-    server, clock, cache, tmp_path
+    server, clock, cache, kind
 ) -> None:
     seed(server, cache)
+    if kind == "memory":  # no lock, no shared sign-in: only the 401 branch can adopt
+        cache = MemoryTokenCache(cache.load())
     clock.advance(1000)
     with manager(server, clock, cache) as tm:
-        # Another process (outside our lock, e.g. the .NET tool) rotates first.
-        _, stale_refresh = cache.load().access_token, cache.load().refresh_token  # type: ignore[union-attr]
-        access, refresh = server.issue_tokens()
-        newer = TokenSet(access, refresh, decode_exp(access))
-
+        # Another writer outside our lock (e.g. the .NET tool) rotates while we send.
+        stale_refresh = cache.load().refresh_token  # type: ignore[union-attr]
+        server.revoke_all()
+        server_access, server_refresh = server.issue_tokens()
+        newer = TokenSet(server_access, server_refresh, decode_exp(server_access))
         original_send = tm._send_refresh
 
         def racing_send(sent):  # type: ignore[no-untyped-def]
@@ -212,15 +219,39 @@ def test_refresh_401_after_another_process_rotated_adopts_its_tokens(
             cache.save(newer)
             return outcome
 
-        server.revoke_all()
-        server_access, server_refresh = server.issue_tokens()
-        newer = TokenSet(server_access, server_refresh, decode_exp(server_access))
         tm._send_refresh = racing_send  # type: ignore[method-assign]
         result = tm.get_token()
         assert result == Authorized(newer.access_token)
         assert cache.load() == newer
+        assert tm.status().last_error is None  # adopted: never taken for a dead login
+    assert server.count(REFRESH) == 1
     assert server.count(CODE) == 0
-    assert stale_refresh
+    assert stale_refresh != newer.refresh_token
+
+
+def test_the_rotated_pair_is_saved_before_any_caller_can_receive_it(
+    server, clock, tmp_path
+) -> None:
+    visible_at_save: list[bool] = []
+    managers: list[TokenManager] = []
+
+    class Watching(FileTokenCache):
+        def save(self, tokens: TokenSet) -> bool:
+            # What the lock-free hot path would hand out at this instant.
+            snap = managers[0]._snapshot if managers else None
+            visible_at_save.append(snap is not None and snap[0].access_token == tokens.access_token)
+            return super().save(tokens)
+
+    cache = Watching(tmp_path / "textstack" / "mcp-token.json")
+    seed(server, cache)
+    visible_at_save.clear()
+    clock.advance(1000)
+    with manager(server, clock, cache) as tm:
+        managers.append(tm)
+        result = tm.get_token()
+        assert isinstance(result, Authorized)
+    assert visible_at_save == [False]
+    assert FileTokenCache(cache.path).load().access_token == result.access_token  # type: ignore[union-attr]
 
 
 def test_unreadable_exp_does_not_cause_a_refresh_storm(server, clock, cache) -> None:
@@ -237,8 +268,8 @@ def test_unreadable_exp_does_not_cause_a_refresh_storm(server, clock, cache) -> 
             assert tm.get_token() == Authorized("opaque-token")
         assert server.count(REFRESH) == 1
         clock.advance(61)
-        tm.get_token()
-        assert server.count(REFRESH) == 2
+        assert tm.get_token() == Authorized("opaque-token")  # advisory: refreshed behind
+        wait_until(lambda: server.count(REFRESH) == 2)
 
 
 def test_invalidate_forces_exactly_one_refresh(server, clock, cache) -> None:
@@ -382,19 +413,96 @@ def test_wait_for_token_timeout(server, clock, cache) -> None:
         assert isinstance(errors[0], AuthorizationTimeout)
 
 
+@pytest.mark.parametrize("kind", ["file", "memory"])
 def test_logout_cancels_the_poll_and_a_late_answer_brings_nothing_back(
-    server, clock, cache
+    server, clock, cache, kind
 ) -> None:
+    if kind == "memory":  # no shared record: the flow's own cancel flag is the only guard
+        cache = MemoryTokenCache()
     with manager(server, clock, cache) as tm:
         pending = tm.get_token()
         assert isinstance(pending, Pending)
+        poller = next(t for t in threading.enumerate() if t.name == "textstack-device-poll")
         server.approve(pending.user_code)
-        tm.logout()
-        clock.advance(60)
-        assert server.count(POLL) == 0
+        release = threading.Event()
+        server.inject(POLL, delay=20, release=release)  # the redeeming answer, held
+        try:
+            clock.wait_for_waiters(1)
+            clock.advance(5)
+            wait_until(lambda: server.count(POLL) == 1)  # tokens are on their way
+            tm.logout()
+        finally:
+            release.set()
+        poller.join(10)
+        assert not poller.is_alive()
         assert tm.status().pending is None
         assert cache.load() is None
         assert tm.status().source == "none"
+        assert not isinstance(tm.get_token(), Authorized)
+    assert server.count(POLL) == 1
+
+
+def test_a_poll_thread_that_crashes_ends_the_flow_and_the_next_call_starts_afresh(
+    server, clock, cache
+) -> None:
+    with manager(server, clock, cache) as tm:
+        first = tm.get_token()
+        assert isinstance(first, Pending)
+
+        def broken_poll(flow):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug in the poller")
+
+        tm._poll_once = broken_poll  # type: ignore[method-assign]
+        poller = next(t for t in threading.enumerate() if t.name == "textstack-device-poll")
+        raised: list[BaseException] = []
+
+        def waiter() -> None:
+            try:
+                tm.wait_for_token(timeout=20)
+            except AuthorizationError as exc:
+                raised.append(exc)
+
+        waiting = threading.Thread(target=waiter)
+        waiting.start()
+        clock.wait_for_waiters(2)  # the poll thread and the waiter
+        clock.advance(5)
+        poller.join(10)
+        waiting.join(10)
+        assert not poller.is_alive() and not waiting.is_alive()
+        # The waiter hears why, at once: not a timeout, not a hang.
+        assert len(raised) == 1 and "stopped unexpectedly" in str(raised[0])
+        assert tm.status().pending is None
+        assert "stopped unexpectedly" in (tm.status().last_error or "")
+        del tm._poll_once  # the bug is gone: the next call starts a new sign-in
+        second = tm.get_token()
+        assert isinstance(second, Pending) and second.user_code != first.user_code
+        server.approve(second.user_code)
+        drive(clock, lambda: isinstance(tm.get_token(), Authorized), step=5)
+    assert server.count(CODE) == 2
+
+
+def test_a_poll_thread_whose_ending_also_fails_still_ends_the_flow(server, clock, cache) -> None:
+    with manager(server, clock, cache) as tm:
+        first = tm.get_token()
+        assert isinstance(first, Pending)
+
+        def broken(*args):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug")
+
+        tm._poll_once = broken  # type: ignore[method-assign]
+        tm._finish_flow = broken  # type: ignore[method-assign]
+        poller = next(t for t in threading.enumerate() if t.name == "textstack-device-poll")
+        clock.wait_for_waiters(1)
+        clock.advance(5)
+        poller.join(10)
+        assert not poller.is_alive()
+        del tm._poll_once, tm._finish_flow
+        # A new poll thread (the still-valid shared code may be taken up again).
+        second = tm.get_token()
+        assert isinstance(second, Pending)
+        assert any(t.name == "textstack-device-poll" for t in threading.enumerate())
+        server.approve(second.user_code)
+        drive(clock, lambda: isinstance(tm.get_token(), Authorized), step=5)
 
 
 def test_logout_clears_memory_and_cache(server, clock, cache) -> None:

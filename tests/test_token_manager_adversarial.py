@@ -36,7 +36,7 @@ from textstack_sdk._http import Request, Response
 from textstack_sdk.testing import FakeClock, MockTransport
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tm_helpers import manager, seed
+from _tm_helpers import manager, seed, unsigned_jwt, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -216,7 +216,8 @@ def test_close_after_a_fork_without_hooks_does_not_hang(clock) -> None:
 
 
 def test_get_token_after_a_fork_without_hooks_does_not_hang(clock) -> None:
-    cache = MemoryTokenCache(TokenSet("a-access", "a-refresh", clock.time() + 900))
+    access = unsigned_jwt({"exp": clock.time() + 900})
+    cache = MemoryTokenCache(TokenSet(access, "a-refresh", clock.time() + 900))
     tm, _ = mock_manager(lambda r: json_response(500, {}), clock, cache)
     inherited = tm._lock
     inherited.acquire()
@@ -226,7 +227,7 @@ def test_get_token_after_a_fork_without_hooks_does_not_hang(clock) -> None:
         t = threading.Thread(target=lambda: out.append(tm.get_token()), daemon=True)
         t.start()
         t.join(2)
-        assert out == [Authorized("a-access")]
+        assert out == [Authorized(access)]
     finally:
         inherited.release()
 
@@ -255,8 +256,11 @@ def test_a_slow_prompt_callback_does_not_block_callers_waiting_on_the_flight(clo
         other = threading.Thread(target=lambda: out.append(tm.get_token()))
         try:
             assert in_request.wait(5)
+            flight = tm._start_flight
+            assert flight is not None
             other.start()
-            time.sleep(0.02)  # let it reach the flight's Future
+            # Until `other` waits on the flight's Future (its Condition has a waiter).
+            wait_until(lambda: len(flight._condition._waiters) > 0)  # type: ignore[attr-defined]
             answer.set()
             assert in_prompt.wait(5)
             other.join(1.0)
@@ -637,26 +641,48 @@ def test_hot_path_is_a_snapshot_not_a_mix_of_generations(server, clock, cache) -
     clock.advance(1000)
     with manager(server, clock, cache) as tm:
         stop = threading.Event()
-        seen: set[str] = set()
+        lock = threading.Lock()
+        # Tokens refused so far; a reader records which were refused when its call began.
+        refused: list[str] = []
+        seen: list[tuple[int, str]] = []
 
         def reader() -> None:
             while not stop.is_set():
+                with lock:
+                    known = len(refused)
                 r = tm.get_token()
                 if isinstance(r, Authorized):
-                    seen.add(r.access_token)
+                    with lock:
+                        seen.append((known, r.access_token))
 
         readers = [threading.Thread(target=reader) for _ in range(4)]
         for t in readers:
             t.start()
-        for _ in range(3):
-            tm.invalidate(next(iter(seen)) if seen else "x")
-            clock.advance(1)
-            time.sleep(0.002)
-        stop.set()
-        for t in readers:
-            t.join(5)
+        try:
+            for _ in range(3):
+                wait_until(lambda: any(tok not in refused for _, tok in list(seen)))
+                with lock:
+                    current = next(tok for _, tok in reversed(seen) if tok not in refused)
+                tm.invalidate(current)  # the server said 401: a new generation must come
+                with lock:
+                    refused.append(current)
+                clock.advance(1)
+        finally:
+            stop.set()
+            for t in readers:
+                t.join(5)
+        # No call that began after a token was refused ever returned it.
+        for known, token in seen:
+            assert token not in refused[:known]
+
+        def current() -> object:
+            return tm.get_token()
+
+        wait_until(lambda: isinstance(r := current(), Authorized) and r.access_token not in refused)
         disk = cache.load()
         assert disk is not None and tm.get_token() == Authorized(disk.access_token)
+        assert disk.access_token not in refused
+    assert server.count(REFRESH) == 4  # the expired seed, then one per refusal
     assert server.count(CODE) == 0
 
 

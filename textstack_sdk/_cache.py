@@ -75,6 +75,7 @@ from ._filelock import InterProcessLock
 from ._jwt import decode_exp, is_bearer_token
 from ._models import TokenSet
 from ._private_file import describe, read_private
+from ._spend_marker import SpendMarker
 
 __all__ = ["MAX_CACHE_BYTES", "FileTokenCache", "TokenCache", "default_cache_path"]
 
@@ -734,6 +735,10 @@ class FileTokenCache:
                     os.unlink(entry.path)
 
     # -- cross-process -----------------------------------------------------------------
+
+    def spend_marker(self) -> SpendMarker:
+        """Where a refresh records the token it spends (the lock file; see _spend_marker)."""
+        return SpendMarker(self.lock_path)
 
     @contextlib.contextmanager
     def lock(self, timeout: float) -> Iterator[bool]:

@@ -225,6 +225,17 @@ class FileTokenStore(LeaseTaking):
                 return False
             return self._cache.save_pending(record)
 
+    def replace_pending(
+        self, expected: Mapping[str, object], record: Optional[Mapping[str, object]]
+    ) -> bool:
+        with self._locked():
+            if self._cache.load_pending() != dict(expected):
+                return False
+            if record is None:
+                self._cache.clear_pending()
+                return True
+            return self._cache.save_pending(record)
+
     def clear_pending(self) -> None:
         self._cache.clear_pending()
 
@@ -322,14 +333,20 @@ class FileTokenStore(LeaseTaking):
             mine = current is not None and current["token"] == token
             if not mine and (renew or current is not None):
                 return 0.0 if current is None else self._remaining(current)
+            now = self._clock.time()
             state["leases"][purpose] = {
                 "owner": owner,
                 "token": token,
                 "pid": os.getpid(),
                 "host": self._host,
-                "exp": self._clock.time() + ttl,
+                "exp": now + ttl,
                 "span": ttl,
             }
+            intent = state.get("intent")
+            if renew and intent is not None and intent.get("token") == token:
+                # The intent keeps outliving the lease by its grace, however long it lasts.
+                span = ttl + self._grace
+                intent.update(exp=max(float(intent["exp"]), now + span), span=span)
             self._save_state(state)
         return Lease(owner=owner, token=token, purpose=purpose, deadline=started + ttl)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["usable_until"]
+__all__ = ["trusted_exp", "usable_until"]
 
 
 def usable_until(
@@ -48,3 +48,28 @@ def usable_until(
     if exp is not None and not trust_past_exp:
         return exp - skew
     return received_at + min_refresh_interval
+
+
+def trusted_exp(
+    jwt_exp: Optional[float], stated_exp: Optional[float], now: float, *, grace: float
+) -> Optional[float]:
+    """The expiry to believe for an access token read from a cache.
+
+    Args:
+        jwt_exp: The token's own ``exp`` claim, None when unreadable.
+        stated_exp: What the cache says (its ``accessExpiresAt``), None when absent.
+        now: Wall-clock seconds.
+        grace: The longest life believed on the cache's word alone: the grace a freshly
+            issued token with an unreadable exp gets, so that the expiry this package
+            writes for such a token is believed by the next process (no refresh storm).
+
+    Returns:
+        ``stated_exp`` may shorten ``jwt_exp``, never lengthen it. Without ``jwt_exp``,
+        ``stated_exp`` is believed only up to ``now + grace``; further ahead (or absent)
+        gives None: expired.
+    """
+    if jwt_exp is not None:
+        return jwt_exp if stated_exp is None else min(jwt_exp, stated_exp)
+    if stated_exp is not None and stated_exp <= now + grace:
+        return stated_exp
+    return None

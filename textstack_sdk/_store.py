@@ -14,7 +14,13 @@ Versions
     Every change that is not a lease or an intent gives the record a new version, chosen by
     :func:`next_version`: ``max(current + 1, now in milliseconds)``. Versions only grow, and
     a version written after a store lost its data (a flush, a failover that dropped writes)
-    is still higher than any version issued before the loss. A process whose snapshot has a
+    is still higher than any version issued before the loss. That needs ONE clock for every
+    writer: a store shared by hosts takes ``now`` from its server (Redis's ``TIME``), never
+    from the writing host, whose clock may be minutes off (ahead, it would lift versions
+    out of reach of any write after a loss; behind, a login after a loss would look older
+    than what the hosts hold). What remains is the skew between the servers themselves
+    (a promoted replica's clock against its old master's), which must stay below the time
+    a failover takes. A process whose snapshot has a
     version HIGHER than the store's therefore knows the store went backwards, and may
     republish (:meth:`TokenStore.republish`, accepted only while the store's version is
     lower); a logout made after the loss carries a higher version than anything the hosts
@@ -45,7 +51,9 @@ How the file cache maps onto it (to be implemented there)
     under the flock, replace the file atomically only if it is unchanged". A tombstone is a
     file ``{"state": "tombstone", "version": N}`` (no tokens, so the .NET tool sees "not
     logged in"), and ``revoked`` likewise. :meth:`TokenStore.wait_for_change` polls the
-    file's signature, as the cache's readers already do.
+    file's signature, as the cache's readers already do. The pending sign-in is the
+    existing shared-flow file; :meth:`TokenStore.replace_pending` compares it with the
+    expected record under the flock before replacing it.
 """
 
 from __future__ import annotations
@@ -241,8 +249,10 @@ class WriteResult:
         ok: The write happened.
         version: The record's version after the call (the new one when ``ok``).
         acknowledged: A replica has the write too (always true where the store has no
-            replicas). A live write that no replica acknowledged may be lost in a
-            failover: its writer keeps checking until a write of it is acknowledged.
+            replicas, and for writes that do not wait for one). A logout that no replica
+            acknowledged is lost if the store fails over now: its host keeps no tokens
+            to heal the store from, so the fleet would stay logged in. Live tokens no
+            replica acknowledged are held as unsaved by their writer and written again.
     """
 
     ok: bool
@@ -268,7 +278,11 @@ class TokenStore(Protocol):
         ...
 
     def renew_lease(self, lease: Lease, *, ttl: float) -> Optional[Lease]:
-        """Extends a lease still held; None when it was lost."""
+        """Extends a lease still held, and this holder's intent with it; None when lost.
+
+        The intent keeps outliving the lease by its grace period, however long the lease
+        is renewed for.
+        """
         ...
 
     def release_lease(self, lease: Lease, *, withdraw_intent: bool = False) -> bool:
@@ -287,7 +301,7 @@ class TokenStore(Protocol):
         """Compare-and-swap: writes live ``tokens`` only if the version is unchanged.
 
         Clears the intent and the pending sign-in. ``now`` is wall-clock seconds, for
-        :func:`next_version`.
+        :func:`next_version`, used by a store that has no clock of its own to read.
         """
         ...
 
@@ -296,7 +310,11 @@ class TokenStore(Protocol):
         ...
 
     def tombstone(self, *, now: float) -> WriteResult:
-        """Logs the fleet out: a tombstone with a new version, no tokens, no pending."""
+        """Logs the fleet out: a tombstone with a new version, no tokens, no pending.
+
+        Waits for a replica's acknowledgement as :meth:`record_intent` does, and says in
+        :attr:`WriteResult.acknowledged` whether it came.
+        """
         ...
 
     def mark_revoked(self, expected_version: int, *, now: float) -> WriteResult:
@@ -307,12 +325,28 @@ class TokenStore(Protocol):
         """Stores a pending shared sign-in unless one is already open; True if stored."""
         ...
 
+    def replace_pending(
+        self, expected: Mapping[str, object], record: Optional[Mapping[str, object]]
+    ) -> bool:
+        """Compare-and-swap on the pending sign-in: only while it is still ``expected``
+        (as read from a snapshot), writes ``record`` in its place, or drops it when None.
+
+        How a host replaces an expired sign-in (one host wins, the others adopt its
+        record), and how the poller writes the outcome and then closes the sign-in
+        without dropping one that took its place. True if done.
+        """
+        ...
+
     def clear_pending(self) -> None:
-        """Drops the pending shared sign-in."""
+        """Drops the pending shared sign-in, whichever it is (a logout)."""
         ...
 
     def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
-        """Waits at most ``timeout`` seconds for a version other than ``version``."""
+        """Waits at most ``timeout`` seconds for a version other than ``version``.
+
+        Leases, intents and the pending sign-in do not change the version: a host that
+        watches a sign-in's outcome reads :meth:`load` for it.
+        """
         ...
 
 
@@ -322,7 +356,8 @@ def next_version(current: int, now: float) -> int:
 
 
 def fingerprint(refresh_token: str) -> str:
-    """A short, one-way name for a refresh token, safe to store beside the intent."""
+    """A short, one-way name for a refresh token (or another secret of high entropy, such
+    as a record holding a device code), safe to store beside it."""
     return hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()[:32]
 
 

@@ -2,8 +2,14 @@
 
 Concurrency model:
 
-* The hot path reads one immutable tuple ``(Authorized, usable_until)`` and the wall
-  clock; no lock, no decode, no I/O.
+* The hot path reads one immutable tuple ``(Authorized, usable_until, valid_until)``
+  and the wall clock; no lock, no decode, no I/O.
+* Two windows, as botocore has, but nobody waits in the first: from ``usable_until``
+  (``exp - skew``) to ``valid_until`` (``exp``) the refresh is advisory: one daemon
+  thread refreshes (across processes, only if it gets the file lock at once) and every
+  caller keeps getting the current token meanwhile. Past ``valid_until`` it is
+  mandatory: callers wait on the one flight, each for at most one request's deadline
+  plus ``_WAIT_MARGIN``.
 * Everything else runs under ``self._lock`` for bookkeeping only. Network work happens
   outside it, by exactly one thread per flight (a refresh, or a device-code request);
   other callers wait on that flight's Future and get the same result.
@@ -49,11 +55,12 @@ from ._errors import (
     CacheDecryptionError,
     ConfigurationError,
 )
-from ._freshness import usable_until
+from ._freshness import trusted_exp, usable_until
 from ._http import Transport
-from ._jwt import decode_subject
+from ._jwt import decode_exp, decode_subject
 from ._models import Authorized, DeviceAuthorization, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
+from ._spend_marker import SpendMarker, new_owner
 
 __all__ = ["TokenManager", "TokenStatus"]
 
@@ -122,6 +129,10 @@ class _Flow:
 
 
 _DEAD = object()  # the refresh proved the login dead: start a device flow
+# Beyond one request's deadline, the longest a caller waits for another's refresh.
+_WAIT_MARGIN = 2.0
+# After a try at the file lock failed in the advisory window, the pause before the next.
+_ADVISORY_RETRY = 1.0
 
 
 def _bounded(name: str, value: float, low: float, high: float) -> float:
@@ -253,8 +264,9 @@ class TokenManager:
             wall_clock=self._time,
         )
 
-        # Read without a lock by get_token(): (Authorized, usable_until) or None.
-        self._snapshot: Optional[tuple[Authorized, float]] = None
+        # Read without a lock by get_token(): (Authorized, usable_until, valid_until).
+        self._snapshot: Optional[tuple[Authorized, float, float]] = None
+        self._spend_owner = new_owner(self)
         self._closed = False
         self._init_process_state()
         _MANAGERS.add(self)
@@ -273,6 +285,8 @@ class TokenManager:
         self._last_error: Optional[str] = None
         self._refresh_failures = 0
         self._refresh_not_before = float("-inf")
+        self._advisory_not_before = float("-inf")
+        self._marked = False  # our spend record stands in the lock file
         self._refused: Optional[str] = None
         self._start_failures = 0
         self._start_not_before = float("-inf")
@@ -292,36 +306,57 @@ class TokenManager:
     def get_token(self) -> TokenResult:
         """Returns a usable token, a pending sign-in, or why neither is possible.
 
-        Never waits for a person. The network work is bounded: at most one refresh and,
-        when that refresh proves the login dead, one device-code request.
+        Never waits for a person, nor for a refresh while the token in hand is still
+        valid. Otherwise (background mode) it waits for the one refresh or sign-in start
+        at most ``timeout`` plus 2 s, whatever the lock or the network do; the flight
+        goes on in its own thread and the next call finds its result.
         """
         snap = self._snapshot
-        if snap is not None and self._time() < snap[1]:
-            return snap[0]
+        if snap is not None:
+            now = self._time()
+            if now < snap[1]:
+                return snap[0]
+            if now < snap[2] and self._refresh_flight is not None:
+                return snap[0]  # advisory window, refresh under way: nothing to decide
         return self._get_token_slow()
 
     # ------------------------------------------------------------------ slow path
 
     def _get_token_slow(self) -> TokenResult:
         self._check_fork()
-        with self._lock:
+        snap = self._snapshot
+        if snap is not None and self._time() < snap[2]:
+            # Advisory window: never queue behind another caller's bookkeeping (or the
+            # refresh thread reading the cache); the token in hand is still valid.
+            if not self._lock.acquire(blocking=False):
+                return snap[0]
+        else:
+            self._lock.acquire()
+        try:
             if self._closed:
                 return Failed("the token manager is closed")
             self._sync_with_cache_locked()
             snap = self._snapshot
-            if snap is not None and self._time() < snap[1]:
+            now = self._time()
+            if snap is not None and now < snap[1]:
                 return snap[0]
             if self._undecryptable is not None:
                 return Failed(self._undecryptable)
             flow = self._flow
+            flight: Future[TokenResult]
             if flow is not None:
                 if self._background and flow.thread is not None:
                     return flow.pending
                 poll_now = self._claim_inline_poll_locked(flow)
+            elif snap is not None and now < snap[2]:
+                # Advisory window: the token is still valid. Nobody waits for its refresh.
+                if self._refresh_flight is not None or not self._advisory_allowed_locked():
+                    return snap[0]
+                flight = self._refresh_flight = Future()
+                role = "advisory"
             else:
                 poll_now = False
                 existing = self._refresh_flight or self._start_flight
-                flight: Future[TokenResult]
                 if existing is not None:
                     flight, role = existing, "wait"
                 elif self._refresh_allowed_locked():
@@ -337,22 +372,57 @@ class TokenManager:
                 else:
                     flight = self._start_flight = Future()
                     role = "start"
+        finally:
+            self._lock.release()
         if flow is not None:
             if poll_now:
                 self._poll_step(flow)
             return self._result_for_flow(flow)
+        if role == "advisory":
+            assert snap is not None
+            if self._background and self._spawn(self._run_refresh_flight, flight, advisory=True):
+                return snap[0]
+            result = self._run_refresh_flight(flight, advisory=True)
+            return result if isinstance(result, Authorized) else snap[0]
         if role == "wait":
             return self._wait_flight(flight)
+        # The flight runs in its own thread, so that the lock or the network can hold it
+        # up but not the caller: it waits a bounded time and the next call finds the rest.
         if role == "refresh":
-            return self._run_refresh_flight(flight)
+            if self._background and self._spawn(self._run_refresh_flight, flight, advisory=False):
+                return self._wait_flight(flight)
+            return self._run_refresh_flight(flight, advisory=False)
+        if self._background and self._spawn(self._run_start_flight, flight):
+            return self._wait_flight(flight)
         return self._run_start_flight(flight)
 
     def _wait_flight(self, flight: Future[TokenResult]) -> TokenResult:
-        bound = self._lock_timeout + 3 * self._timeout + 1.0
+        # Bounded whatever the lock or the network do: the flight goes on without us,
+        # and the next call finds its result (or joins it again).
         try:
-            return flight.result(timeout=bound)
+            return flight.result(timeout=self._timeout + _WAIT_MARGIN)
         except FutureTimeout:
-            return Failed("timed out waiting for another thread's token request", retryable=True)
+            return Failed(
+                "the token request is taking long (a slow server, or another process "
+                "holding the token cache lock); try again shortly",
+                retryable=True,
+            )
+
+    def _spawn(self, target: Callable[..., object], *args: object, **kwargs: object) -> bool:
+        """Runs a flight in a daemon thread; False if no thread could start."""
+        thread = threading.Thread(
+            target=target, args=args, kwargs=kwargs, name="textstack-token", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down, or no threads left
+            return False
+        return True
+
+    def _advisory_allowed_locked(self) -> bool:
+        return (
+            self._refresh_allowed_locked() and self._clock.monotonic() >= self._advisory_not_before
+        )
 
     def _refresh_allowed_locked(self) -> bool:
         tokens = self._tokens
@@ -448,15 +518,17 @@ class TokenManager:
             saved = False
         if not saved:
             log.warning("the new tokens could not be saved; keeping them in memory for now")
+        else:
+            self._clear_mark_locked()
         self._persisted = saved
         self._cache_sig = self._cache_signature()
         return saved
 
-    def _process_lock(self) -> ContextManager[bool]:
+    def _process_lock(self, timeout: Optional[float] = None) -> ContextManager[bool]:
         lock = getattr(self._cache, "lock", None)
         if lock is None:
             return contextlib.nullcontext(True)
-        result: ContextManager[bool] = lock(self._lock_timeout)
+        result: ContextManager[bool] = lock(self._lock_timeout if timeout is None else timeout)
         return result
 
     # ------------------------------------------------------------------ state changes
@@ -464,6 +536,18 @@ class TokenManager:
     def _install_locked(
         self, tokens: TokenSet, *, source: str, received_at: Optional[float]
     ) -> None:
+        if source == "cache":
+            # The file's accessExpiresAt is anyone's word: it never extends a JWT's exp,
+            # and without one it is believed only as far as a fresh token's grace.
+            exp = trusted_exp(
+                decode_exp(tokens.access_token),
+                tokens.access_exp,
+                self._time(),
+                grace=self._min_refresh_interval + self._skew,
+            )
+            if exp != tokens.access_exp:
+                tokens = dataclasses.replace(tokens, access_exp=exp)
+                received_at = None
         self._tokens = tokens
         self._received_at = received_at
         self._source = source
@@ -474,7 +558,8 @@ class TokenManager:
             min_refresh_interval=self._min_refresh_interval,
             trust_past_exp=source != "cache",
         )
-        self._snapshot = (Authorized(tokens.access_token), until)
+        valid = max(until, tokens.access_exp) if tokens.access_exp is not None else until
+        self._snapshot = (Authorized(tokens.access_token), until, valid)
 
     def _with_known_exp(self, tokens: TokenSet, received_at: float) -> TokenSet:
         """Gives a token whose exp is unreadable an expiry one refresh interval away.
@@ -514,11 +599,15 @@ class TokenManager:
 
     # ------------------------------------------------------------------ refresh
 
-    def _run_refresh_flight(self, flight: Future[TokenResult]) -> TokenResult:
+    def _run_refresh_flight(self, flight: Future[TokenResult], *, advisory: bool) -> TokenResult:
         result: TokenResult = Failed("the refresh did not finish", retryable=True)
         try:
-            outcome = self._refresh()
-            if outcome is _DEAD:
+            outcome = self._refresh(advisory=advisory)
+            if outcome is _DEAD and advisory:
+                # Never a device flow while a valid token is held: the next caller past
+                # the window starts it, if it is still needed then.
+                result = Failed(self._last_error or "the sign-in has expired")
+            elif outcome is _DEAD:
                 with self._lock:
                     start = self._start_flight = Future()
                 result = self._run_start_flight(start)
@@ -532,10 +621,18 @@ class TokenManager:
             flight.set_result(result)
         return result
 
-    def _refresh(self) -> object:
-        with self._process_lock() as locked:
+    def _refresh(self, *, advisory: bool) -> object:
+        if advisory:
+            wait = 0.0  # another process refreshing now: keep our valid token meanwhile
+        elif self._background:
+            wait = self._lock_timeout  # in the flight's own thread: callers wait bounded
+        else:
+            wait = min(self._lock_timeout, _WAIT_MARGIN)
+        with self._process_lock(wait) as locked:
             if not locked:
                 with self._lock:
+                    if advisory:
+                        self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
                     return self._fallback_locked("another process holds the token lock")
             with self._lock:
                 # Another process may have refreshed while we waited for the lock.
@@ -550,14 +647,36 @@ class TokenManager:
                 sent = self._tokens
                 if sent is None or not sent.refresh_token:
                     return _DEAD
+                marker = self._spend_marker()
+                if marker is not None and marker.spent_elsewhere(
+                    sent.refresh_token, self._spend_owner
+                ):
+                    # A live process spent this refresh token and holds the rotated pair
+                    # it could not save: presenting it again would revoke the family.
+                    return self._transient_locked(
+                        wire.Transient(
+                            "another process holds newer tokens it could not save "
+                            "(is the disk full?)"
+                        )
+                    )
+                if marker is not None and self._persisted:
+                    self._marked = marker.record(sent.refresh_token, self._spend_owner)
+                # Not persisted: the file holds an older token we spent, and the record
+                # standing from that refresh must keep naming it (others can read it;
+                # nobody else has the one we are about to send).
             outcome = self._send_refresh(sent)
             with self._lock:
+                if not isinstance(outcome, wire.Refreshed) and self._persisted:
+                    # Nothing rotated that we hold: the record has no reason to stand.
+                    self._clear_mark_locked()
                 if self._tokens is not sent:
                     # logout() ran meanwhile: its word wins over this late answer.
+                    self._clear_mark_locked()
                     return Failed("signed out while refreshing")
                 if isinstance(outcome, wire.Refreshed):
                     received_at = self._time()
                     tokens = self._with_known_exp(outcome.tokens, received_at)
+                    # Saved before installed: no thread holds a token the cache has not seen.
                     self._save_locked(tokens)
                     self._install_locked(tokens, source="refresh", received_at=received_at)
                     self._refresh_failures = 0
@@ -565,14 +684,34 @@ class TokenManager:
                     return Authorized(outcome.tokens.access_token)
                 if isinstance(outcome, wire.RefreshDead):
                     return self._refresh_dead_locked(sent)
-                self._refresh_failures += 1
-                backoff = min(2.0**self._refresh_failures, 60.0)
-                self._refresh_not_before = self._clock.monotonic() + max(
-                    backoff, outcome.retry_after or 0.0
-                )
-                self._last_error = outcome.reason
-                log.warning("token refresh failed (%s); keeping the current tokens", outcome.reason)
-                return self._fallback_locked(outcome.reason)
+                return self._transient_locked(outcome)
+
+    def _transient_locked(self, outcome: wire.Transient) -> TokenResult:
+        self._refresh_failures += 1
+        backoff = min(2.0**self._refresh_failures, 60.0)
+        self._refresh_not_before = self._clock.monotonic() + max(
+            backoff, outcome.retry_after or 0.0
+        )
+        self._last_error = outcome.reason
+        log.warning("token refresh failed (%s); keeping the current tokens", outcome.reason)
+        return self._fallback_locked(outcome.reason)
+
+    def _spend_marker(self) -> Optional[SpendMarker]:
+        make = getattr(self._cache, "spend_marker", None)
+        if make is None:
+            return None
+        try:
+            marker = make()
+        except Exception:  # noqa: BLE001 - a custom cache must not break a refresh
+            return None
+        return marker if isinstance(marker, SpendMarker) else None
+
+    def _clear_mark_locked(self) -> None:
+        if self._marked:
+            marker = self._spend_marker()
+            if marker is not None:
+                marker.clear()
+            self._marked = False
 
     def _send_refresh(self, sent: TokenSet) -> wire.RefreshOutcome:
         return self._auth.refresh(sent)
@@ -729,12 +868,22 @@ class TokenManager:
                     return
                 decision = self._poll_decision(flow)
             self._finish_flow(flow, decision)
-        except BaseException:
-            log.error("the sign-in poller stopped unexpectedly", exc_info=True)
-            self._finish_flow(
-                flow,
-                flow_sm.Stop("failed", "poller_crashed", "the sign-in poller stopped unexpectedly"),
+        except BaseException as exc:  # noqa: BLE001 - a poller must end its flow, whatever
+            # The type only: an exception's text may quote a request (and its device code).
+            log.error("the sign-in poller stopped unexpectedly (%s)", type(exc).__name__)
+            crashed = flow_sm.Stop(
+                "failed", "poller_crashed", "the sign-in poller stopped unexpectedly"
             )
+            try:
+                self._finish_flow(flow, crashed)
+            except Exception:  # noqa: BLE001 - the net below ends the flow regardless
+                log.error("the sign-in poller could not end its flow cleanly")
+            # Whatever _finish_flow managed: the flow ends here, so the next call starts
+            # afresh instead of returning this flow's Pending forever.
+            with self._lock:
+                if not flow.done.is_set():
+                    self._last_error = crashed.message
+                    self._end_flow_locked(flow, crashed)
         finally:
             self._release_poll_lock(flow)
 
@@ -987,7 +1136,9 @@ class TokenManager:
     def logout(self) -> None:
         """Forgets the tokens here and in the cache, and stops any sign-in poll."""
         self._check_fork()
-        with self._process_lock(), self._lock:
+        with self._process_lock() as locked, self._lock:
+            if locked:
+                self._clear_mark_locked()
             flow = self._flow
             if flow is not None:
                 self._end_flow_locked(
@@ -1019,6 +1170,12 @@ class TokenManager:
                 self._end_flow_locked(
                     flow, flow_sm.Stop("failed", "closed", "the token manager was closed")
                 )
+        if self._marked:
+            # Our rotated tokens die with this manager: the spent one is free to use again.
+            with self._process_lock(min(self._lock_timeout, _WAIT_MARGIN)) as locked:
+                if locked:
+                    with self._lock:
+                        self._clear_mark_locked()
         thread = flow.thread if flow is not None else None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self._timeout + 1.0)

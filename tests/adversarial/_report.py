@@ -30,11 +30,16 @@ class Scenario:
     held: str
     recorder: Recorder = field(repr=False)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    figures: dict[str, str] = field(default_factory=dict)
     nodeids: set[str] = field(default_factory=set)
 
     def add(self, measure: str, n: int = 1) -> None:
         """Adds ``n`` to a measure (``inputs tried``, ``faults injected``...)."""
         self.recorder.add(self, measure, n)
+
+    def measured(self, name: str, value: str) -> None:
+        """Records a figure that is not a count (a latency, say); shown, never summed."""
+        self.recorder.measured(self, name, value)
 
 
 class Recorder:
@@ -57,6 +62,12 @@ class Recorder:
     def add(self, row: Scenario, measure: str, n: int) -> None:
         with self._lock:
             row.counts[measure] += n
+            if self.current is not None:
+                row.nodeids.add(self.current)
+
+    def measured(self, row: Scenario, name: str, value: str) -> None:
+        with self._lock:
+            row.figures[name] = value
             if self.current is not None:
                 row.nodeids.add(self.current)
 
@@ -112,7 +123,10 @@ class Recorder:
             "|---|---|---|---|---|",
         ]
         for row in rows:
-            tried = ", ".join(f"{n:,} {measure}" for measure, n in row.counts.items())
+            tried = ", ".join(
+                [f"{n:,} {measure}" for measure, n in row.counts.items()]
+                + [f"{name}: {value}" for name, value in row.figures.items()]
+            )
             lines.append(
                 f"| {row.category} | {row.name} | {tried} | {row.held} | {self.result_of(row)} |"
             )
@@ -137,6 +151,7 @@ _CATEGORY_ORDER = {
     "disk": 4,
     "encryption": 5,
     "secrets": 6,
+    "token lifecycle": 7,
 }
 
 RECORDER = Recorder()

@@ -29,6 +29,7 @@ _MODULES = frozenset(
         "test_crash_loop.py",
         "test_secret_canary.py",
         "test_encryption.py",
+        "test_token_lifecycle.py",
     }
 )
 WRITE_ENV = "TEXTSTACK_WRITE_RELIABILITY"

@@ -284,7 +284,8 @@ def test_refresh_failures_keep_the_access_token_while_exp_allows(
     clock.advance(300)  # with skew=600 the refresh is due; exp is 600 s away
     faults = [f for f in refresh_faults(rng, clock.time()) if f.fails]
     rng.shuffle(faults)
-    with make_manager(server, clock, cache, skew=600) as tm:
+    # Inline (no refresh thread), so each attempt has ended when get_token returns.
+    with make_manager(server, clock, cache, skew=600, background=False) as tm:
         for count, fault in enumerate(faults[:8], start=1):
             fault.inject(server, REFRESH)
             assert tm.get_token() == Authorized(old.access_token), fault.name

@@ -6,6 +6,7 @@ import fnmatch
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Optional, Union
@@ -43,6 +44,7 @@ class Fault:
     drip: Optional[float] = None
     oversize: Optional[int] = None
     effect: Optional[bool] = None
+    release: Optional[threading.Event] = None
 
     @classmethod
     def build(
@@ -59,6 +61,7 @@ class Fault:
         drip: Optional[float],
         oversize: Optional[int],
         effect: Optional[bool] = None,
+        release: Optional[threading.Event] = None,
     ) -> Fault:
         """Validates the options of ``FakeTextStackServer.inject``.
 
@@ -82,7 +85,18 @@ class Fault:
         data = body.encode("utf-8") if isinstance(body, str) else body
         pairs = tuple(dict(headers).items()) if headers else ()
         fault = cls(
-            route, status, json, data, content_type, pairs, delay, drop, drip, oversize, effect
+            route,
+            status,
+            json,
+            data,
+            content_type,
+            pairs,
+            delay,
+            drop,
+            drip,
+            oversize,
+            effect,
+            release,
         )
         if effect and fault.answers:
             raise ValueError("a fault that answers itself cannot also let the server answer")
@@ -169,7 +183,7 @@ def deliver(
         _start(handler, reply, len(reply.body))
         handler.wfile.write(reply.body)
         return
-    if fault.delay and stopping.wait(fault.delay):
+    if fault.delay and _held(fault, stopping):
         _abort(handler)
         return
     body = reply.body
@@ -192,6 +206,21 @@ def deliver(
     else:
         _start(handler, reply, len(body))
         handler.wfile.write(body)
+
+
+def _held(fault: Fault, stopping: threading.Event) -> bool:
+    """Holds the answer for ``delay``, or until ``release`` is set; True if stopping."""
+    release = fault.release
+    if release is None:
+        return stopping.wait(fault.delay)
+    deadline = time.monotonic() + fault.delay
+    while not release.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if stopping.wait(min(left, 0.01)):
+            return True
+    return stopping.is_set()
 
 
 def _stream_oversize(

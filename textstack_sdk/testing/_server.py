@@ -461,6 +461,7 @@ class FakeTextStackServer:
         oversize: Optional[int] = None,
         effect: Optional[bool] = None,
         times: int = 1,
+        release: Optional[threading.Event] = None,
     ) -> None:
         """Makes the next ``times`` requests of ``route`` fail in the given way.
 
@@ -479,6 +480,8 @@ class FakeTextStackServer:
                 ``drop=True`` alone is "processed, answer lost"; ``drop=True,
                 effect=False`` is "lost on the way, never processed".
             times: How many matching requests the fault applies to.
+            release: With ``delay``: the answer goes out as soon as this event is set
+                (``delay`` stays the bound), so a test decides when a slow answer lands.
 
         Raises:
             ValueError: Contradictory or unbounded options.
@@ -497,6 +500,7 @@ class FakeTextStackServer:
             drip=drip,
             oversize=oversize,
             effect=effect,
+            release=release,
         )
         with self._cond:
             self._faults.append([fault, times])
