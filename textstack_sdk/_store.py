@@ -349,6 +349,10 @@ class TokenStore(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Releases connections; safe to call twice."""
+        ...
+
 
 def next_version(current: int, now: float) -> int:
     """The version of the next write: higher than ``current`` and not below ``now`` in ms."""
