@@ -74,9 +74,11 @@ def test_three_host_processes_eight_threads_one_refresh_per_rotation(
                 stored = store.load().tokens
                 assert stored is not None and stored.access_token == token
                 done.wait(60)
-        finally:
-            start.abort()
+        except BaseException:
+            start.abort()  # the hosts stop waiting for a rotation that will not come
             done.abort()
+            raise
+        finally:
             for proc in procs:
                 proc.join(30)
                 if proc.is_alive():
