@@ -93,6 +93,11 @@ class TokenStatus:
         key_id: The id of the key that encrypts (not secret), when encrypted.
         stored_key_id: The key id the stored cache is encrypted with; None when it is
             plaintext or missing.
+        store: The fleet's token store (its URL without credentials), when one is used.
+        store_version: The store record's version, when it could be read.
+        store_state: ``live``, ``empty``, ``tombstone`` or ``revoked``; ``unreachable``
+            when the store could not be read.
+        lease_holder: Which host holds the refresh lease now, if one does.
     """
 
     source: str
@@ -106,6 +111,10 @@ class TokenStatus:
     encrypted: bool = False
     key_id: Optional[str] = None
     stored_key_id: Optional[str] = None
+    store: Optional[str] = None
+    store_version: Optional[int] = None
+    store_state: Optional[str] = None
+    lease_holder: Optional[str] = None
 
 
 class _Flow:
@@ -1322,11 +1331,14 @@ class TokenManager:
     def status(self) -> TokenStatus:
         """A secret-free summary: source, expiry, subject, cache path, pending sign-in."""
         self._check_fork()
+        fleet = self._fleet_status()
         with self._lock:
             self._sync_with_cache_locked()
             tokens = self._tokens
             snap = self._snapshot
             flow = self._flow
+            if tokens is None and fleet.get("tokens") is not None:
+                tokens = fleet["tokens"]  # another host's login, not yet fetched here
             path = getattr(self._cache, "path", None)
             cipher = getattr(self._cache, "cipher", None)
             stored = getattr(self._cache, "stored_key_id", None)
@@ -1342,7 +1354,31 @@ class TokenManager:
                 encrypted=cipher is not None,
                 key_id=getattr(cipher, "key_id", None),
                 stored_key_id=stored() if callable(stored) else None,
+                store=fleet.get("store"),
+                store_version=fleet.get("version"),
+                store_state=fleet.get("state"),
+                lease_holder=fleet.get("lease_holder"),
             )
+
+    def _fleet_status(self) -> dict[str, Any]:
+        """One read of the fleet store for ``status()`` (empty without a store)."""
+        if self._fleet is None:
+            return {}
+        store = self._fleet.store
+        found: dict[str, Any] = {"store": getattr(store, "location", repr(store))}
+        try:
+            record = store.load()
+        except StoreError as exc:
+            found["state"] = "unreachable"
+            found["error"] = exc.message
+            return found
+        found.update(
+            version=record.version,
+            state=record.state.value,
+            lease_holder=record.lease_owner,
+            tokens=record.tokens,
+        )
+        return found
 
     def _shared_pending(self) -> Optional[Pending]:
         """A sign-in another process started for this server and shares through the cache."""
