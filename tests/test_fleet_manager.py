@@ -219,8 +219,10 @@ def test_the_environment_names_the_store(
         assert provider.status().cache_path is None, "nothing is written to disk"
     finally:
         provider.close()
-        store.tombstone(now=time.time())
         store.close()
+        client = shared_redis.client()
+        client.delete(*client.keys("{textstack:default}:*"))
+        client.close()
 
 
 def test_waiting_callers_are_not_held_up_past_the_bound(
@@ -237,3 +239,33 @@ def test_waiting_callers_are_not_held_up_past_the_bound(
         assert isinstance(result, Failed) and result.retryable, result
         assert time.monotonic() - started < 2 + 2.0 + 1.0  # timeout + wait margin
     holder.close()
+
+
+def test_the_environments_cache_key_seals_the_store(
+    shared_redis: RedisProcess, server: FakeTextStackServer
+) -> None:
+    import base64
+
+    from textstack_sdk import AesGcmCipher
+
+    key = base64.urlsafe_b64encode(b"k" * 32).decode()
+    sealed = RedisTokenStore(shared_redis.url, cipher=AesGcmCipher(key))
+    tokens = login(server, sealed, time.time())
+    env = {
+        "TEXTSTACK_TOKEN_STORE": shared_redis.url,
+        "TEXTSTACK_CACHE_KEY": key,
+        "TEXTSTACK_API_URL": server.api_url,
+        "TEXTSTACK_SITE_HOST": server.site_host,
+    }
+    client = shared_redis.client()
+    manager = TokenManager(environ=env, prompt=False)
+    try:
+        raw = client.hget("{textstack:default}:record", "tokens")
+        assert tokens.access_token.encode() not in raw
+        result = manager.get_token()
+        assert isinstance(result, Authorized) and result.access_token == tokens.access_token
+    finally:
+        manager.close()
+        sealed.close()
+        client.delete(*client.keys("{textstack:default}:*"))
+        client.close()

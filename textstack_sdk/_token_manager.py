@@ -196,9 +196,9 @@ class TokenManager:
             silent; a callable receives the Pending.
         store: A token store shared by a fleet of hosts (``RedisTokenStore``): refreshes
             are coordinated through it, one host per rotation. ``"env"`` (the default)
-            builds a ``RedisTokenStore`` from ``TEXTSTACK_TOKEN_STORE`` when it is set;
-            None never uses one. With a store and no ``cache``, nothing is written to
-            disk: the store keeps the login.
+            builds a ``RedisTokenStore`` from ``TEXTSTACK_TOKEN_STORE`` when it is set,
+            encrypted when a cache key is configured; None never uses one. With a store
+            and no ``cache``, nothing is written to disk: the store keeps the login.
     """
 
     def __init__(
@@ -305,7 +305,12 @@ class TokenManager:
 
             if not env.get(ENV_TOKEN_STORE):
                 return None
-            store = RedisTokenStore(environ=env, clock=self._clock)
+            from ._cipher import cipher_from_env
+
+            # Sealed with the same key settings as the file cache (TEXTSTACK_CACHE_KEY...).
+            store = RedisTokenStore(
+                environ=env, clock=self._clock, cipher=cipher_from_env(environ=env)
+            )
         if store is None:
             return None
         return FleetRefresher(
