@@ -269,3 +269,20 @@ def test_the_environments_cache_key_seals_the_store(
         sealed.close()
         client.delete(*client.keys("{textstack:default}:*"))
         client.close()
+
+
+def test_a_refresh_costs_six_store_calls(
+    shared_redis: RedisProcess, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # load, acquire the lease, load again, record the intent, commit, release: the
+    # README's figure (one round trip each; WAIT adds one when a replica is connected).
+    store = Counting(RedisTokenStore(shared_redis.url, namespace=uuid.uuid4().hex[:8]))
+    login(server, store.inner, clock.time())
+    with manager(server, store, clock) as tm:
+        assert isinstance(tm.get_token(), Authorized)
+        clock.advance(LIFETIME)
+        before = store.calls
+        assert isinstance(tm.get_token(), Authorized)
+        assert store.calls - before == 6
+        assert server.count(REFRESH) == 1
+    store.inner.close()
