@@ -5,6 +5,7 @@ and the strict local auth server (a spent refresh token revokes the whole family
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import time
 import uuid
@@ -19,7 +20,7 @@ from _redis_harness import RedisFleet, RedisProcess, redis_binary, redis_fleet, 
 from textstack_sdk import Authorized, Failed, TokenManager, TokenSet
 from textstack_sdk._jwt import decode_exp
 from textstack_sdk._redis_store import RedisTokenStore
-from textstack_sdk._store import RecordState, TokenStore
+from textstack_sdk._store import RecordState, TokenStore, WriteResult
 from textstack_sdk.testing import FakeTextStackServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -285,4 +286,47 @@ def test_a_refresh_costs_six_store_calls(
         assert isinstance(tm.get_token(), Authorized)
         assert store.calls - before == 6
         assert server.count(REFRESH) == 1
+    store.inner.close()
+
+
+class FirstCommitUnacknowledged(Counting):
+    """A store whose first commit reaches the master but no replica (as in a failover)."""
+
+    def __init__(self, inner: TokenStore) -> None:
+        super().__init__(inner)
+        self.commits: list[WriteResult] = []
+
+    def commit(self, expected_version: int, tokens: TokenSet, *, now: float) -> WriteResult:
+        result = self.inner.commit(expected_version, tokens, now=now)
+        if not self.commits:
+            result = dataclasses.replace(result, acknowledged=False)
+        self.commits.append(result)
+        return result
+
+
+def test_tokens_no_replica_acknowledged_are_written_again_in_the_background(
+    shared_redis: RedisProcess, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    store = FirstCommitUnacknowledged(
+        RedisTokenStore(shared_redis.url, namespace=uuid.uuid4().hex[:8])
+    )
+    login(server, store.inner, clock.time())
+    with manager(server, store, clock) as tm:
+        assert isinstance(tm.get_token(), Authorized)
+        clock.advance(LIFETIME)
+        rotated = tm.get_token()
+        assert isinstance(rotated, Authorized)
+        assert len(store.commits) == 1 and not store.commits[0].acknowledged
+        deadline = time.monotonic() + 10
+        while len(store.commits) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(store.commits) == 2 and store.commits[1].ok, "written again"
+        stored = store.inner.load()
+        assert stored.tokens is not None and stored.tokens.access_token == rotated.access_token
+        assert stored.version == store.commits[1].version
+        calls = store.calls
+        time.sleep(1.0)
+        assert store.calls == calls, "once acknowledged, the checks stop"
+        assert tm.get_token() == rotated
+        assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
     store.inner.close()

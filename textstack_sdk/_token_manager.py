@@ -145,6 +145,10 @@ _DEAD = object()  # the refresh proved the login dead: start a device flow
 _WAIT_MARGIN = 2.0
 # After a try at the file lock failed in the advisory window, the pause before the next.
 _ADVISORY_RETRY = 1.0
+# Unsaved fleet tokens are written again after these delays (doubling), well inside the
+# intent's grace that keeps the other hosts off the spent refresh token meanwhile.
+_STORE_CHECK_FIRST = 0.25
+_STORE_CHECK_MAX = 2.0
 
 
 def _bounded(name: str, value: float, low: float, high: float) -> float:
@@ -324,6 +328,8 @@ class TokenManager:
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
         self._held = Held(None, 0)  # what the fleet store last agreed we hold
+        self._store_check: Optional[threading.Thread] = None
+        self._store_check_stop = threading.Event()
         self._lock = threading.Lock()
         self._tokens: Optional[TokenSet] = None
         self._received_at: Optional[float] = None
@@ -779,6 +785,8 @@ class TokenManager:
 
     def _fleet_outcome_locked(self, outcome: Outcome, *, advisory: bool) -> object:
         held = outcome.held
+        if outcome.unsaved and self._fleet is not None:
+            self._check_store_later_locked(self._fleet)
         if outcome.kind == "ok":
             assert held.tokens is not None
             if held != self._held or self._tokens is not held.tokens:
@@ -802,6 +810,51 @@ class TokenManager:
         if advisory:
             self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
         return self._transient_locked(wire.Transient(outcome.reason))
+
+    def _check_store_later_locked(self, fleet: FleetRefresher) -> None:
+        """Writes unsaved tokens again in the background until the store surely has them.
+
+        Unsaved: a refresh's commit failed, or no replica acknowledged it. Until it is
+        written again, a failover can leave the store with the refresh token this host
+        spent, and the other hosts wait on its intent only for a grace period.
+        """
+        if self._store_check is not None or self._closed:
+            return
+        thread = threading.Thread(
+            target=self._store_check_loop,
+            args=(fleet, self._generation),
+            name="textstack-token-store",
+            daemon=True,
+        )
+        self._store_check = thread
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: the next refresh run does it
+            self._store_check = None
+
+    def _store_check_loop(self, fleet: FleetRefresher, generation: int) -> None:
+        delay = _STORE_CHECK_FIRST
+        try:
+            while not self._clock.wait(delay, self._store_check_stop):
+                with self._lock:
+                    held = self._held
+                    if self._closed or self._generation != generation or not held.unsaved:
+                        return
+                outcome = fleet.run(
+                    held,
+                    lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
+                    deadline=self._clock.monotonic() + self._timeout,
+                    refresh=False,
+                )
+                with self._lock:
+                    if self._generation != generation:
+                        return
+                    if outcome.kind != "failed":
+                        self._fleet_outcome_locked(outcome, advisory=True)
+                delay = min(delay * 2, _STORE_CHECK_MAX)
+        finally:
+            with self._lock:
+                self._store_check = None
 
     def _publish_login_locked(self, fleet: FleetRefresher, tokens: TokenSet) -> bool:
         """A new sign-in goes into the store over whatever it holds (a newer login wins)."""
@@ -1304,6 +1357,7 @@ class TokenManager:
             if self._closed:
                 return
             self._closed = True
+            self._store_check_stop.set()
             self._snapshot = None
             flow = self._flow
             if flow is not None:
