@@ -80,3 +80,26 @@ def _together(tm: Any, threads: int) -> list[str]:
     for t in workers:
         t.join(30)
     return got
+
+
+def signin_host(
+    name: str, api_url: str, site_host: str, redis_url: str, namespace: str, out: Any
+) -> None:
+    """A host with no login: reports the user code it shows, then the token it gets."""
+    from textstack_sdk import Pending, TokenManager
+    from textstack_sdk._redis_store import RedisTokenStore
+
+    store = RedisTokenStore(redis_url, namespace=namespace, poll_interval=0.01)
+    with TokenManager(
+        api_url=api_url,
+        site_host=site_host,
+        store=store,
+        timeout=5,
+        prompt=False,
+        min_poll_interval=0.0,
+    ) as tm:
+        first = tm.get_token()
+        out.put(("code", name, first.user_code if isinstance(first, Pending) else repr(first)))
+        token = tm.wait_for_token(timeout=40)
+        out.put(("token", name, token.access_token))
+    store.close()

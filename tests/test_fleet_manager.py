@@ -17,7 +17,7 @@ import pytest
 from _fleet_helpers import OffsetClock
 from _redis_harness import RedisFleet, RedisProcess, redis_binary, redis_fleet, shared_redis  # noqa: F401
 
-from textstack_sdk import Authorized, Failed, TokenManager, TokenSet
+from textstack_sdk import Authorized, Failed, Pending, TokenManager, TokenSet
 from textstack_sdk._jwt import decode_exp
 from textstack_sdk._redis_store import RedisTokenStore
 from textstack_sdk._store import RecordState, TokenStore, WriteResult
@@ -330,3 +330,74 @@ def test_tokens_no_replica_acknowledged_are_written_again_in_the_background(
         assert tm.get_token() == rotated
         assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
     store.inner.close()
+
+
+def test_the_fleet_signs_in_once_with_one_user_code(shared_redis: RedisProcess) -> None:
+    namespace = f"signin-{uuid.uuid4().hex[:8]}"
+    with FakeTextStackServer(interval=0.05) as server:
+        managers = [
+            TokenManager(
+                api_url=server.api_url,
+                site_host=server.site_host,
+                store=RedisTokenStore(shared_redis.url, namespace=namespace, poll_interval=0.01),
+                timeout=5,
+                prompt=False,
+                min_poll_interval=0.0,
+            )
+            for _ in range(3)
+        ]
+        try:
+            pending = [tm.get_token() for tm in managers]
+            assert all(isinstance(p, Pending) for p in pending), pending
+            codes = {p.user_code for p in pending if isinstance(p, Pending)}
+            assert len(codes) == 1, "one user code for the whole fleet"
+            assert server.count("POST /auth/device/code") == 1
+            server.approve(codes.pop())
+            tokens = {tm.wait_for_token(timeout=20).access_token for tm in managers}
+            assert len(tokens) == 1
+            stored = RedisTokenStore(shared_redis.url, namespace=namespace).load()
+            assert stored.tokens is not None and stored.tokens.access_token in tokens
+            assert stored.pending is None
+            assert server.count("POST /auth/device/code") == 1
+        finally:
+            for tm in managers:
+                tm.close()
+
+
+def test_the_fleet_sign_in_survives_its_polling_host_killed(shared_redis: RedisProcess) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    namespace = f"signin-{uuid.uuid4().hex[:8]}"
+    out: Any = ctx.Queue()
+    with FakeTextStackServer(interval=0.05) as server:
+        args = (server.api_url, server.site_host, shared_redis.url, namespace, out)
+        first = ctx.Process(target=workers.signin_host, args=("first", *args))
+        first.start()
+        procs = [first]
+        try:
+            kind, _name, code = out.get(timeout=60)
+            assert kind == "code"
+            # The first host requested the code and polls it; two more hosts adopt it.
+            others = [
+                ctx.Process(target=workers.signin_host, args=(f"host{i}", *args)) for i in range(2)
+            ]
+            procs.extend(others)
+            for proc in others:
+                proc.start()
+            shown = [out.get(timeout=60) for _ in others]
+            assert {(k, c) for k, _n, c in shown} == {("code", code)}, shown
+            first.kill()  # SIGKILL: its poll lease is never released
+            first.join(10)
+            server.approve(code)
+            approved = time.monotonic()
+            got = [out.get(timeout=60) for _ in others]
+            # Taken over once the dead poller's lease ran out: 3 intervals + 2 s.
+            assert time.monotonic() - approved < 8.0
+            assert {k for k, _n, _t in got} == {"token"}, got
+            assert len({t for _k, _n, t in got}) == 1
+            assert server.count("POST /auth/device/code") == 1
+        finally:
+            for proc in procs:
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+    assert all(proc.exitcode == 0 for proc in procs[1:])

@@ -250,9 +250,10 @@ class TokenManager:
         self._fleet = self._fleet_from(store, env)
         self._owns_store = isinstance(store, str) and self._fleet is not None
         if cache is None and self._fleet is not None:
-            from ._memory_cache import MemoryTokenCache
+            from ._store_signin import StoreSignIn
 
-            cache = MemoryTokenCache()
+            # One pending sign-in for the fleet, kept in the store; tokens go there too.
+            cache = StoreSignIn(self._fleet.store, owner=default_owner(), clock=self._clock)
         if cache is None:
             from ._cache import FileTokenCache, default_cache_path
             from ._cipher import cipher_from_env
@@ -519,7 +520,11 @@ class TokenManager:
     def _sync_with_cache_locked(self, *, force: bool = False) -> None:
         """Notices another process's login, refresh or logout: a stat, a read on change."""
         if self._fleet is not None:
-            return  # the store is read by each refresh, never on the hot path
+            # The store is read by each refresh, never on the hot path; while a sign-in
+            # is open (or when asked) it is read here, to adopt another host's login.
+            if force or self._flow is not None:
+                self._adopt_from_store_locked(self._fleet)
+            return
         sig = self._cache_signature()
         unchanged = sig == self._cache_sig and self._cache_sig is not _UNSEEN
         # If our newer tokens never reached the disk (a failed save), the unchanged copy
@@ -810,6 +815,20 @@ class TokenManager:
         if advisory:
             self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
         return self._transient_locked(wire.Transient(outcome.reason))
+
+    def _adopt_from_store_locked(self, fleet: FleetRefresher) -> None:
+        outcome = fleet.run(
+            self._held,
+            lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
+            deadline=self._clock.monotonic() + min(self._timeout, _WAIT_MARGIN),
+            refresh=False,
+        )
+        if outcome.kind != "ok":
+            return
+        self._fleet_outcome_locked(outcome, advisory=True)
+        if self._flow is not None and self._snapshot is not None:
+            # Another host finished a sign-in: ours is no longer needed.
+            self._end_flow_locked(self._flow, None)
 
     def _check_store_later_locked(self, fleet: FleetRefresher) -> None:
         """Writes unsaved tokens again in the background until the store surely has them.
