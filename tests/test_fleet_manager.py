@@ -6,13 +6,11 @@ and the strict local auth server (a spent refresh token revokes the whole family
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import _fleet_workers as workers
 import pytest
 from _fleet_helpers import OffsetClock
 from _redis_harness import RedisFleet, RedisProcess, redis_binary, redis_fleet, shared_redis  # noqa: F401
@@ -34,58 +32,6 @@ def login(server: FakeTextStackServer, store: TokenStore, now: float) -> TokenSe
     tokens = TokenSet(access, refresh, decode_exp(access))
     assert store.commit(store.load().version, tokens, now=now).ok
     return tokens
-
-
-def test_three_host_processes_eight_threads_one_refresh_per_rotation(
-    shared_redis: RedisProcess,
-) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    offset = ctx.Value("d", 0.0)
-    clock = workers.SharedOffsetClock(offset)
-    namespace = f"mp-{uuid.uuid4().hex[:8]}"
-    hosts, threads, rotations = 3, 8, 20
-    start, done = ctx.Barrier(hosts + 1), ctx.Barrier(hosts + 1)
-    out: Any = ctx.Queue()
-    with FakeTextStackServer(clock=clock, access_token_lifetime=LIFETIME) as server:
-        store = RedisTokenStore(shared_redis.url, namespace=namespace)
-        login(server, store, clock.time())
-        args = (server.api_url, server.site_host, shared_redis.url, namespace, offset)
-        procs = [
-            ctx.Process(
-                target=workers.host,
-                args=(f"host{i}", *args, rotations, threads, start, done, out),
-            )
-            for i in range(hosts)
-        ]
-        for proc in procs:
-            proc.start()
-        try:
-            for rotation in range(rotations):
-                offset.value += LIFETIME  # every token any host holds is now expired
-                before = server.count(REFRESH)
-                start.wait(60)
-                got = [out.get(timeout=60) for _ in range(hosts)]
-                tokens = {token for _name, _rot, seen in got for token in seen}
-                assert len(tokens) == 1, (rotation, tokens)
-                assert sum(len(seen) for _n, _r, seen in got) == hosts * threads
-                (token,) = tokens
-                assert server.count(REFRESH) - before == 1, f"rotation {rotation}"
-                assert server.refresh_reuses == 0
-                assert server.is_valid_access_token(token)
-                stored = store.load().tokens
-                assert stored is not None and stored.access_token == token
-                done.wait(60)
-        except BaseException:
-            start.abort()  # the hosts stop waiting for a rotation that will not come
-            done.abort()
-            raise
-        finally:
-            for proc in procs:
-                proc.join(30)
-                if proc.is_alive():
-                    proc.kill()
-            store.close()
-    assert all(proc.exitcode == 0 for proc in procs)
 
 
 class Counting:
@@ -143,39 +89,6 @@ def test_the_hot_path_makes_no_store_call(
             assert tm.get_token() == first
         assert store.calls == calls
     store.inner.close()
-
-
-def test_redis_down_serves_valid_tokens_fails_closed_and_recovers(
-    redis_fleet: RedisFleet, server: FakeTextStackServer, clock: OffsetClock
-) -> None:
-    redis = redis_fleet.server()
-    store = RedisTokenStore(redis.url, socket_timeout=0.3, connect_timeout=0.3)
-    login(server, store, clock.time())
-    with manager(server, store, clock) as tm:
-        first = tm.get_token()
-        assert isinstance(first, Authorized)
-        redis.stop()
-        assert tm.get_token() == first, "a valid token is served with the store down"
-        clock.advance(LIFETIME)
-        started = time.monotonic()
-        failed = tm.get_token()
-        assert isinstance(failed, Failed) and failed.retryable, failed
-        assert "token store" in failed.message
-        assert time.monotonic() - started < 4.0
-        assert server.count(REFRESH) == 0, "no refresh without the store"
-        redis.restart()  # empty: the host heals it from memory, then refreshes
-        clock.advance(120)  # past the backoff
-        deadline = time.monotonic() + 10
-        result = tm.get_token()
-        while not isinstance(result, Authorized) and time.monotonic() < deadline:
-            clock.advance(120)
-            result = tm.get_token()
-        assert isinstance(result, Authorized), result
-        assert result != first
-        assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
-        stored = store.load().tokens
-        assert stored is not None and stored.access_token == result.access_token
-    store.close()
 
 
 def test_logout_on_one_host_logs_out_the_fleet(
@@ -362,42 +275,3 @@ def test_the_fleet_signs_in_once_with_one_user_code(shared_redis: RedisProcess) 
         finally:
             for tm in managers:
                 tm.close()
-
-
-def test_the_fleet_sign_in_survives_its_polling_host_killed(shared_redis: RedisProcess) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    namespace = f"signin-{uuid.uuid4().hex[:8]}"
-    out: Any = ctx.Queue()
-    with FakeTextStackServer(interval=0.05) as server:
-        args = (server.api_url, server.site_host, shared_redis.url, namespace, out)
-        first = ctx.Process(target=workers.signin_host, args=("first", *args))
-        first.start()
-        procs = [first]
-        try:
-            kind, _name, code = out.get(timeout=60)
-            assert kind == "code"
-            # The first host requested the code and polls it; two more hosts adopt it.
-            others = [
-                ctx.Process(target=workers.signin_host, args=(f"host{i}", *args)) for i in range(2)
-            ]
-            procs.extend(others)
-            for proc in others:
-                proc.start()
-            shown = [out.get(timeout=60) for _ in others]
-            assert {(k, c) for k, _n, c in shown} == {("code", code)}, shown
-            first.kill()  # SIGKILL: its poll lease is never released
-            first.join(10)
-            server.approve(code)
-            approved = time.monotonic()
-            got = [out.get(timeout=60) for _ in others]
-            # Taken over once the dead poller's lease ran out: 3 intervals + 2 s.
-            assert time.monotonic() - approved < 8.0
-            assert {k for k, _n, _t in got} == {"token"}, got
-            assert len({t for _k, _n, t in got}) == 1
-            assert server.count("POST /auth/device/code") == 1
-        finally:
-            for proc in procs:
-                proc.join(30)
-                if proc.is_alive():
-                    proc.kill()
-    assert all(proc.exitcode == 0 for proc in procs[1:])

@@ -14,52 +14,30 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Callable, TypeVar
 
 import pytest
-from _fleet_helpers import (  # noqa: F401 - fixtures
-    LIFETIME,
-    Host,
-    OffsetClock,
-    clock,
-    endpoints,
-    login,
-    server,
-)
 from _redis_harness import (  # noqa: F401 - fixtures
+    SERVICE,
     FreezableProxy,
     RedisFleet,
     RedisProcess,
+    master_and_link,
+    master_port,
     redis_binary,
     redis_fleet,
-    wait_for_replicas,
+    replicated,
+    retrying,
     wait_until,
 )
 
-from textstack_sdk import _wire as wire
-from textstack_sdk._auth_endpoints import AuthEndpoints
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
-from textstack_sdk._store import StoreUnavailable, fingerprint
-from textstack_sdk.testing import FakeTextStackServer
+from textstack_sdk._store import fingerprint
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-SERVICE = "svc"
 T1 = TokenSet(access_token="access-1", refresh_token="refresh-1", access_exp=1e9)
 T2 = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
-_T = TypeVar("_T")
-
-
-@pytest.fixture
-def master_and_link(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, FreezableProxy]]:
-    master = redis_fleet.server()
-    link = FreezableProxy(master.port)
-    try:
-        yield master, link
-    finally:
-        link.close()
 
 
 def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed(
@@ -127,115 +105,3 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
     finally:
         a.close()
         b.close()
-
-
-def test_a_failover_after_a_refresh_presents_no_spent_token_and_heals(
-    redis_fleet: RedisFleet,
-    master_and_link: tuple[RedisProcess, FreezableProxy],
-    server: FakeTextStackServer,
-    endpoints: AuthEndpoints,
-    clock: OffsetClock,
-) -> None:
-    master, link = master_and_link
-    replica, sentinels, url = replicated(redis_fleet, master, link)
-    namespace = f"t-{uuid.uuid4().hex[:12]}"
-    options = {"namespace": namespace, "socket_timeout": 0.5, "intent_grace": 60}
-    a = Host("a", RedisTokenStore(url, **options), endpoints, clock)
-    b = Host("b", RedisTokenStore(url, **options), endpoints, clock)
-    try:
-        login(server, a.store, clock)
-        assert a.get() is not None and b.get() == a.get()
-        clock.advance(LIFETIME)
-        real_send = a.send
-
-        def send_then_freeze(tokens: TokenSet, timeout: float) -> wire.RefreshOutcome:
-            # The intent went out acknowledged; the replica falls behind before the commit.
-            outcome = real_send(tokens, timeout)
-            link.freeze()
-            return outcome
-
-        a.send = send_then_freeze  # type: ignore[method-assign]
-        rotated = a.get()
-        assert rotated is not None and a.held.unsaved, "no replica has the rotated tokens"
-        master.kill()
-        link.close()
-        wait_until(lambda: master_port(sentinels[0]) == replica.port, 30, "Sentinel to promote")
-
-        # The promoted replica holds the spent refresh token and host a's intent for it.
-        for _ in range(3):
-            assert b.get(budget=0.5) is None
-        assert server.count("POST /auth/refresh-mobile") == 1
-        assert server.refresh_reuses == 0
-
-        # Host a checks its unsaved tokens again (the manager does so in the background).
-        healed = eventually(a.check, lambda outcome: outcome.kind == "ok")
-        assert healed.kind == "ok" and not healed.unsaved, healed
-        assert healed.held.tokens == rotated
-        assert eventually(b.get, lambda got: got is not None) == rotated
-        assert server.count("POST /auth/refresh-mobile") == 1
-        assert server.refresh_reuses == 0
-    finally:
-        a.store.close()
-        b.store.close()
-
-
-def replicated(
-    fleet: RedisFleet, master: RedisProcess, link: FreezableProxy
-) -> tuple[RedisProcess, list[RedisProcess], str]:
-    """A replica of ``master`` through ``link``, three Sentinels, and the store URL."""
-    replica = fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
-    wait_for_replicas(master)
-    sentinels = [fleet.sentinel(master, service=SERVICE) for _ in range(3)]
-    wait_for_sentinels(sentinels)
-    hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
-    return replica, sentinels, f"redis+sentinel://{hosts}/{SERVICE}"
-
-
-def wait_for_sentinels(sentinels: list[RedisProcess]) -> None:
-    """Until every Sentinel knows the others and the replica: a failover needs both."""
-    clients = [s.client() for s in sentinels]
-
-    def ready() -> bool:
-        for client in clients:
-            others = client.execute_command("SENTINEL", "SENTINELS", SERVICE)
-            replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
-            if len(others) < len(sentinels) - 1 or not replicas:
-                return False
-        return True
-
-    try:
-        wait_until(ready, 30, "the Sentinels to find each other and the replica")
-    finally:
-        for client in clients:
-            client.close()
-
-
-def master_port(sentinel: RedisProcess) -> int:
-    client = sentinel.client()
-    try:
-        _host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-        return int(port)
-    finally:
-        client.close()
-
-
-def eventually(call: Callable[[], _T], done: Callable[[_T], bool]) -> _T:
-    """The call, repeated while a failover settles, until ``done`` holds (or 15 s)."""
-    deadline = time.monotonic() + 15
-    while True:
-        got = call()
-        if done(got) or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
-
-
-def retrying(call: Callable[[], _T]) -> _T:
-    """The call, retried while the store is unavailable (a failover settling)."""
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            return call()
-        except StoreUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
