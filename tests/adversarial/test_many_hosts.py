@@ -65,7 +65,7 @@ MANY = scenario(
 DOWN = scenario(
     "many hosts",
     "Redis stopped while a host holds a valid token; its token expires; Redis returns empty",
-    "the valid token keeps being served with 0 store calls; the refresh fails closed "
+    "the valid token keeps being served; the refresh fails closed "
     "(retryable, nothing sent); after Redis returns the host heals the store and refreshes",
 )
 FAILOVER = scenario(
