@@ -630,7 +630,7 @@ class FileTokenCache:
 
     @property
     def store_path(self) -> pathlib.Path:
-        """The token store's state beside the cache: generation, leases, intent (0600)."""
+        """Where the token store keeps its state (generation, leases, intent; 0600)."""
         return self._path.with_name(self._path.name + ".store")
 
     def load_store_state(self) -> Optional[bytes]:
