@@ -212,7 +212,7 @@ def _host_rows(
             float(sorted(calls)[len(calls) // 2]),
             "calls",
             [float(min(calls)), float(max(calls))],
-            note="the refreshing host: 6 (7 with a replica); each other host reads and adopts",
+            note="the refreshing host: 6 (8 with a replica); each other host reads and adopts",
         ),
     ]
 

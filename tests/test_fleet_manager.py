@@ -189,7 +189,8 @@ def test_a_refresh_costs_six_store_calls(
     shared_redis: RedisProcess, server: FakeTextStackServer, clock: OffsetClock
 ) -> None:
     # load, acquire the lease, load again, record the intent, commit, release: the
-    # README's figure (one round trip each; WAIT adds one when a replica is connected).
+    # README's figure (one round trip each; with a replica, the intent's and the commit's
+    # WAIT add two).
     store = Counting(RedisTokenStore(shared_redis.url, namespace=uuid.uuid4().hex[:8]))
     login(server, store.inner, clock.time())
     with manager(server, store, clock) as tm:
