@@ -1362,7 +1362,13 @@ class TokenManager:
 
     def _logout_fleet_locked(self, fleet: FleetRefresher) -> None:
         try:
-            fleet.store.tombstone(now=self._time())
+            result = fleet.store.tombstone(now=self._time())
+            if not result.acknowledged:
+                # Nothing here can heal a lost logout: no tokens are kept to republish.
+                log.warning(
+                    "the fleet logout reached the token store's master but no replica; "
+                    "if it fails over now, run `textstack logout` again"
+                )
         except StoreError as exc:
             # Forgotten here all the same; the other hosts keep their tokens until the
             # store is back and someone logs out again.
