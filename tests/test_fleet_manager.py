@@ -6,14 +6,16 @@ and the strict local auth server (a spent refresh token revokes the whole family
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _fleet_helpers import OffsetClock
+from _fleet_helpers import MakeStore, OffsetClock, make_store, store_kind  # noqa: F401
 from _redis_harness import RedisFleet, RedisProcess, redis_binary, redis_fleet, shared_redis  # noqa: F401
+from _tm_helpers import run_threads
 
 from textstack_sdk import Authorized, Failed, Pending, TokenManager, TokenSet
 from textstack_sdk._jwt import decode_exp
@@ -276,3 +278,34 @@ def test_the_fleet_signs_in_once_with_one_user_code(shared_redis: RedisProcess) 
         finally:
             for tm in managers:
                 tm.close()
+
+
+def test_managers_on_either_store_refresh_once_per_rotation(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # The same manager code path over the file store and the Redis store: four "hosts"
+    # (each its own manager and store object), four callers each, five rotations.
+    login(server, make_store(), clock.time())
+    managers = [manager(server, make_store(), clock) for _ in range(4)]
+    try:
+        for rotation in range(5):
+            clock.advance(LIFETIME)
+            before = server.count(REFRESH)
+            got = run_threads(16, spread_over(managers))
+            tokens = {r.access_token for r in got if isinstance(r, Authorized)}
+            assert len(tokens) == 1 and len(got) == 16, (rotation, got)
+            assert server.count(REFRESH) - before == 1
+            assert server.refresh_reuses == 0
+    finally:
+        for tm in managers:
+            tm.close()
+
+
+def spread_over(managers: list[TokenManager]) -> Any:
+    """A run_threads target that sends its callers to the managers in turn."""
+    turns = itertools.count()
+
+    def call() -> object:
+        return managers[next(turns) % len(managers)].get_token()
+
+    return call
