@@ -74,7 +74,7 @@ from ._errors import CacheDecryptionError, ConfigurationError, TextStackError
 from ._filelock import InterProcessLock
 from ._jwt import decode_exp, is_bearer_token
 from ._models import TokenSet
-from ._private_file import describe, read_private
+from ._private_file import describe, peek_regular, read_private
 from ._spend_marker import SpendMarker
 
 __all__ = ["MAX_CACHE_BYTES", "FileTokenCache", "TokenCache", "default_cache_path"]
@@ -173,6 +173,9 @@ class FileTokenCache:
             cipher = cipher_from_env()
         self._cipher: Optional[TokenCipher] = cipher
         self._store_name: Optional[str] = None
+        # The last record this cache wrote or opened: a save that finds it on disk need
+        # not decrypt it again to know it may replace it (bytes are compared, not trusted).
+        self._opened_record: Optional[bytes] = None
 
     @property
     def cipher(self) -> Optional[TokenCipher]:
@@ -180,9 +183,13 @@ class FileTokenCache:
         return self._cipher
 
     def stored_key_id(self) -> Optional[str]:
-        """The key id the file on disk is encrypted with; None when plaintext or missing."""
-        got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
-        return None if got.data is None else record_key_id(got.data)
+        """The key id the file on disk is encrypted with; None when plaintext or missing.
+
+        Read whatever the file's mode: the id is not secret, and a sealed file with a
+        loose mode still needs its key.
+        """
+        head = peek_regular(self._path, limit=MAX_CACHE_BYTES)
+        return None if head is None else record_key_id(head)
 
     def _store_id(self) -> str:
         # Every process must bind records to the same name however it spells the path
@@ -263,7 +270,7 @@ class FileTokenCache:
             )
         assert tokens is not None
         if migrate:
-            self._encrypt_in_place(tokens, version, ident)
+            self._encrypt_in_place(tokens, version, raw, ident)
         return tokens, version
 
     def _open_sealed(self, raw: bytes) -> tuple[TokenSet, Optional[int]]:
@@ -279,6 +286,7 @@ class FileTokenCache:
             plain = self._cipher.decrypt(raw, kind="file", identity=self._store_id())
         except CacheDecryptionError as exc:
             raise self._undecryptable(exc) from None
+        self._opened_record = raw
         tokens, problem, version = _parse(plain)
         if tokens is None:
             raise self._undecryptable(
@@ -296,23 +304,26 @@ class FileTokenCache:
         )
 
     def _encrypt_in_place(
-        self, tokens: TokenSet, version: Optional[int], ident: Optional[tuple[int, int]]
+        self,
+        tokens: TokenSet,
+        version: Optional[int],
+        raw: bytes,
+        ident: Optional[tuple[int, int]],
     ) -> None:
-        """Replaces a plaintext cache, just read as ``ident``, by its encrypted form.
+        """Replaces a plaintext cache, just read as ``raw`` from ``ident``, by its encrypted form.
 
         Only a single attempt at the cross-process lock: ``load()`` may run under a
         caller's own lock, so waiting here could invert the lock order. Without the lock,
-        or if another writer replaced the file since it was read, the next load retries.
+        or if another writer changed the file since it was read, the next load retries.
+        The content is compared, not only the inode: the .NET tool takes no lock and
+        rewrites the file in place, and sealing what we read would undo its write.
         """
         assert self._cipher is not None
         with self._lock.hold(0) as acquired:
             if not acquired:
                 return
-            try:
-                current = os.stat(self._path, follow_symlinks=False)
-            except OSError:
-                return
-            if (current.st_dev, current.st_ino) != ident:
+            current = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
+            if current.ident != ident or current.data != raw:
                 return
             problem = self._write(self._seal(_serialise(tokens, version)))
         if problem is not None:
@@ -334,11 +345,32 @@ class FileTokenCache:
         return self._cipher.encrypt(payload, kind=kind, identity=self._store_id())
 
     def _foreign_record(self) -> Optional[str]:
-        """Why the file on disk must not be overwritten: it is sealed with a key we lack."""
-        got = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
-        kid = None if got.data is None else record_key_id(got.data)
-        if kid is None or (self._cipher is not None and kid in self._cipher.key_ids):
+        """Why the file on disk must not be overwritten: a sealed record we cannot open.
+
+        Not only another key's: a damaged record, or one copied from another path, fails
+        ``load()`` too, and replacing it is the user's call (``textstack logout``). Its
+        mode is not judged here (a sealed file restored 0644 is still somebody's tokens).
+        """
+        head = peek_regular(self._path, limit=MAX_CACHE_BYTES)
+        if head is None or not is_sealed(head):
             return None
+        kid = record_key_id(head)
+        if self._cipher is not None and kid in self._cipher.key_ids:
+            if head == self._opened_record:
+                return None
+            try:
+                self._cipher.decrypt(head, kind="file", identity=self._store_id())
+            except CacheDecryptionError as exc:
+                return (
+                    f"it holds an encrypted record that cannot be decrypted here ({exc}) "
+                    "and is not overwritten; fix: run `textstack logout` to discard it"
+                )
+            return None
+        if kid is None:
+            return (
+                "it holds a damaged encrypted record and is not overwritten; fix: run "
+                "`textstack logout` to discard it"
+            )
         return (
             f"it holds tokens encrypted with key id {kid}, which is not configured, and "
             f"is not overwritten; fix: add that key to {ENV_KEY}, or run `textstack "
@@ -425,9 +457,12 @@ class FileTokenCache:
             return self._save_failed("the tokens are not valid bearer tokens")
         problem = self._foreign_record()
         if problem is None:
-            problem = self._write(self._seal(_serialise(tokens, version)))
+            record = self._seal(_serialise(tokens, version))
+            problem = self._write(record)
         if problem is not None:
             return self._save_failed(problem)
+        if self._cipher is not None:
+            self._opened_record = record
         with self._state():
             was_failing, self._failing = self._failing, False
             self._save_problem = None

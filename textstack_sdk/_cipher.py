@@ -76,7 +76,10 @@ _KID_DOMAIN = b"textstack-sdk cache key id v1\x00"
 _AD_DOMAIN = b"textstack-sdk sealed record\x00"
 _MAX_KEY_FILE = 4096
 _MAX_KEYS = 16
+# Windows editors start a UTF-8 key file with one; it is no part of the key.
+_BOM = b"\xef\xbb\xbf"
 _KID = re.compile(r"[0-9a-f]{16}")
+_KEYLIKE = re.compile(r"[A-Za-z0-9_+=-]{24,}")
 # A short marker every record carries in its first bytes, so a store that has no key can
 # still tell an encrypted record from a corrupt one and leave it alone.
 MARKER = b'"format":"textstack-sealed/'
@@ -202,6 +205,17 @@ class AesGcmCipher:
     def __repr__(self) -> str:
         return f"AesGcmCipher(key_ids={self._ids!r})"
 
+    def __reduce__(self) -> Any:
+        # A pickle would carry the keys wherever it goes (a cache, a queue, a log of
+        # task arguments); whether the AEAD objects refuse depends on the backend.
+        raise TypeError("an AesGcmCipher holds keys and is never pickled")
+
+    def __copy__(self) -> AesGcmCipher:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AesGcmCipher:
+        return self
+
 
 def generate_key() -> str:
     """A fresh random key: 32 bytes as URL-safe base64 (44 characters)."""
@@ -264,19 +278,53 @@ def cipher_from_env(
     if keys is not None:
         return AesGcmCipher(keys)
     env = os.environ if environ is None else environ
-    listed = env.get(ENV_KEY, "").strip()
-    if listed:
+    listed = _configured(env, ENV_KEY)
+    if listed is not None:
         return AesGcmCipher(_split(listed, ENV_KEY))
-    path = env.get(ENV_KEY_FILE, "").strip()
-    if path:
+    path = _configured(env, ENV_KEY_FILE)
+    if path is not None:
         return AesGcmCipher(_split(_read_key_file(path), ENV_KEY_FILE))
-    service = env.get(ENV_KEY_KEYRING, "").strip()
-    if service:
+    service = _configured(env, ENV_KEY_KEYRING)
+    if service is not None:
         return AesGcmCipher(_split(_read_keyring(service), ENV_KEY_KEYRING))
     return None
 
 
 # -- internals -------------------------------------------------------------------------
+
+
+def _configured(env: Mapping[str, str], name: str) -> Optional[str]:
+    """The stripped value of a key variable; None when unset; an error when set but blank."""
+    value = env.get(name)
+    if value is None:
+        return None
+    if not value.strip():
+        # `-e TEXTSTACK_CACHE_KEY="$KEY"` with $KEY unset: the deployment meant to encrypt.
+        raise ConfigurationError(
+            f"{name} is set but empty; unset it to run without encryption, or give it a "
+            "value (make a key with `textstack cache key`)"
+        )
+    return value.strip()
+
+
+def _shown(value: str) -> str:
+    """A name variable's value for an error message, unless a key may have been pasted there.
+
+    Keys go into the wrong variable by mistake; a long base64-like run (a key, or most of
+    one) is never echoed, while a path or a service name is.
+    """
+    parts = value.replace("\n", ",").split(",")
+    if _KEYLIKE.search(value) is None and not any(_is_key(part) for part in parts):
+        return repr(value)
+    return "(value not shown: it looks like a key; keys go in TEXTSTACK_CACHE_KEY or a key file)"
+
+
+def _is_key(text: str) -> bool:
+    try:
+        _decode_key(text, "")
+    except ConfigurationError:
+        return False
+    return True
 
 
 def _split(text: str, source: str) -> list[str]:
@@ -292,7 +340,7 @@ def _split(text: str, source: str) -> list[str]:
 
 def _read_key_file(path: str) -> str:
     if not os.path.isabs(os.path.expanduser(path)):
-        raise ConfigurationError(f"{ENV_KEY_FILE} must be an absolute path, got {path!r}")
+        raise ConfigurationError(f"{ENV_KEY_FILE} must be an absolute path, got {_shown(path)}")
     full = os.path.expanduser(path)
     got = read_private(full, limit=_MAX_KEY_FILE, remedy="write the key to a file you own")
     if got.problem is not None:
@@ -301,8 +349,9 @@ def _read_key_file(path: str) -> str:
         )
     if got.data is None:
         raise ConfigurationError(f"the key file {full} ({ENV_KEY_FILE}) does not exist")
+    data = got.data[len(_BOM) :] if got.data.startswith(_BOM) else got.data
     try:
-        return got.data.decode("ascii")
+        return data.decode("ascii")
     except UnicodeDecodeError:
         raise ConfigurationError(f"the key file {full} is not a base64 key") from None
 
@@ -321,14 +370,14 @@ def _read_keyring(service: str) -> str:
     except Exception as exc:  # noqa: BLE001 - every backend failure means "no key"
         # Only the type: a backend's message is not ours to vouch for.
         raise ConfigurationError(
-            f"the OS keyring could not be read for {ENV_KEY_KEYRING}={service!r} "
+            f"the OS keyring could not be read for {ENV_KEY_KEYRING}={_shown(service)} "
             f"({type(exc).__name__}); headless machines usually have no keyring: use "
             f"{ENV_KEY_FILE} there"
         ) from None
     if not value:
         raise ConfigurationError(
-            f"the OS keyring holds no key for service {service!r} (user {KEYRING_USER!r}); "
-            f"store one with `keyring set {service} {KEYRING_USER}`"
+            f"the OS keyring holds no key for {ENV_KEY_KEYRING}={_shown(service)} (user "
+            f"{KEYRING_USER!r}); store one with `keyring set <service> {KEYRING_USER}`"
         )
     return str(value)
 
@@ -362,8 +411,15 @@ def _key_id_of(raw: bytes) -> str:
 def _associated_data(kind: str, identity: str) -> bytes:
     if not kind or "\x00" in kind or "\x00" in identity:
         raise ConfigurationError("a store kind is required and neither may contain NUL")
+    # A POSIX path need not be UTF-8: os.fsdecode gives lone surrogates, which encode back
+    # to the path's own bytes.
     return b"\x00".join(
-        (_AD_DOMAIN, FORMAT.encode(), kind.encode("utf-8"), identity.encode("utf-8"))
+        (
+            _AD_DOMAIN,
+            FORMAT.encode(),
+            kind.encode("utf-8"),
+            identity.encode("utf-8", "surrogateescape"),
+        )
     )
 
 

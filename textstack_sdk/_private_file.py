@@ -15,7 +15,7 @@ import stat
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["PrivateRead", "read_private", "refusal"]
+__all__ = ["PrivateRead", "peek_regular", "read_private", "refusal"]
 
 _POSIX = os.name != "nt"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -75,6 +75,27 @@ def read_private(path: os.PathLike[str] | str, *, limit: int, remedy: str) -> Pr
             None, problem=f"it grew past {limit} bytes while being read; fix: {remedy}"
         )
     return PrivateRead(data, (st.st_dev, st.st_ino))
+
+
+def peek_regular(path: os.PathLike[str] | str, *, limit: int) -> Optional[bytes]:
+    """At most ``limit`` bytes of a regular file whatever its owner and mode, or None.
+
+    For reading what is not secret in a file that ``read_private`` refuses: which key a
+    sealed record names, so that it is never replaced just because its mode is wrong.
+    A symlink or anything but a regular file gives None, as does any OSError.
+    """
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return _read_at_most(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def refusal(st: os.stat_result, *, limit: int, remedy: str) -> Optional[str]:

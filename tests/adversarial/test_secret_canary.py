@@ -62,7 +62,8 @@ CANARY_CLI = scenario(
 CANARY_KEY = scenario(
     "secrets",
     "encryption keys: sealed session (login, refresh, status, logout), plaintext migration, "
-    "rotation, wrong/unknown key, altered record, malformed keys, refused key files",
+    "rotation, wrong/unknown key, altered record, malformed keys, refused key files, keys "
+    "pasted into the key-file and keyring variables",
     "no key (nor a 12-char prefix/suffix, its hex or standard base64) in DEBUG logs, "
     "warnings, reprs, exception text/repr/traceback/chain",
 )
@@ -504,6 +505,14 @@ def test_cache_keys_never_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             lambda: from_env(environ={"TEXTSTACK_CACHE_KEY_FILE": str(key_file)}),
             ConfigurationError,
         )
+        # A key pasted into a variable that names a file or a keyring service.
+        for name in ("TEXTSTACK_CACHE_KEY_FILE", "TEXTSTACK_CACHE_KEY_KEYRING"):
+            for value in (new, almost, f"{new},{old}"):
+                hay.expect(
+                    f"key in {name}",
+                    lambda name=name, value=value: from_env(environ={name: value}),
+                    ConfigurationError,
+                )
         log_count = records.count
     assert secrets.count("cache key") >= 6
     scanned = hay.scan(secrets)
