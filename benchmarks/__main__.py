@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from ._common import Config, Row, machine_facts
 from .report import chart, evaluate_targets, table, write_json
 
-BENCHMARKS = ("hot", "client", "flight", "startup", "mcp", "crypto")
+BENCHMARKS = ("hot", "client", "flight", "startup", "mcp", "crypto", "fleet")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -52,7 +52,13 @@ def _runners(config: Config, facts: dict[str, Any]) -> dict[str, Callable[[], li
 
         return encryption.run(config)
 
+    def fleet() -> list[Row]:
+        from . import fleet as many_hosts
+
+        return many_hosts.run(config)
+
     return {
+        "fleet": fleet,
         "hot": hot,
         "client": client,
         "flight": flight,

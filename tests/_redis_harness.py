@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import pytest
 
@@ -408,3 +408,83 @@ class FreezableProxy:
                 sink.sendall(chunk)
             except OSError:
                 return
+
+
+# -- a replicated store with Sentinels, for failover tests ------------------------------
+
+SERVICE = "svc"
+_T = TypeVar("_T")
+
+
+@pytest.fixture
+def master_and_link(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, FreezableProxy]]:
+    master = redis_fleet.server()
+    link = FreezableProxy(master.port)
+    try:
+        yield master, link
+    finally:
+        link.close()
+
+
+def replicated(
+    fleet: RedisFleet, master: RedisProcess, link: FreezableProxy
+) -> tuple[RedisProcess, list[RedisProcess], str]:
+    """A replica of ``master`` through ``link``, three Sentinels, and the store URL."""
+    replica = fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
+    wait_for_replicas(master)
+    sentinels = [fleet.sentinel(master, service=SERVICE) for _ in range(3)]
+    wait_for_sentinels(sentinels)
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    return replica, sentinels, f"redis+sentinel://{hosts}/{SERVICE}"
+
+
+def wait_for_sentinels(sentinels: list[RedisProcess]) -> None:
+    """Until every Sentinel knows the others and the replica: a failover needs both."""
+    clients = [s.client() for s in sentinels]
+
+    def ready() -> bool:
+        for client in clients:
+            others = client.execute_command("SENTINEL", "SENTINELS", SERVICE)
+            replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
+            if len(others) < len(sentinels) - 1 or not replicas:
+                return False
+        return True
+
+    try:
+        wait_until(ready, 30, "the Sentinels to find each other and the replica")
+    finally:
+        for client in clients:
+            client.close()
+
+
+def master_port(sentinel: RedisProcess) -> int:
+    client = sentinel.client()
+    try:
+        _host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        return int(port)
+    finally:
+        client.close()
+
+
+def eventually(call: Callable[[], _T], done: Callable[[_T], bool]) -> _T:
+    """The call, repeated while a failover settles, until ``done`` holds (or 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        got = call()
+        if done(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def retrying(call: Callable[[], _T]) -> _T:
+    """The call, retried while the store is unavailable (a failover settling)."""
+    from textstack_sdk._store import StoreUnavailable
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return call()
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

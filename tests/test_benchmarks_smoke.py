@@ -57,7 +57,15 @@ def _row(data: dict[str, Any], section: str, name: str) -> dict[str, Any]:
 @pytest.mark.timeout(120)
 def test_smoke_runs_every_benchmark(smoke: dict[str, Any]) -> None:
     assert smoke["errors"] == {}
-    assert set(smoke["durations_s"]) == {"hot", "client", "flight", "startup", "mcp", "crypto"}
+    assert set(smoke["durations_s"]) == {
+        "hot",
+        "client",
+        "flight",
+        "startup",
+        "mcp",
+        "crypto",
+        "fleet",
+    }
     assert smoke["config"]["smoke"] is True
     assert {"cpu_count", "python", "platform"} <= set(smoke["machine"])
     sections = {row["section"] for row in smoke["rows"]}
@@ -77,6 +85,7 @@ def test_smoke_runs_every_benchmark(smoke: dict[str, Any]) -> None:
         "encryption at rest, load",
         "encryption at rest, added",
         "encryption at rest, hot path",
+        "many hosts through Redis",
     ):
         assert any(s.startswith(prefix) for s in sections), prefix
     assert "== targets" in smoke["_stdout"]
@@ -129,3 +138,18 @@ def test_smoke_chart(smoke: dict[str, Any]) -> None:
         pytest.skip("matplotlib is installed only in the bench env")
     png = Path(smoke["_out"]) / "chart.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(120)
+def test_smoke_many_hosts_refresh_once_per_rotation(smoke: dict[str, Any]) -> None:
+    section = "many hosts through Redis"
+    if any(row["note"] == "n/a: no redis-server" for row in smoke["rows"]):
+        from _redis_harness import require_redis_server
+
+        require_redis_server()  # fails under CI, skips with the reason elsewhere
+    for hosts in (1, 2, 4, 8):
+        row = _row(smoke, section, f"refreshes per rotation, {hosts} host(s)")
+        assert row["value"] == 1.0, row
+        assert "presented so far: 0" in row["note"], row
+    hot = _row(smoke, section, "store calls by get_token() on a valid token (hot path)")
+    assert hot["value"] == 0.0

@@ -8,58 +8,43 @@ to let a host send anything while the replica cannot acknowledge; (3) let the ho
 holds the rotated tokens see the regression and republish them.
 """
 
-# ruff: noqa: F811 - pytest fixtures imported from the harness are parameters here
+# ruff: noqa: F811 - pytest fixtures imported from the helpers are parameters here
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Callable, TypeVar
 
 import pytest
 from _redis_harness import (  # noqa: F401 - fixtures
+    SERVICE,
     FreezableProxy,
     RedisFleet,
     RedisProcess,
+    master_and_link,
+    master_port,
     redis_binary,
     redis_fleet,
-    wait_for_replicas,
+    replicated,
+    retrying,
     wait_until,
 )
 
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
-from textstack_sdk._store import StoreUnavailable, fingerprint
+from textstack_sdk._store import fingerprint
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-SERVICE = "svc"
 T1 = TokenSet(access_token="access-1", refresh_token="refresh-1", access_exp=1e9)
 T2 = TokenSet(access_token="access-2", refresh_token="refresh-2", access_exp=2e9)
-_T = TypeVar("_T")
-
-
-@pytest.fixture
-def master_and_link(redis_fleet: RedisFleet) -> Iterator[tuple[RedisProcess, FreezableProxy]]:
-    master = redis_fleet.server()
-    link = FreezableProxy(master.port)
-    try:
-        yield master, link
-    finally:
-        link.close()
 
 
 def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed(
     redis_fleet: RedisFleet, master_and_link: tuple[RedisProcess, FreezableProxy]
 ) -> None:
     master, link = master_and_link
-    replica = redis_fleet.server(config=[f"replicaof 127.0.0.1 {link.port}"])
-    wait_for_replicas(master)
-    sentinels = [redis_fleet.sentinel(master, service=SERVICE) for _ in range(3)]
-    wait_for_sentinels(sentinels)
-    hosts = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
-    url = f"redis+sentinel://{hosts}/{SERVICE}"
+    replica, sentinels, url = replicated(redis_fleet, master, link)
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     # Host a gives the replica time to acknowledge on a loaded machine; its waits on the
     # frozen link then take that long too.
@@ -120,43 +105,3 @@ def test_an_acknowledged_intent_survives_a_failover_and_the_regression_is_healed
     finally:
         a.close()
         b.close()
-
-
-def wait_for_sentinels(sentinels: list[RedisProcess]) -> None:
-    """Until every Sentinel knows the others and the replica: a failover needs both."""
-    clients = [s.client() for s in sentinels]
-
-    def ready() -> bool:
-        for client in clients:
-            others = client.execute_command("SENTINEL", "SENTINELS", SERVICE)
-            replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
-            if len(others) < len(sentinels) - 1 or not replicas:
-                return False
-        return True
-
-    try:
-        wait_until(ready, 30, "the Sentinels to find each other and the replica")
-    finally:
-        for client in clients:
-            client.close()
-
-
-def master_port(sentinel: RedisProcess) -> int:
-    client = sentinel.client()
-    try:
-        _host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-        return int(port)
-    finally:
-        client.close()
-
-
-def retrying(call: Callable[[], _T]) -> _T:
-    """The call, retried while the store is unavailable (a failover settling)."""
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            return call()
-        except StoreUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

@@ -1,59 +1,35 @@
 """The token store protocol's contract, run against every store that implements it.
 
-Today that is RedisTokenStore on a real redis-server; the file cache joins by adding a
-parameter to ``store_kind``. Each test makes several store objects on one record, one per
-"host". Waits are on real Redis TTLs, kept to tenths of a second.
+RedisTokenStore on a real redis-server, and FileTokenStore on a cache file in a temp
+folder. Each test makes several store objects on one record, one per "host" (for the file
+store each has its own FileTokenCache, so its own flock descriptor). Waits are on real
+TTLs, kept to tenths of a second.
 """
+
+# ruff: noqa: F811 - pytest fixtures imported from the helpers are parameters here
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import pytest
-from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
+from _fleet_helpers import MakeStore, make_store, store_kind  # noqa: F401 - fixtures
+from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401 - fixtures
 from _tm_helpers import run_threads
 
+from textstack_sdk._file_store import FileTokenStore
 from textstack_sdk._models import TokenSet
 from textstack_sdk._redis_store import RedisTokenStore
 from textstack_sdk._store import Lease, RecordState, TokenStore, fingerprint
 
 pytestmark = pytest.mark.timeout(30)
 
-MakeStore = Callable[..., TokenStore]
-
 
 def tokens(n: int) -> TokenSet:
     return TokenSet(access_token=f"access-{n}", refresh_token=f"refresh-{n}", access_exp=1e9 + n)
-
-
-@pytest.fixture(params=["redis"])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make_store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[MakeStore]:
-    """Builds stores ("hosts") that share one record, fresh for each test."""
-    made: list[Any] = []
-    if store_kind == "redis":
-        server: RedisProcess = request.getfixturevalue("shared_redis")
-        namespace = f"t-{uuid.uuid4().hex[:12]}"
-
-        def make(**options: Any) -> TokenStore:
-            options.setdefault("poll_interval", 0.01)
-            store = RedisTokenStore(server.url, namespace=namespace, **options)
-            made.append(store)
-            return store
-
-    else:  # pragma: no cover - the file store joins here
-        raise AssertionError(store_kind)
-    yield make
-    for store in made:
-        store.close()
 
 
 def live(store: TokenStore, n: int) -> int:
@@ -445,6 +421,13 @@ def test_a_waiter_sees_the_change_as_it_happens(make_store: MakeStore) -> None:
 
 def wipe(request: pytest.FixtureRequest, store_kind: str, store: TokenStore) -> None:
     """Makes the store lose its data, as a flush or a failover that dropped writes does."""
+    if store_kind == "file":
+        # A lost disk: the cache and the store's state both gone (a lone deleted cache
+        # file is a logout, see FileTokenStore).
+        assert isinstance(store, FileTokenStore)
+        store.cache.path.unlink()
+        store.cache.store_path.unlink()
+        return
     assert store_kind == "redis"
     server: RedisProcess = request.getfixturevalue("shared_redis")
     assert isinstance(store, RedisTokenStore)
@@ -476,6 +459,17 @@ def hand_over(
 
 def run_out(request: pytest.FixtureRequest, store_kind: str, store: TokenStore, key: str) -> None:
     """Ends a lease or an intent as its time to live running out does."""
+    if store_kind == "file":
+        assert isinstance(store, FileTokenStore)
+        state = json.loads(store.cache.store_path.read_bytes())
+        if key == "intent":
+            assert state["intent"] is not None
+            state["intent"]["exp"] = 0
+        else:
+            purpose = key.split(":", 1)[1]
+            state["leases"][purpose]["exp"] = 0
+        assert store.cache.save_store_state(json.dumps(state).encode()) is None
+        return
     assert store_kind == "redis"
     server: RedisProcess = request.getfixturevalue("shared_redis")
     assert isinstance(store, RedisTokenStore)

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from ._memory_cache import MemoryTokenCache
     from ._models import Authorized, Failed, Pending, TokenResult, TokenSet
     from ._providers import StaticTokenProvider, TokenProvider, provider_from_env
+    from ._redis_store import RedisTokenStore
     from ._token_manager import TokenManager, TokenStatus
 
 del TYPE_CHECKING  # not a public name
@@ -102,6 +103,7 @@ __all__ = [
     "Pending",
     "Progress",
     "ProtocolError",
+    "RedisTokenStore",
     "SearchHit",
     "SearchResults",
     "ShelfItem",
@@ -176,6 +178,7 @@ _MODULE_NAMES = {
     "_memory_cache": ("MemoryTokenCache",),
     "_models": ("Authorized", "Failed", "Pending", "TokenResult", "TokenSet"),
     "_providers": ("StaticTokenProvider", "TokenProvider", "provider_from_env"),
+    "_redis_store": ("RedisTokenStore",),
     "_token_manager": ("TokenManager", "TokenStatus"),
 }
 _WHERE = {name: module for module, names in _MODULE_NAMES.items() for name in names}

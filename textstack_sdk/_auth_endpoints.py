@@ -79,12 +79,18 @@ class AuthEndpoints:
             return sent
         return wire.classify_device_token(sent, self._time())
 
-    def refresh(self, tokens: TokenSet) -> wire.RefreshOutcome:
-        """``POST /auth/refresh-mobile`` with ``tokens.refresh_token`` (rotates it)."""
+    def refresh(self, tokens: TokenSet, *, timeout: Optional[float] = None) -> wire.RefreshOutcome:
+        """``POST /auth/refresh-mobile`` with ``tokens.refresh_token`` (rotates it).
+
+        ``timeout`` overrides the whole request's deadline (the fleet cuts it to its lease).
+        """
         assert tokens.refresh_token is not None
         sent = self._send(
             wire.build_refresh_request(
-                self._api_url, self._site_host, tokens.refresh_token, self._timeout
+                self._api_url,
+                self._site_host,
+                tokens.refresh_token,
+                self._timeout if timeout is None else timeout,
             )
         )
         if isinstance(sent, wire.Transient):

@@ -4,6 +4,10 @@ File format (both tools read and write it)::
 
     {"accessToken": "...", "refreshToken": "...", "accessExpiresAt": "2026-11-28T10:15:00+00:00"}
 
+A cache written through the token store (``_file_store``) also has ``"version": N``, the
+record's generation; the .NET tool ignores the field and rewrites the file without it,
+which the store reads as a new generation.
+
 Reading trusts nothing. The file is opened with ``O_NOFOLLOW | O_NONBLOCK`` (a symlink is
 refused, a FIFO cannot hang us) and checked with ``fstat`` on the opened descriptor: it
 must be a regular file, owned by us, without any group/other permission bits, and at most
@@ -234,23 +238,27 @@ class FileTokenCache:
                 it, or a key is configured and the file is neither a record nor a
                 valid plaintext cache. The file is left exactly as it is.
         """
+        return self._load(migrate=True)[0]
+
+    def load_versioned(self) -> tuple[Optional[TokenSet], Optional[int]]:
+        """Like ``load()``, with the file's ``version`` field (None when it has none)."""
         return self._load(migrate=True)
 
-    def _load(self, *, migrate: bool) -> Optional[TokenSet]:
+    def _load(self, *, migrate: bool) -> tuple[Optional[TokenSet], Optional[int]]:
         raw, ident = self._read_checked()
         if raw is None:
-            return None
+            return None, None
         if not (raw[len(_BOM) :] if raw.startswith(_BOM) else raw).strip():
             # The .NET tool truncates the file before it writes: empty means "not logged
             # in" or "a save in progress", and moving it aside could lose that save.
-            return None
+            return None, None
         if is_sealed(raw):
             return self._open_sealed(raw)
-        tokens, problem = _parse(raw)
+        tokens, problem, version = _parse(raw)
         if self._cipher is None:
             if problem is not None:
                 self._move_aside(ident, problem)
-            return tokens
+            return tokens, version
         if problem is not None:
             # It may be an encrypted record damaged where the marker is: never judged
             # as plaintext, never moved aside.
@@ -262,10 +270,10 @@ class FileTokenCache:
             )
         assert tokens is not None
         if migrate:
-            self._encrypt_in_place(tokens, raw, ident)
-        return tokens
+            self._encrypt_in_place(tokens, version, raw, ident)
+        return tokens, version
 
-    def _open_sealed(self, raw: bytes) -> TokenSet:
+    def _open_sealed(self, raw: bytes) -> tuple[TokenSet, Optional[int]]:
         if self._cipher is None:
             raise self._undecryptable(
                 CacheDecryptionError(
@@ -279,7 +287,7 @@ class FileTokenCache:
         except CacheDecryptionError as exc:
             raise self._undecryptable(exc) from None
         self._opened_record = raw
-        tokens, problem = _parse(plain)
+        tokens, problem, version = _parse(plain)
         if tokens is None:
             raise self._undecryptable(
                 CacheDecryptionError(
@@ -288,7 +296,7 @@ class FileTokenCache:
                     reason="malformed",
                 )
             )
-        return tokens
+        return tokens, version
 
     def _undecryptable(self, exc: CacheDecryptionError) -> CacheDecryptionError:
         return CacheDecryptionError(
@@ -296,7 +304,11 @@ class FileTokenCache:
         )
 
     def _encrypt_in_place(
-        self, tokens: TokenSet, raw: bytes, ident: Optional[tuple[int, int]]
+        self,
+        tokens: TokenSet,
+        version: Optional[int],
+        raw: bytes,
+        ident: Optional[tuple[int, int]],
     ) -> None:
         """Replaces a plaintext cache, just read as ``raw`` from ``ident``, by its encrypted form.
 
@@ -313,7 +325,7 @@ class FileTokenCache:
             current = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="")
             if current.ident != ident or current.data != raw:
                 return
-            problem = self._write(self._seal(_serialise(tokens)))
+            problem = self._write(self._seal(_serialise(tokens, version)))
         if problem is not None:
             _log.warning(
                 "token cache %s is plaintext and could not be re-written encrypted (%s)",
@@ -426,8 +438,13 @@ class FileTokenCache:
 
     # -- writing -----------------------------------------------------------------------
 
-    def save(self, tokens: TokenSet) -> bool:
+    def save(self, tokens: TokenSet, *, version: Optional[int] = None) -> bool:
         """Writes tokens atomically (temp file, fsync, rename, folder fsync), mode 0600.
+
+        Args:
+            tokens: What to store.
+            version: The record's generation, written as the ``version`` field (the
+                token store's; plain saves leave it out).
 
         Returns:
             True when the new file is in place. False when it could not be written
@@ -440,7 +457,7 @@ class FileTokenCache:
             return self._save_failed("the tokens are not valid bearer tokens")
         problem = self._foreign_record()
         if problem is None:
-            record = self._seal(_serialise(tokens))
+            record = self._seal(_serialise(tokens, version))
             problem = self._write(record)
         if problem is not None:
             return self._save_failed(problem)
@@ -484,10 +501,10 @@ class FileTokenCache:
             if not acquired:
                 raise TextStackError(f"could not lock the token cache {self._path} in time")
             before = read_private(self._path, limit=MAX_CACHE_BYTES, remedy="").data
-            tokens = self._load(migrate=False)
+            tokens, version = self._load(migrate=False)
             if tokens is None:
                 return None
-            payload = _serialise(tokens)
+            payload = _serialise(tokens, version)
             problem = self._write(payload if plaintext else self._seal(payload))
         if problem is not None:
             raise TextStackError(f"cannot write the token cache {self._path} ({problem})")
@@ -559,7 +576,9 @@ class FileTokenCache:
     def _remove_stale_temps(self) -> None:
         # Temps of the cache and of its sibling files (the pending sign-in) share a prefix.
         pattern = re.compile(
-            re.escape(f".{self._path.name}") + r"(?:\.pending)?\.[0-9a-f]{16}" + _TEMP_SUFFIX
+            re.escape(f".{self._path.name}")
+            + r"(?:\.pending|\.store)?\.[0-9a-f]{16}"
+            + _TEMP_SUFFIX
         )
         cutoff = time.time() - _STALE_TEMP_SECONDS
         try:
@@ -641,6 +660,21 @@ class FileTokenCache:
             self._state_pid = os.getpid()
         with self._state_lock:
             yield
+
+    # -- the token store's state (see _file_store) ---------------------------------------
+
+    @property
+    def store_path(self) -> pathlib.Path:
+        """Where the token store keeps its state (generation, leases, intent; 0600)."""
+        return self._path.with_name(self._path.name + ".store")
+
+    def load_store_state(self) -> Optional[bytes]:
+        """The store state file's content, or None when missing or refused (logged)."""
+        return self._read_checked(self.store_path)[0]
+
+    def save_store_state(self, payload: bytes) -> Optional[str]:
+        """Replaces the store state file atomically; returns why it failed, or None."""
+        return self._write(payload, self.store_path)
 
     # -- the shared pending sign-in -----------------------------------------------------
 
@@ -825,23 +859,26 @@ def _home(env: Mapping[str, str]) -> pathlib.Path:
 # -- pure helpers ----------------------------------------------------------------------
 
 
-def _parse(raw: bytes) -> tuple[Optional[TokenSet], Optional[str]]:
-    """Parses the file content: (tokens, None) or (None, why it is corrupt)."""
+def _parse(raw: bytes) -> tuple[Optional[TokenSet], Optional[str], Optional[int]]:
+    """Parses the file content: (tokens, None, version) or (None, why it is corrupt, None).
+
+    The version is the ``version`` field when it is a positive integer, else None.
+    """
     # The .NET tool writes no BOM, but Windows editors add one; it carries no meaning.
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "not valid UTF-8"
+        return _corrupt("not valid UTF-8")
     try:
         data = json.loads(text)
     except RecursionError:
-        return None, "JSON nested too deeply"
+        return _corrupt("JSON nested too deeply")
     except ValueError:
-        return None, "not valid JSON"
+        return _corrupt("not valid JSON")
     if not isinstance(data, dict):
-        return None, "not a JSON object"
+        return _corrupt("not a JSON object")
     # The .NET tool reads with PropertyNameCaseInsensitive: "AccessToken" is the same key.
     fields = {str(k).lower(): v for k, v in data.items()}
     access = fields.get("accesstoken")
@@ -849,17 +886,24 @@ def _parse(raw: bytes) -> tuple[Optional[TokenSet], Optional[str]]:
     if refresh == "":
         refresh = None
     if refresh is not None and not is_bearer_token(refresh):
-        return None, "refreshToken is not a bearer token"
+        return _corrupt("refreshToken is not a bearer token")
+    version = fields.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
+        version = None
     if access is None and refresh is not None:
         # No access token but a refresh token: an expired sign-in, refreshed on use.
-        return TokenSet(access_token="", refresh_token=refresh, access_exp=0.0), None
+        return TokenSet(access_token="", refresh_token=refresh, access_exp=0.0), None, version
     if not is_bearer_token(access):
-        return None, "accessToken is missing or not a bearer token"
+        return _corrupt("accessToken is missing or not a bearer token")
     assert isinstance(access, str)
     exp = decode_exp(access)
     if exp is None:
         exp = _parse_iso8601(fields.get("accessexpiresat"))
-    return TokenSet(access_token=access, refresh_token=refresh, access_exp=exp), None
+    return TokenSet(access_token=access, refresh_token=refresh, access_exp=exp), None, version
+
+
+def _corrupt(problem: str) -> tuple[None, str, None]:
+    return None, problem, None
 
 
 def _parse_iso8601(value: object) -> Optional[float]:
@@ -895,7 +939,7 @@ def _parse_iso8601(value: object) -> Optional[float]:
         return None
 
 
-def _serialise(tokens: TokenSet) -> bytes:
+def _serialise(tokens: TokenSet, version: Optional[int] = None) -> bytes:
     exp = tokens.access_exp
     try:
         if exp is None:
@@ -904,11 +948,13 @@ def _serialise(tokens: TokenSet) -> bytes:
     except (ValueError, OverflowError, OSError):
         # Unknown means "treat as expired": the current time is already past.
         moment = _dt.datetime.fromtimestamp(time.time(), _dt.timezone.utc)
-    document = {
+    document: dict[str, object] = {
         "accessToken": tokens.access_token,
         "refreshToken": tokens.refresh_token,
         "accessExpiresAt": moment.isoformat(timespec="seconds"),
     }
+    if version is not None:
+        document["version"] = version
     return json.dumps(document).encode("utf-8")
 
 

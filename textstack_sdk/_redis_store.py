@@ -299,19 +299,19 @@ class RedisTokenStore:
         intent_grace: Seconds an intent outlives its lease, for a late holder to commit.
         poll_interval: Base seconds between looks while waiting for a lease or a change.
         max_connections: Redis calls this process makes at once; more wait their turn
-            (at most one socket timeout, then :class:`StoreUnavailable`). One more
+            (at most one socket timeout, then ``StoreUnavailable``). One more
             connection is kept for the intents.
         clock: Monotonic time and cancellable waits.
         environ: Where to read ``TEXTSTACK_TOKEN_STORE`` (default ``os.environ``).
 
     Time bounds (redis-py's own retries are off; a caller that wants to retry decides so
-    on :class:`StoreUnavailable`): against a server that stops answering, a call ends
+    on ``StoreUnavailable``): against a server that stops answering, a call ends
     within one socket timeout, plus ``connect_timeout`` when it must open a connection;
     with Sentinel, finding the master adds up to one timeout per Sentinel that does not
     answer. A script the server lost (a restart, a failover, ``SCRIPT FLUSH``) is loaded
     again, two more exchanges. Intents and record writes add up to ``ack_timeout`` when a
     replica must acknowledge them. A lease wait takes at most ``wait`` plus one call, a
-    :meth:`wait_for_change` its ``timeout`` plus one call. A call that finds
+    ``wait_for_change()`` its ``timeout`` plus one call. A call that finds
     ``max_connections`` calls in flight waits at most one more socket timeout for its turn.
 
     Raises:

@@ -62,16 +62,22 @@ import enum
 import hashlib
 import json
 import math
+import random
+import re
+import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
-from ._errors import TextStackError
+from ._clock import Clock
+from ._errors import ConfigurationError, TextStackError
 from ._models import TokenSet
 
 __all__ = [
     "IntentResult",
     "Lease",
+    "LeaseTaking",
     "RecordState",
     "Snapshot",
     "StoreError",
@@ -79,11 +85,14 @@ __all__ = [
     "TokenCipher",
     "TokenStore",
     "WriteResult",
+    "acquire_within",
+    "check_range",
     "decode_tokens",
     "encode_tokens",
     "fingerprint",
     "json_object",
     "next_version",
+    "wait_for_version",
 ]
 
 
@@ -242,7 +251,8 @@ class WriteResult:
         acknowledged: A replica has the write too (always true where the store has no
             replicas, and for writes that do not wait for one). A logout that no replica
             acknowledged is lost if the store fails over now: its host keeps no tokens
-            to heal the store from, so the fleet would stay logged in.
+            to heal the store from, so the fleet would stay logged in. Live tokens no
+            replica acknowledged are held as unsaved by their writer and written again.
     """
 
     ok: bool
@@ -339,6 +349,10 @@ class TokenStore(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Releases connections; safe to call twice."""
+        ...
+
 
 def next_version(current: int, now: float) -> int:
     """The version of the next write: higher than ``current`` and not below ``now`` in ms."""
@@ -387,3 +401,91 @@ def json_object(payload: bytes, what: str) -> dict[str, object]:
     if not isinstance(document, dict):
         raise StoreError(f"the stored {what} is not a JSON object")
     return document
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """ConfigurationError unless ``value`` is a number of seconds in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g} seconds")
+
+
+def jittered(interval: float) -> float:
+    """``interval`` times 0.5 to 1.5: hosts that woke together stop polling in lockstep."""
+    return interval * (0.5 + random.random())  # noqa: S311 - spacing, not a secret
+
+
+_NEVER = threading.Event()
+
+
+def acquire_within(
+    attempt: Callable[[], Union[Lease, float]], *, wait: float, clock: Clock, poll: float
+) -> Optional[Lease]:
+    """Calls ``attempt`` until it returns a lease or ``wait`` seconds have passed.
+
+    ``attempt`` returns the lease, or the seconds the current holder has left (0 when
+    unknown), so a waiter never sleeps past the moment the lease falls free.
+    """
+    deadline = clock.monotonic() + wait
+    while True:
+        got = attempt()
+        if isinstance(got, Lease):
+            return got
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            return None
+        clock.wait(min(left, got if got > 0 else poll, jittered(poll)), _NEVER)
+
+
+_OWNER = re.compile(r"[^\n]{1,200}")
+
+
+class LeaseTaking:
+    """``acquire_lease`` and ``renew_lease`` over a store's one-shot ``_try_lease``.
+
+    Thread-safe when ``_try_lease`` is. A base class for the stores, not a public type.
+    """
+
+    _clock: Clock
+    _poll: float
+
+    def _try_lease(
+        self, owner: str, token: str, purpose: str, ttl: float, *, renew: bool
+    ) -> Union[Lease, float]:
+        """The lease when taken (or renewed), else the holder's remaining seconds."""
+        raise NotImplementedError
+
+    def acquire_lease(
+        self, owner: str, *, ttl: float, wait: float, purpose: str = "refresh"
+    ) -> Optional[Lease]:
+        if not _OWNER.fullmatch(owner):
+            raise ConfigurationError("a lease owner is 1-200 characters without a newline")
+        check_range("ttl", ttl, 0.001, 3600.0)
+        check_range("wait", wait, 0.0, 3600.0)
+        token = secrets.token_hex(16)
+        return acquire_within(
+            lambda: self._try_lease(owner, token, purpose, ttl, renew=False),
+            wait=wait,
+            clock=self._clock,
+            poll=self._poll,
+        )
+
+    def renew_lease(self, lease: Lease, *, ttl: float) -> Optional[Lease]:
+        check_range("ttl", ttl, 0.001, 3600.0)
+        renewed = self._try_lease(lease.owner, lease.token, lease.purpose, ttl, renew=True)
+        return renewed if isinstance(renewed, Lease) else None
+
+
+def wait_for_version(
+    load: Callable[[], Snapshot], version: int, *, timeout: float, clock: Clock, poll: float
+) -> Optional[Snapshot]:
+    """Polls ``load`` until the version is not ``version``; None after ``timeout`` seconds."""
+    check_range("timeout", timeout, 0.0, 3600.0)
+    deadline = clock.monotonic() + timeout
+    while True:
+        snapshot = load()
+        if snapshot.version != version:
+            return snapshot
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            return None
+        clock.wait(min(left, jittered(poll)), _NEVER)

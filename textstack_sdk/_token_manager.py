@@ -55,12 +55,15 @@ from ._errors import (
     CacheDecryptionError,
     ConfigurationError,
 )
+from ._fleet_refresh import Held
+from ._fleet_refresher import FleetRefresher, Outcome, default_owner
 from ._freshness import trusted_exp, usable_until
 from ._http import Transport
 from ._jwt import decode_exp, decode_subject
 from ._models import Authorized, DeviceAuthorization, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
 from ._spend_marker import SpendMarker, new_owner
+from ._store import StoreError, TokenStore
 
 __all__ = ["TokenManager", "TokenStatus"]
 
@@ -90,6 +93,11 @@ class TokenStatus:
         key_id: The id of the key that encrypts (not secret), when encrypted.
         stored_key_id: The key id the stored cache is encrypted with; None when it is
             plaintext or missing.
+        store: The fleet's token store (its URL without credentials), when one is used.
+        store_version: The store record's version, when it could be read.
+        store_state: ``live``, ``empty``, ``tombstone`` or ``revoked``; ``unreachable``
+            when the store could not be read.
+        lease_holder: Which host holds the refresh lease now, if one does.
     """
 
     source: str
@@ -103,6 +111,10 @@ class TokenStatus:
     encrypted: bool = False
     key_id: Optional[str] = None
     stored_key_id: Optional[str] = None
+    store: Optional[str] = None
+    store_version: Optional[int] = None
+    store_state: Optional[str] = None
+    lease_holder: Optional[str] = None
 
 
 class _Flow:
@@ -133,6 +145,10 @@ _DEAD = object()  # the refresh proved the login dead: start a device flow
 _WAIT_MARGIN = 2.0
 # After a try at the file lock failed in the advisory window, the pause before the next.
 _ADVISORY_RETRY = 1.0
+# Unsaved fleet tokens are written again after these delays (doubling), well inside the
+# intent's grace that keeps the other hosts off the spent refresh token meanwhile.
+_STORE_CHECK_FIRST = 0.25
+_STORE_CHECK_MAX = 2.0
 
 
 def _bounded(name: str, value: float, low: float, high: float) -> float:
@@ -182,6 +198,11 @@ class TokenManager:
             ``get_token``/``wait_for_token`` calls (servers that run no threads).
         prompt: True prints the sign-in message to stderr once per flow; False is
             silent; a callable receives the Pending.
+        store: A token store shared by a fleet of hosts (``RedisTokenStore``): refreshes
+            are coordinated through it, one host per rotation. ``"env"`` (the default)
+            builds a ``RedisTokenStore`` from ``TEXTSTACK_TOKEN_STORE`` when it is set,
+            encrypted when a cache key is configured; None never uses one. With a store
+            and no ``cache``, nothing is written to disk: the store keeps the login.
     """
 
     def __init__(
@@ -201,6 +222,7 @@ class TokenManager:
         lock_timeout: float = 10.0,
         background: bool = True,
         prompt: Union[bool, Callable[[Pending], None]] = True,
+        store: Union[TokenStore, str, None] = "env",
     ) -> None:
         env = os.environ if environ is None else environ
         self._api_url = resolve_api_url(api_url, env)
@@ -224,6 +246,14 @@ class TokenManager:
             self._prompt = prompt
         else:
             raise ConfigurationError("prompt must be True, False or a callable")
+        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._fleet = self._fleet_from(store, env)
+        self._owns_store = isinstance(store, str) and self._fleet is not None
+        if cache is None and self._fleet is not None:
+            from ._store_signin import StoreSignIn
+
+            # One pending sign-in for the fleet, kept in the store; tokens go there too.
+            cache = StoreSignIn(self._fleet.store, owner=default_owner(), clock=self._clock)
         if cache is None:
             from ._cache import FileTokenCache, default_cache_path
             from ._cipher import cipher_from_env
@@ -243,7 +273,6 @@ class TokenManager:
                 "polled_at",
             )
         )
-        self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
         # The hot path calls this; the builtin avoids a Python-level frame per call.
         self._time: Callable[[], float] = (
             time.time if isinstance(self._clock, SystemClock) else self._clock.time
@@ -271,8 +300,37 @@ class TokenManager:
         self._init_process_state()
         _MANAGERS.add(self)
 
+    def _fleet_from(
+        self, store: Union[TokenStore, str, None], env: Mapping[str, str]
+    ) -> Optional[FleetRefresher]:
+        if isinstance(store, str):
+            if store != "env":
+                raise ConfigurationError('store must be a TokenStore, None or "env"')
+            from ._redis_store import ENV_TOKEN_STORE, RedisTokenStore
+
+            if not env.get(ENV_TOKEN_STORE):
+                return None
+            from ._cipher import cipher_from_env
+
+            # Sealed with the same key settings as the file cache (TEXTSTACK_CACHE_KEY...).
+            store = RedisTokenStore(
+                environ=env, clock=self._clock, cipher=cipher_from_env(environ=env)
+            )
+        if store is None:
+            return None
+        return FleetRefresher(
+            store,
+            owner=default_owner(),
+            clock=self._clock,
+            request_timeout=self._timeout,
+            margin=self._skew,
+        )
+
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
+        self._held = Held(None, 0)  # what the fleet store last agreed we hold
+        self._store_check: Optional[threading.Thread] = None
+        self._store_check_stop = threading.Event()
         self._lock = threading.Lock()
         self._tokens: Optional[TokenSet] = None
         self._received_at: Optional[float] = None
@@ -362,7 +420,11 @@ class TokenManager:
                 elif self._refresh_allowed_locked():
                     flight = self._refresh_flight = Future()
                     role = "refresh"
-                elif self._tokens is not None and self._tokens.refresh_token:
+                elif self._fleet is not None or (
+                    self._tokens is not None and self._tokens.refresh_token
+                ):
+                    # With a store, backing off after a store failure: never a sign-in
+                    # of our own over a login the store may still hold.
                     return self._fallback_locked(self._last_error or "refresh is backing off")
                 elif self._clock.monotonic() < self._start_not_before:
                     return Failed(
@@ -426,11 +488,9 @@ class TokenManager:
 
     def _refresh_allowed_locked(self) -> bool:
         tokens = self._tokens
-        return (
-            tokens is not None
-            and bool(tokens.refresh_token)
-            and self._clock.monotonic() >= self._refresh_not_before
-        )
+        # With a fleet store, a "refresh" first reads the store: it may hold a login.
+        usable = self._fleet is not None or (tokens is not None and bool(tokens.refresh_token))
+        return usable and self._clock.monotonic() >= self._refresh_not_before
 
     def _fallback_locked(self, reason: str) -> TokenResult:
         """After a transient failure: the access token while exp allows, else retryable."""
@@ -459,6 +519,12 @@ class TokenManager:
 
     def _sync_with_cache_locked(self, *, force: bool = False) -> None:
         """Notices another process's login, refresh or logout: a stat, a read on change."""
+        if self._fleet is not None:
+            # The store is read by each refresh, never on the hot path; while a sign-in
+            # is open (or when asked) it is read here, to adopt another host's login.
+            if force or self._flow is not None:
+                self._adopt_from_store_locked(self._fleet)
+            return
         sig = self._cache_signature()
         unchanged = sig == self._cache_sig and self._cache_sig is not _UNSEEN
         # If our newer tokens never reached the disk (a failed save), the unchanged copy
@@ -512,6 +578,9 @@ class TokenManager:
         return loaded if isinstance(loaded, TokenSet) else None
 
     def _save_locked(self, tokens: TokenSet) -> bool:
+        if self._fleet is not None:
+            self._persisted = self._publish_login_locked(self._fleet, tokens)
+            return self._persisted
         try:
             saved = bool(self._cache.save(tokens))
         except Exception:  # noqa: BLE001 - a custom cache must not break a sign-in
@@ -622,6 +691,8 @@ class TokenManager:
         return result
 
     def _refresh(self, *, advisory: bool) -> object:
+        if self._fleet is not None:
+            return self._refresh_fleet(self._fleet, advisory=advisory)
         if advisory:
             wait = 0.0  # another process refreshing now: keep our valid token meanwhile
         elif self._background:
@@ -692,6 +763,136 @@ class TokenManager:
                 if isinstance(outcome, wire.RefreshDead):
                     return self._refresh_dead_locked(sent)
                 return self._transient_locked(outcome)
+
+    def _refresh_fleet(self, fleet: FleetRefresher, *, advisory: bool) -> object:
+        """One run of the fleet protocol (see ``_fleet_refresher``), outside ``self._lock``."""
+        with self._lock:
+            held, generation = self._held, self._generation
+
+        def keep(fresh: Held) -> None:
+            # New tokens in memory the moment they arrive: the only copy of a live refresh
+            # token until the store has it.
+            with self._lock:
+                if self._generation == generation and fresh.tokens is not None:
+                    self._held = fresh
+                    self._install_locked(fresh.tokens, source="refresh", received_at=self._time())
+
+        def send(tokens: TokenSet, timeout: float) -> wire.RefreshOutcome:
+            sent = self._auth.refresh(tokens, timeout=timeout)
+            if isinstance(sent, wire.Refreshed):
+                # The store carries the expiry to every host: an opaque token gets one.
+                return wire.Refreshed(self._with_known_exp(sent.tokens, self._time()))
+            return sent
+
+        outcome = fleet.run(
+            held,
+            send,
+            deadline=self._clock.monotonic() + self._timeout + _WAIT_MARGIN,
+            keep=keep,
+        )
+        with self._lock:
+            if self._generation != generation:
+                return Failed("signed out while refreshing")
+            return self._fleet_outcome_locked(outcome, advisory=advisory)
+
+    def _fleet_outcome_locked(self, outcome: Outcome, *, advisory: bool) -> object:
+        held = outcome.held
+        if outcome.unsaved and self._fleet is not None:
+            self._check_store_later_locked(self._fleet)
+        if outcome.kind == "ok":
+            assert held.tokens is not None
+            if held != self._held or self._tokens is not held.tokens:
+                source = "refresh" if outcome.refreshed else "store"
+                self._install_locked(held.tokens, source=source, received_at=self._time())
+            self._held = held
+            self._persisted = True
+            self._refresh_failures = 0
+            self._last_error = None
+            return Authorized(held.tokens.access_token)
+        if outcome.kind == "dropped" or not outcome.retryable:
+            log.info("no login in the token store (%s)", outcome.reason)
+            self._held = Held(None, 0)
+            self._forget_locked()
+            self._last_error = outcome.reason
+            return _DEAD
+        # Retryable: keep what is held (unsaved tokens included) and serve it while valid.
+        self._held = held
+        if held.tokens is not None and held.tokens is not self._tokens:
+            self._install_locked(held.tokens, source="refresh", received_at=self._time())
+        if advisory:
+            self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
+        return self._transient_locked(wire.Transient(outcome.reason))
+
+    def _adopt_from_store_locked(self, fleet: FleetRefresher) -> None:
+        outcome = fleet.run(
+            self._held,
+            lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
+            deadline=self._clock.monotonic() + min(self._timeout, _WAIT_MARGIN),
+            refresh=False,
+        )
+        if outcome.kind != "ok":
+            return
+        self._fleet_outcome_locked(outcome, advisory=True)
+        if self._flow is not None and self._snapshot is not None:
+            # Another host finished a sign-in: ours is no longer needed.
+            self._end_flow_locked(self._flow, None)
+
+    def _check_store_later_locked(self, fleet: FleetRefresher) -> None:
+        """Writes unsaved tokens again in the background until the store surely has them.
+
+        Unsaved: a refresh's commit failed, or no replica acknowledged it. Until it is
+        written again, a failover can leave the store with the refresh token this host
+        spent, and the other hosts wait on its intent only for a grace period.
+        """
+        if self._store_check is not None or self._closed:
+            return
+        thread = threading.Thread(
+            target=self._store_check_loop,
+            args=(fleet, self._generation),
+            name="textstack-token-store",
+            daemon=True,
+        )
+        self._store_check = thread
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: the next refresh run does it
+            self._store_check = None
+
+    def _store_check_loop(self, fleet: FleetRefresher, generation: int) -> None:
+        delay = _STORE_CHECK_FIRST
+        try:
+            while not self._clock.wait(delay, self._store_check_stop):
+                with self._lock:
+                    held = self._held
+                    if self._closed or self._generation != generation or not held.unsaved:
+                        return
+                outcome = fleet.run(
+                    held,
+                    lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
+                    deadline=self._clock.monotonic() + self._timeout,
+                    refresh=False,
+                )
+                with self._lock:
+                    if self._generation != generation:
+                        return
+                    if outcome.kind != "failed":
+                        self._fleet_outcome_locked(outcome, advisory=True)
+                delay = min(delay * 2, _STORE_CHECK_MAX)
+        finally:
+            with self._lock:
+                self._store_check = None
+
+    def _publish_login_locked(self, fleet: FleetRefresher, tokens: TokenSet) -> bool:
+        """A new sign-in goes into the store over whatever it holds (a newer login wins)."""
+        store = fleet.store
+        try:
+            result = store.commit(store.load().version, tokens, now=self._time())
+        except StoreError as exc:
+            log.warning("the new sign-in could not be saved in the token store (%s)", exc)
+            return False
+        if result.ok:
+            self._held = Held(tokens, result.version)
+        return result.ok
 
     def _transient_locked(self, outcome: wire.Transient) -> TokenResult:
         self._refresh_failures += 1
@@ -1155,6 +1356,8 @@ class TokenManager:
                 self._end_flow_locked(
                     flow, flow_sm.Stop("failed", "logged_out", "signed out before approval")
                 )
+            if self._fleet is not None:
+                self._logout_fleet_locked(self._fleet)
             try:
                 self._cache.clear()
                 if self._shared:
@@ -1168,6 +1371,21 @@ class TokenManager:
             self._last_error = None
             self._undecryptable = None
 
+    def _logout_fleet_locked(self, fleet: FleetRefresher) -> None:
+        try:
+            result = fleet.store.tombstone(now=self._time())
+            if not result.acknowledged:
+                # Nothing here can heal a lost logout: no tokens are kept to republish.
+                log.warning(
+                    "the fleet logout reached the token store's master but no replica; "
+                    "if it fails over now, run `textstack logout` again"
+                )
+        except StoreError as exc:
+            # Forgotten here all the same; the other hosts keep their tokens until the
+            # store is back and someone logs out again.
+            log.warning("could not log the fleet out: the token store failed (%s)", exc)
+        self._held = Held(None, 0)
+
     def close(self) -> None:
         """Stops any poll (joined with a bound) and releases the connection pool."""
         self._check_fork()
@@ -1175,6 +1393,7 @@ class TokenManager:
             if self._closed:
                 return
             self._closed = True
+            self._store_check_stop.set()
             self._snapshot = None
             flow = self._flow
             if flow is not None:
@@ -1192,6 +1411,9 @@ class TokenManager:
             thread.join(timeout=self._timeout + 1.0)
         if self._owns_transport:
             self._transport.close()
+        if self._owns_store and self._fleet is not None:
+            with contextlib.suppress(StoreError):
+                self._fleet.store.close()
 
     def __enter__(self) -> TokenManager:
         return self
@@ -1204,11 +1426,14 @@ class TokenManager:
     def status(self) -> TokenStatus:
         """A secret-free summary: source, expiry, subject, cache path, pending sign-in."""
         self._check_fork()
+        fleet = self._fleet_status()
         with self._lock:
             self._sync_with_cache_locked()
             tokens = self._tokens
             snap = self._snapshot
             flow = self._flow
+            if tokens is None and fleet.get("tokens") is not None:
+                tokens = fleet["tokens"]  # another host's login, not yet fetched here
             path = getattr(self._cache, "path", None)
             cipher = getattr(self._cache, "cipher", None)
             stored = getattr(self._cache, "stored_key_id", None)
@@ -1224,7 +1449,31 @@ class TokenManager:
                 encrypted=cipher is not None,
                 key_id=getattr(cipher, "key_id", None),
                 stored_key_id=stored() if callable(stored) else None,
+                store=fleet.get("store"),
+                store_version=fleet.get("version"),
+                store_state=fleet.get("state"),
+                lease_holder=fleet.get("lease_holder"),
             )
+
+    def _fleet_status(self) -> dict[str, Any]:
+        """One read of the fleet store for ``status()`` (empty without a store)."""
+        if self._fleet is None:
+            return {}
+        store = self._fleet.store
+        found: dict[str, Any] = {"store": getattr(store, "location", repr(store))}
+        try:
+            record = store.load()
+        except StoreError as exc:
+            found["state"] = "unreachable"
+            found["error"] = exc.message
+            return found
+        found.update(
+            version=record.version,
+            state=record.state.value,
+            lease_holder=record.lease_owner,
+            tokens=record.tokens,
+        )
+        return found
 
     def _shared_pending(self) -> Optional[Pending]:
         """A sign-in another process started for this server and shares through the cache."""

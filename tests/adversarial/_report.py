@@ -152,6 +152,7 @@ _CATEGORY_ORDER = {
     "encryption": 5,
     "secrets": 6,
     "token lifecycle": 7,
+    "many hosts": 8,
 }
 
 RECORDER = Recorder()

@@ -30,6 +30,7 @@ _MODULES = frozenset(
         "test_secret_canary.py",
         "test_encryption.py",
         "test_token_lifecycle.py",
+        "test_many_hosts.py",
     }
 )
 WRITE_ENV = "TEXTSTACK_WRITE_RELIABILITY"

@@ -9,6 +9,8 @@ with its ``__cause__``/``__context__`` chain, and the CLI's stdout and stderr (o
 ``textstack token`` may print the access token, on stdout).
 """
 
+# ruff: noqa: F811 - pytest fixtures imported from the harness are parameters here
+
 from __future__ import annotations
 
 import contextlib
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
+from _redis_harness import redis_binary, redis_fleet  # noqa: F401 - fixtures
 
 from textstack_sdk import (
     ApiError,
@@ -600,3 +603,62 @@ def test_the_canary_can_fail() -> None:
         hay.add("planted", f"log line ... {planted} ...")
         with pytest.raises(AssertionError, match="leaked"):
             hay.scan(secrets)
+
+
+CANARY_FLEET = scenario(
+    "secrets",
+    "many hosts: fleet sign-in through a password-protected Redis store, a refresh "
+    "through the store, status, Redis down and back, logout of the fleet",
+    "no access/refresh token, device code or Redis password (nor a 12-char prefix/suffix) "
+    "in DEBUG logs, warnings, reprs, status, exception text/repr/traceback/chain",
+)
+
+
+def test_fleet_session_leaks_no_secret(redis_fleet: Any) -> None:
+    from _fleet_helpers import OffsetClock
+
+    from textstack_sdk._redis_store import RedisTokenStore
+    from textstack_sdk._store import StoreError
+
+    password = "canary-redis-password-0123456789"
+    redis = redis_fleet.server(password=password)
+    secrets = Secrets()
+    secrets.add(password, "redis password")
+    hay = Haystack()
+    clock = OffsetClock()
+    transport = Recording(secrets)
+    with FakeTextStackServer(clock=clock, interval=0.05) as server, debug_everything(hay):
+        store = RedisTokenStore(redis.url, socket_timeout=0.3, connect_timeout=0.3)
+        hay.show("store", store)
+        tm = TokenManager(
+            api_url=server.api_url,
+            site_host=server.site_host,
+            store=store,
+            transport=transport,
+            clock=clock,
+            timeout=2,
+            prompt=False,
+            min_poll_interval=0.0,
+        )
+        pending = hay.expect("fleet get_token (sign-in)", tm.get_token)
+        assert isinstance(pending, Pending)
+        server.approve(pending.user_code)
+        hay.expect("fleet wait_for_token", lambda: tm.wait_for_token(timeout=20))
+        clock.advance(3600)
+        assert isinstance(hay.expect("fleet get_token (refresh)", tm.get_token), Authorized)
+        hay.show("fleet status", tm.status())
+        hay.show("fleet record", store.load())
+        redis.stop()
+        clock.advance(3600)
+        hay.expect("fleet get_token (store down)", tm.get_token)
+        hay.expect("fleet load (store down)", store.load, StoreError)
+        hay.show("fleet status (store down)", tm.status())
+        redis.restart()
+        hay.expect("fleet logout", tm.logout)
+        tm.close()
+        store.close()
+    transport.close()
+    assert secrets.count("accesstoken") >= 2 and secrets.count("refreshtoken") >= 2
+    assert secrets.count("device code") == 1
+    CANARY_FLEET.add("texts scanned", hay.scan(secrets))
+    CANARY_FLEET.add("secrets checked", len(secrets.values))

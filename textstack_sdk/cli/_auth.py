@@ -88,6 +88,7 @@ def _status_data(ctx: Context) -> dict[str, Any]:
             "encrypted": False,
             "key_id": None,
             "stored_key_id": None,
+            "store": None,
             "api_url": api_url,
             "site_host": site_host,
         }
@@ -112,6 +113,14 @@ def _status_data(ctx: Context) -> dict[str, Any]:
         "encrypted": status.encrypted,
         "key_id": status.key_id,
         "stored_key_id": status.stored_key_id,
+        "store": None
+        if status.store is None
+        else {
+            "location": status.store,
+            "version": status.store_version,
+            "state": status.store_state,
+            "lease_holder": status.lease_holder,
+        },
         "api_url": api_url,
         "site_host": site_host,
     }
@@ -129,6 +138,18 @@ def describe_encryption(data: dict[str, Any]) -> Optional[str]:
     if stored is None or stored == key_id:
         return f"on, key id {key_id}"
     return f"on, key id {key_id}; the file is under key id {stored} (`textstack cache rekey`)"
+
+
+def describe_store(store: Optional[dict[str, Any]]) -> Optional[str]:
+    """One line on the fleet's token store: where, which version, who holds the lease."""
+    if store is None:
+        return None
+    line = f"{store['location']} ({store['state']}"
+    if store["version"] is not None:
+        line += f", version {store['version']}"
+    if store["lease_holder"]:
+        line += f", refresh lease held by {store['lease_holder']}"
+    return line + ")"
 
 
 def cmd_status(ctx: Context) -> int:
@@ -157,6 +178,7 @@ def cmd_status(ctx: Context) -> int:
                 ("source", data["source"]),
                 ("expires", describe_expiry(data["expires_at"], now) if signed_in else None),
                 ("token cache", data["cache_path"]),
+                ("token store", describe_store(data["store"])),
                 ("encryption", describe_encryption(data)),
                 ("api", f"{data['api_url']} (Host: {data['site_host']})"),
                 (
@@ -178,7 +200,9 @@ def cmd_logout(ctx: Context) -> int:
     before = manager.status()
     manager.logout()
     path = for_terminal(before.cache_path or "")
-    if before.source == "none" and not before.has_refresh_token and not before.stored_key_id:
+    if before.store is not None:
+        ctx.out(f"Signed out every host sharing the token store {for_terminal(before.store)}.")
+    elif before.source == "none" and not before.has_refresh_token and not before.stored_key_id:
         ctx.out(f"Not signed in; nothing to remove{' at ' + path if path else ''}.")
     else:
         ctx.out(f"Signed out{'; removed ' + path if path else ''}.")

@@ -162,12 +162,15 @@ class Context:
 
     def manager(self, *, prompt: Any = False) -> Any:
         """A TokenManager from the options and environment (closed with the context)."""
+        from .._redis_store import ENV_TOKEN_STORE
         from .._token_manager import TokenManager
 
+        # With a fleet store the store keeps the login; no file on this host.
+        fleet = bool(self.environ.get(ENV_TOKEN_STORE))
         manager = TokenManager(
             api_url=self.args.api_url,
             site_host=self.args.site_host,
-            cache=self.cache(),
+            cache=None if fleet else self.cache(),
             timeout=self.request_timeout(),
             environ=self.environ,
             min_poll_interval=self.min_poll_interval(),

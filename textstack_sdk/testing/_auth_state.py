@@ -98,6 +98,8 @@ class AuthState:
         self._families: list[_Family] = []
         self._family_of_refresh: dict[str, int] = {}
         self._revoked_jtis: set[str] = set()
+        self.reuses = 0
+        """Refresh tokens presented again after they were rotated (each one revokes)."""
         self._seq = 0
 
     # -- device flow -------------------------------------------------------------------
@@ -183,6 +185,8 @@ class AuthState:
         if family.revoked:
             return Outcome("invalid_grant")
         if family.live != digest:
+            if digest in family.spent:
+                self.reuses += 1
             if self.reuse_detection:
                 self._revoke_family(index, access=self.revoke_access_on_reuse)
             return Outcome("invalid_grant")

@@ -405,6 +405,12 @@ class FakeTextStackServer:
         with self._cond:
             return self._auth.verify_access(token, self._clock.time()) == self.user_id
 
+    @property
+    def refresh_reuses(self) -> int:
+        """How many times a rotated (spent) refresh token was presented again."""
+        with self._cond:
+            return self._auth.reuses
+
     def revoke_all(self) -> None:
         """Every token issued so far (refresh and access, make_jwt ones too) stops working."""
         with self._cond:
