@@ -35,6 +35,16 @@ def cmd_login(ctx: Context) -> int:
     token = sign_in(ctx, manager, ctx.wait_timeout(), prompter)
     status = manager.status()
     who = f" as {for_terminal(status.subject)}" if status.subject else ""
+    if status.store is not None:
+        # A fleet sign-in lives in the token store; nothing is written on this host's disk.
+        if status.store_state != "live":
+            raise CacheNotSaved(
+                f"signed in{who}, but the token store {for_terminal(status.store)} does not "
+                f"hold the sign-in (state: {status.store_state}); check the store and run "
+                "`textstack login` again"
+            )
+        ctx.out(f"Signed in{who}; the tokens are in the token store {for_terminal(status.store)}.")
+        return 0
     cache = ctx.cache()
     problem = cache.save_problem
     if problem is None and not _holds(cache, token):
