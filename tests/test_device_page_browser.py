@@ -146,13 +146,20 @@ def _submit(browser: Any, typed: str, button: str) -> dict[str, Any]:
 
 
 def _click(browser: Any, button: str) -> dict[str, Any]:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old_body = browser.find_element(By.TAG_NAME, "body")
+    # A mark on the old page's window: a new document has none. Probing an element of
+    # the old page instead (staleness_of) races the navigation, and chromedriver may then
+    # answer with an inspector error rather than "stale element".
+    browser.execute_script("window.__textstackOldPage = true;")
     browser.find_element(By.XPATH, f"//button[normalize-space()='{button}']").click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old_body))
+    WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: b.execute_script(
+            "return window.__textstackOldPage === undefined && document.readyState === 'complete';"
+        )
+    )
     return _page(browser)
 
 
