@@ -452,7 +452,7 @@ def test_a_poll_thread_that_crashes_ends_the_flow_and_the_next_call_starts_afres
         def broken_poll(flow):  # type: ignore[no-untyped-def]
             raise RuntimeError("a bug in the poller")
 
-        tm._poll_once = broken_poll  # type: ignore[method-assign]
+        tm._flows._poll_once = broken_poll  # type: ignore[method-assign]
         poller = next(t for t in threading.enumerate() if t.name == "textstack-device-poll")
         raised: list[BaseException] = []
 
@@ -473,7 +473,7 @@ def test_a_poll_thread_that_crashes_ends_the_flow_and_the_next_call_starts_afres
         assert len(raised) == 1 and "stopped unexpectedly" in str(raised[0])
         assert tm.status().pending is None
         assert "stopped unexpectedly" in (tm.status().last_error or "")
-        del tm._poll_once  # the bug is gone: the next call starts a new sign-in
+        del tm._flows._poll_once  # the bug is gone: the next call starts a new sign-in
         second = tm.get_token()
         assert isinstance(second, Pending) and second.user_code != first.user_code
         server.approve(second.user_code)
@@ -489,14 +489,14 @@ def test_a_poll_thread_whose_ending_also_fails_still_ends_the_flow(server, clock
         def broken(*args):  # type: ignore[no-untyped-def]
             raise RuntimeError("a bug")
 
-        tm._poll_once = broken  # type: ignore[method-assign]
-        tm._finish_flow = broken  # type: ignore[method-assign]
+        tm._flows._poll_once = broken  # type: ignore[method-assign]
+        tm._flows._finish_flow = broken  # type: ignore[method-assign]
         poller = next(t for t in threading.enumerate() if t.name == "textstack-device-poll")
         clock.wait_for_waiters(1)
         clock.advance(5)
         poller.join(10)
         assert not poller.is_alive()
-        del tm._poll_once, tm._finish_flow
+        del tm._flows._poll_once, tm._flows._finish_flow
         # A new poll thread (the still-valid shared code may be taken up again).
         second = tm.get_token()
         assert isinstance(second, Pending)

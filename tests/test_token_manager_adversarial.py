@@ -256,7 +256,7 @@ def test_a_slow_prompt_callback_does_not_block_callers_waiting_on_the_flight(clo
         other = threading.Thread(target=lambda: out.append(tm.get_token()))
         try:
             assert in_request.wait(5)
-            flight = tm._start_flight
+            flight = tm._flows.start_flight
             assert flight is not None
             other.start()
             # Until `other` waits on the flight's Future (its Condition has a waiter).
@@ -364,7 +364,7 @@ def test_denial_racing_wait_for_token_raises_denied_and_starts_no_second_flow(
         if len(calls) > 1:
             return
         tm = holder["tm"]
-        flow = tm._flow
+        flow = tm._flows.current
         assert flow is not None
         server.deny(pending.user_code)
         clock.wait_for_waiters(1)
@@ -541,7 +541,7 @@ def test_failed_and_pending_messages_never_carry_a_device_code_or_token(
     with manager(server, clock, cache) as tm:
         pending = tm.get_token()
         assert isinstance(pending, Pending)
-        flow = tm._flow
+        flow = tm._flows.current
         assert flow is not None
         device_code = flow.auth.device_code
         texts = [

@@ -16,7 +16,9 @@ Concurrency model:
 * Lock order, always: the cross-process file lock (when the cache has one), then
   ``self._lock``. Nothing takes the file lock while holding ``self._lock``.
 * One daemon thread per device flow polls the token endpoint; it is the only writer of
-  the flow's state besides logout/close, and both write under ``self._lock``.
+  the flow's state besides logout/close, and both write under ``self._lock``. The flows
+  run in ``_flow_runtime.DeviceFlowRuntime``, which is given ``self._lock`` and reaches
+  the rest of the manager only through ``_Host`` (its ``FlowHost``).
 * After ``fork()`` the child gets fresh locks, no flights, no poll thread.
 """
 
@@ -43,9 +45,8 @@ from typing import (
 )
 
 from . import _device_flow as flow_sm
-from . import _shared_flow as shared_flow
 from . import _wire as wire
-from ._auth_endpoints import AuthEndpoints, StartFailure
+from ._auth_endpoints import AuthEndpoints
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import (
     AuthorizationDenied,
@@ -57,10 +58,11 @@ from ._errors import (
 )
 from ._fleet_refresh import Held
 from ._fleet_refresher import FleetRefresher, Outcome, default_owner
+from ._flow_runtime import DeviceFlowRuntime, FlowSettings
 from ._freshness import trusted_exp, usable_until
 from ._http import Transport
 from ._jwt import decode_exp, decode_subject
-from ._models import Authorized, DeviceAuthorization, Failed, Pending, TokenResult, TokenSet
+from ._models import Authorized, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
 from ._spend_marker import SpendMarker, new_owner
 from ._store import StoreError, TokenStore
@@ -115,29 +117,6 @@ class TokenStatus:
     store_version: Optional[int] = None
     store_state: Optional[str] = None
     lease_holder: Optional[str] = None
-
-
-class _Flow:
-    """One device flow. Mutable, but written only under the manager's lock."""
-
-    def __init__(
-        self, auth: DeviceAuthorization, pending: Pending, state: flow_sm.FlowState
-    ) -> None:
-        self.auth = auth
-        self.pending = pending
-        self.state = state
-        self.cancel = threading.Event()
-        self.done = threading.Event()
-        self.outcome: Union[TokenSet, flow_sm.Stop, None] = None
-        self.thread: Optional[threading.Thread] = None
-        self.next_poll_at = 0.0
-        self.polling = False
-        # Shared with other processes through the cache folder (FileTokenCache only).
-        self.record: Optional[dict[str, object]] = None
-        self.poll_lock: Optional[Any] = None
-
-    def __repr__(self) -> str:
-        return f"_Flow(user_code={self.pending.user_code!r}, done={self.done.is_set()})"
 
 
 _DEAD = object()  # the refresh proved the login dead: start a device flow
@@ -233,17 +212,18 @@ class TokenManager:
             "min_refresh_interval", min_refresh_interval, 0.0, 3600.0
         )
         self._lock_timeout = _bounded("lock_timeout", lock_timeout, 0.0, 300.0)
-        self._policy = flow_sm.FlowPolicy(
+        policy = flow_sm.FlowPolicy(
             min_interval=_bounded("min_poll_interval", min_poll_interval, 0.0, 60.0),
             slow_down_step=_bounded("slow_down_step", slow_down_step, 0.0, 60.0),
         )
         self._background = bool(background)
+        told: Optional[Callable[[Pending], None]]
         if prompt is True:
-            self._prompt: Optional[Callable[[Pending], None]] = _stderr_prompt
+            told = _stderr_prompt
         elif prompt is False or prompt is None:
-            self._prompt = None
+            told = None
         elif callable(prompt):
-            self._prompt = prompt
+            told = prompt
         else:
             raise ConfigurationError("prompt must be True, False or a callable")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
@@ -260,7 +240,7 @@ class TokenManager:
 
             cache = FileTokenCache(default_cache_path(env), cipher=cipher_from_env(environ=env))
         self._cache = cache
-        self._shared = all(
+        shared = all(
             callable(getattr(cache, name, None))
             for name in (
                 "lock",
@@ -283,14 +263,22 @@ class TokenManager:
 
             transport = Urllib3Transport(timeout=self._timeout)
         self._transport = transport
-        # Which server a shared pending sign-in belongs to: never adopt another's code.
-        self._server_id = f"{self._api_url} {self._site_host}"
         self._auth = AuthEndpoints(
             transport,
             api_url=self._api_url,
             site_host=self._site_host,
             timeout=self._timeout,
             wall_clock=self._time,
+        )
+        self._flow_settings = FlowSettings(
+            policy=policy,
+            background=self._background,
+            prompt=told,
+            # Which server a shared pending sign-in belongs to: never adopt another's code.
+            server_id=f"{self._api_url} {self._site_host}",
+            shared=shared,
+            # Inline (no thread), the caller itself waits: as long as an inline refresh may.
+            inline_lock_wait=min(self._lock_timeout, _WAIT_MARGIN),
         )
 
         # Read without a lock by get_token(): (Authorized, usable_until, valid_until).
@@ -338,21 +326,24 @@ class TokenManager:
         self._persisted = False
         self._cache_sig: object = _UNSEEN
         self._refresh_flight: Optional[Future[TokenResult]] = None
-        self._start_flight: Optional[Future[TokenResult]] = None
-        self._flow: Optional[_Flow] = None
         self._last_error: Optional[str] = None
         self._refresh_failures = 0
         self._refresh_not_before = float("-inf")
         self._advisory_not_before = float("-inf")
         self._marked = False  # our spend record stands in the lock file
         self._refused: Optional[str] = None
-        self._start_failures = 0
-        self._start_not_before = float("-inf")
         self._generation = 0
-        self._last_flow: Optional[_Flow] = None
-        self._prompted_code: Optional[str] = None
         # Why the cache cannot be decrypted: while set, no sign-in may replace it.
         self._undecryptable: Optional[str] = None
+        # The device flows: their state is written under self._lock, like the rest.
+        self._flows = DeviceFlowRuntime(
+            self._lock,
+            settings=self._flow_settings,
+            auth=self._auth,
+            cache=self._cache,
+            clock=self._clock,
+            wall=self._time,
+        )
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **options: Any) -> TokenManager:
@@ -400,12 +391,12 @@ class TokenManager:
                 return snap[0]
             if self._undecryptable is not None:
                 return Failed(self._undecryptable)
-            flow = self._flow
+            flow = self._flows.current
             flight: Future[TokenResult]
             if flow is not None:
                 if self._background and flow.thread is not None:
                     return flow.pending
-                poll_now = self._claim_inline_poll_locked(flow)
+                poll_now = self._flows.claim_inline_poll_locked(flow)
             elif snap is not None and now < snap[2]:
                 # Advisory window: the token is still valid. Nobody waits for its refresh.
                 if self._refresh_flight is not None or not self._advisory_allowed_locked():
@@ -414,7 +405,7 @@ class TokenManager:
                 role = "advisory"
             else:
                 poll_now = False
-                existing = self._refresh_flight or self._start_flight
+                existing = self._refresh_flight or self._flows.start_flight
                 if existing is not None:
                     flight, role = existing, "wait"
                 elif self._refresh_allowed_locked():
@@ -426,20 +417,21 @@ class TokenManager:
                     # With a store, backing off after a store failure: never a sign-in
                     # of our own over a login the store may still hold.
                     return self._fallback_locked(self._last_error or "refresh is backing off")
-                elif self._clock.monotonic() < self._start_not_before:
+                elif self._flows.start_backing_off_locked():
                     return Failed(
                         self._last_error or "could not start sign-in; try again shortly",
                         retryable=True,
                     )
                 else:
-                    flight = self._start_flight = Future()
+                    flight = self._flows.open_start_flight_locked()
                     role = "start"
         finally:
             self._lock.release()
         if flow is not None:
             if poll_now:
-                self._poll_step(flow)
-            return self._result_for_flow(flow)
+                self._flows.poll_step(_Host(self), flow)
+            answer = self._flows.result_for(flow)
+            return self.get_token() if answer is None else answer
         if role == "advisory":
             assert snap is not None
             if self._background and self._spawn(self._run_refresh_flight, flight, advisory=True):
@@ -454,9 +446,10 @@ class TokenManager:
             if self._background and self._spawn(self._run_refresh_flight, flight, advisory=False):
                 return self._wait_flight(flight)
             return self._run_refresh_flight(flight, advisory=False)
-        if self._background and self._spawn(self._run_start_flight, flight):
+        host = _Host(self)
+        if self._background and self._spawn(self._flows.run_start_flight, host, flight):
             return self._wait_flight(flight)
-        return self._run_start_flight(flight)
+        return self._flows.run_start_flight(host, flight)
 
     def _wait_flight(self, flight: Future[TokenResult]) -> TokenResult:
         # Bounded whatever the lock or the network do: the flight goes on without us,
@@ -522,7 +515,7 @@ class TokenManager:
         if self._fleet is not None:
             # The store is read by each refresh, never on the hot path; while a sign-in
             # is open (or when asked) it is read here, to adopt another host's login.
-            if force or self._flow is not None:
+            if force or self._flows.current is not None:
                 self._adopt_from_store_locked(self._fleet)
             return
         sig = self._cache_signature()
@@ -541,9 +534,10 @@ class TokenManager:
         if disk != self._tokens:
             self._install_locked(disk, source="cache", received_at=self._saved_at())
         self._persisted = True
-        if self._flow is not None and self._snapshot is not None:
+        flow = self._flows.current
+        if flow is not None and self._snapshot is not None:
             # Another process finished a sign-in: ours is no longer needed.
-            self._end_flow_locked(self._flow, None)
+            self._flows.end_locked(flow, None)
 
     def _saved_at(self) -> Optional[float]:
         """When the cache was written, as "received at" for what another process stored.
@@ -643,6 +637,22 @@ class TokenManager:
             tokens, access_exp=received_at + self._min_refresh_interval + self._skew
         )
 
+    def _keep_sign_in_locked(
+        self, tokens: TokenSet, *, persist: bool, on_saved: Callable[[], None]
+    ) -> TokenSet:
+        """Keeps an approved sign-in's tokens; ``on_saved`` runs once the cache has them."""
+        received_at = self._time()
+        tokens = self._with_known_exp(tokens, received_at)
+        # Saved before installed: nobody holds a token the cache has not seen.
+        if persist:
+            self._save_locked(tokens)
+            on_saved()
+        else:
+            log.warning("could not lock the token cache; keeping the sign-in in memory")
+        self._install_locked(tokens, source="device", received_at=received_at)
+        self._persisted = self._persisted and persist
+        return tokens
+
     def _forget_locked(self) -> None:
         self._snapshot = None
         self._tokens = None
@@ -678,8 +688,8 @@ class TokenManager:
                 result = Failed(self._last_error or "the sign-in has expired")
             elif outcome is _DEAD:
                 with self._lock:
-                    start = self._start_flight = Future()
-                result = self._run_start_flight(start)
+                    start = self._flows.open_start_flight_locked()
+                result = self._flows.run_start_flight(_Host(self), start)
             else:
                 assert isinstance(outcome, (Authorized, Pending, Failed))
                 result = outcome
@@ -833,9 +843,10 @@ class TokenManager:
         if outcome.kind != "ok":
             return
         self._fleet_outcome_locked(outcome, advisory=True)
-        if self._flow is not None and self._snapshot is not None:
+        flow = self._flows.current
+        if flow is not None and self._snapshot is not None:
             # Another host finished a sign-in: ours is no longer needed.
-            self._end_flow_locked(self._flow, None)
+            self._flows.end_locked(flow, None)
 
     def _check_store_later_locked(self, fleet: FleetRefresher) -> None:
         """Writes unsaved tokens again in the background until the store surely has them.
@@ -948,325 +959,6 @@ class TokenManager:
         self._last_error = "the saved sign-in has expired or was revoked"
         return _DEAD
 
-    # ------------------------------------------------------------------ device flow
-
-    def _run_start_flight(self, flight: Future[TokenResult]) -> TokenResult:
-        result: TokenResult = Failed("could not start sign-in", retryable=True)
-        created = False
-        try:
-            result, created = self._start_flow()
-        finally:
-            with self._lock:
-                if self._start_flight is flight:
-                    self._start_flight = None
-            flight.set_result(result)
-        # After the flight resolves: a slow prompt (a browser, a notebook) must not hold
-        # back the callers waiting for this same Pending.
-        if (
-            isinstance(result, Pending)
-            and self._prompt is not None
-            and (created or result.user_code != self._prompted_code)
-        ):
-            self._prompted_code = result.user_code
-            try:
-                self._prompt(result)
-            except Exception:
-                log.warning("the sign-in prompt callback failed", exc_info=True)
-        return result
-
-    def _start_flow(self) -> tuple[TokenResult, bool]:
-        """One device flow: adopt the one another process shares, or request a code.
-
-        Returns:
-            The result, and whether this process requested the code (and so prompts).
-        """
-        created = True
-        record: Optional[dict[str, object]] = None
-        with self._lock:
-            generation = self._generation
-        # Inline (no thread), the caller itself waits: as long as an inline refresh may.
-        wait = None if self._background else min(self._lock_timeout, _WAIT_MARGIN)
-        with self._process_lock(wait) as locked:
-            shared = self._shared and locked
-            if shared:
-                with self._lock:
-                    # Another process may have finished a sign-in while we waited.
-                    self._sync_with_cache_locked(force=True)
-                    snap = self._snapshot
-                    if snap is not None and self._time() < snap[1]:
-                        return snap[0], False
-                    if self._undecryptable is not None:
-                        return Failed(self._undecryptable), False
-                adopted = shared_flow.decode(self._cache.load_pending(), self._time())
-                if (
-                    adopted is not None
-                    and adopted.outcome is None
-                    and adopted.server == self._server_id
-                ):
-                    auth, created = adopted.auth, False
-                    record = shared_flow.encode(auth, adopted.expires_at, self._server_id)
-            if created:
-                got = self._request_device_code()
-                if isinstance(got, Failed):
-                    return got, False
-                auth = got
-                if shared:
-                    self._cache.remove_poll_locks()  # of sign-ins that ended before
-                    record = shared_flow.encode(
-                        auth, self._time() + auth.expires_in, self._server_id
-                    )
-                    if not self._cache.save_pending(record):
-                        record = None
-        now = self._clock.monotonic()
-        pending = Pending(
-            verification_uri=auth.verification_uri,
-            user_code=auth.user_code,
-            verification_uri_complete=auth.verification_uri_complete,
-            expires_at=self._time() + auth.expires_in,
-        )
-        flow = _Flow(auth, pending, flow_sm.start(auth, now, self._policy))
-        flow.next_poll_at = now + flow.state.interval
-        if record is not None:
-            flow.record = record
-            flow.poll_lock = self._cache.poll_lock(auth.device_code)
-        with self._lock:
-            if self._closed:
-                return Failed("the token manager is closed"), False
-            if self._generation != generation:
-                # logout() ran while the code was being requested: it wins.
-                if record is not None and created:
-                    self._cache.clear_pending()
-                return Failed("signed out while the sign-in was starting", retryable=True), False
-            self._flow = self._last_flow = flow
-            self._last_error = None
-            if self._background:
-                thread = threading.Thread(
-                    target=self._poll_loop, args=(flow,), name="textstack-device-poll", daemon=True
-                )
-                flow.thread = thread
-                thread.start()
-        return pending, created
-
-    def _request_device_code(self) -> Union[DeviceAuthorization, Failed]:
-        got = self._auth.device_code()
-        if isinstance(got, StartFailure):
-            return self._start_failed(got.reason, got.retryable, got.retry_after)
-        with self._lock:
-            self._start_failures = 0
-        return got
-
-    def _start_failed(
-        self, reason: str, retryable: bool, retry_after: Optional[float] = None
-    ) -> Failed:
-        message = f"could not start sign-in: {reason}"
-        with self._lock:
-            self._last_error = message
-            # Every caller would otherwise ask for a new code at once (each API call of
-            # every thread): back off, and never sooner than the server asked.
-            self._start_failures += 1
-            backoff = min(2.0 ** (self._start_failures - 1), 60.0)
-            wait = max(backoff, min(retry_after or 0.0, wire.MAX_CODE_LIFETIME))
-            self._start_not_before = self._clock.monotonic() + wait
-        log.warning("%s", message)
-        return Failed(message, retryable=retryable)
-
-    def _poll_loop(self, flow: _Flow) -> None:
-        try:
-            decision = flow_sm.first_wait(flow.state, self._clock.monotonic())
-            while isinstance(decision, flow_sm.Wait):
-                if self._clock.wait(decision.seconds, flow.cancel):
-                    return
-                decision = self._poll_decision(flow)
-            self._finish_flow(flow, decision)
-        except BaseException as exc:  # noqa: BLE001 - a poller must end its flow, whatever
-            # The type only: an exception's text may quote a request (and its device code).
-            log.error("the sign-in poller stopped unexpectedly (%s)", type(exc).__name__)
-            crashed = flow_sm.Stop(
-                "failed", "poller_crashed", "the sign-in poller stopped unexpectedly"
-            )
-            try:
-                self._finish_flow(flow, crashed)
-            except Exception:  # noqa: BLE001 - the net below ends the flow regardless
-                log.error("the sign-in poller could not end its flow cleanly")
-            # Whatever _finish_flow managed: the flow ends here, so the next call starts
-            # afresh instead of returning this flow's Pending forever.
-            with self._lock:
-                if not flow.done.is_set():
-                    self._last_error = crashed.message
-                    self._end_flow_locked(flow, crashed)
-        finally:
-            self._release_poll_lock(flow)
-
-    def _poll_decision(self, flow: _Flow) -> Union[flow_sm.Wait, flow_sm.Done, flow_sm.Stop]:
-        stop = flow_sm.expired(flow.state, self._clock.monotonic())
-        if stop is not None:
-            return stop
-        if flow.record is not None:
-            watched = self._watch_shared(flow)
-            if watched is not None:
-                return watched
-        outcome = self._poll_once(flow)
-        with self._lock:
-            flow.state, decision = flow_sm.decide(
-                flow.state, outcome, self._clock.monotonic(), self._policy
-            )
-        if isinstance(decision, flow_sm.Wait):
-            self._heartbeat(flow)
-        if isinstance(outcome, wire.Transient):
-            log.info("sign-in poll: %s; backing off", outcome.reason)
-        return decision
-
-    def _watch_shared(
-        self, flow: _Flow
-    ) -> Optional[Union[flow_sm.Wait, flow_sm.Done, flow_sm.Stop]]:
-        """For a shared flow: None when this process should poll now, else the decision.
-
-        Exactly one process holds the poll lock and polls; the others watch the cache
-        (a stat per interval) and the shared record. The kernel frees the lock of a
-        poller that dies, and the next watcher to try takes over before the code expires.
-        """
-        # The record first, then the cache: the poller saves tokens before it removes
-        # the record, so a missing record with no tokens in the cache really is an end.
-        current = shared_flow.decode(self._cache.load_pending(), self._time(), allow_expired=True)
-        with self._lock:
-            self._sync_with_cache_locked()
-            if flow.done.is_set():
-                return flow_sm.Stop("failed", "adopted", "signed in by another process")
-        now = self._time()
-        if current is not None and current.expires_at <= now:
-            return flow_sm.Stop(
-                "expired", "expired_token", "the sign-in code expired before it was approved."
-            )
-        if current is None or current.auth.device_code != flow.auth.device_code:
-            return flow_sm.Stop(
-                "failed", "cancelled", "the sign-in was cancelled or replaced by another process"
-            )
-        if current.outcome is not None:
-            kind = current.outcome if current.outcome in ("denied", "expired") else "failed"
-            return flow_sm.Stop(kind, current.outcome, current.message or "the sign-in ended")
-        interval = max(flow.state.interval, current.auth.interval)
-        polled_at = self._cache.polled_at(flow.auth.device_code)
-        since = None if polled_at is None else now - polled_at
-        if since is not None and 0 <= since < interval:
-            # Someone polled this code less than an interval ago (inline callers take
-            # turns): polling now would earn a slow_down.
-            return flow_sm.Wait(interval - since)
-        lock = flow.poll_lock
-        if lock is None or lock.held or lock.acquire(0):
-            return None
-        # The poll lock is held, but its holder has not polled for a long while: it is
-        # stopped (Ctrl-Z, a debugger). Poll in its place rather than wait for it.
-        if since is not None and since > 3 * interval + 2.0:
-            return None
-        return flow_sm.Wait(interval)
-
-    def _heartbeat(self, flow: _Flow) -> None:
-        """Tells the other processes that this code was just polled (no lock taken)."""
-        if flow.record is not None:
-            self._cache.touch_poll(flow.auth.device_code, self._time())
-
-    def _release_poll_lock(self, flow: _Flow) -> None:
-        lock = flow.poll_lock
-        if lock is not None and lock.held:
-            with contextlib.suppress(RuntimeError, OSError):
-                lock.release()
-
-    def _poll_once(self, flow: _Flow) -> wire.PollOutcome:
-        return self._auth.poll(flow.auth.device_code)
-
-    def _finish_flow(self, flow: _Flow, decision: Union[flow_sm.Done, flow_sm.Stop]) -> None:
-        if isinstance(decision, flow_sm.Stop) and decision.error == "adopted":
-            return  # another process signed in; the cache sync already ended this flow
-        if isinstance(decision, flow_sm.Done):
-            with self._process_lock() as locked, self._lock:
-                if self._flow is not flow or flow.cancel.is_set():
-                    return  # cancelled: a late answer never brings tokens back
-                if flow.record is not None and locked:
-                    current = shared_flow.decode(
-                        self._cache.load_pending(), self._time(), allow_expired=True
-                    )
-                    if current is None or current.auth.device_code != flow.auth.device_code:
-                        # Another process signed out (or replaced the sign-in) meanwhile.
-                        log.warning("the sign-in was cancelled elsewhere; discarding its tokens")
-                        self._end_flow_locked(
-                            flow,
-                            flow_sm.Stop("failed", "cancelled", "the sign-in was cancelled"),
-                        )
-                        return
-                received_at = self._time()
-                tokens = self._with_known_exp(decision.tokens, received_at)
-                # Saved before installed: nobody holds a token the cache has not seen.
-                if locked:
-                    self._save_locked(tokens)
-                    if flow.record is not None:
-                        self._cache.clear_pending()
-                        self._cache.remove_poll_locks()
-                else:
-                    log.warning("could not lock the token cache; keeping the sign-in in memory")
-                self._install_locked(tokens, source="device", received_at=received_at)
-                self._persisted = self._persisted and locked
-                self._end_flow_locked(flow, tokens)
-            return
-        if flow.done.is_set():
-            return  # ended already (logout, close): a late answer has nothing to tell
-        if flow.record is not None and flow.poll_lock is not None and flow.poll_lock.held:
-            # Tell the processes watching this sign-in how it ended.
-            with self._process_lock() as locked:
-                if locked:
-                    self._cache.save_pending(
-                        shared_flow.with_outcome(flow.record, decision.kind, decision.message)
-                    )
-        with self._lock:
-            self._last_error = decision.message
-            if self._flow is flow:
-                self._end_flow_locked(flow, decision)
-        log.warning("sign-in ended: %s", decision.message)
-
-    def _end_flow_locked(self, flow: _Flow, outcome: Union[TokenSet, flow_sm.Stop, None]) -> None:
-        if self._flow is flow:
-            self._flow = None
-        flow.outcome = outcome
-        flow.cancel.set()
-        flow.done.set()
-
-    # ------------------------------------------------------------------ inline polling
-
-    def _claim_inline_poll_locked(self, flow: _Flow) -> bool:
-        now = self._clock.monotonic()
-        if flow.polling or now < flow.next_poll_at:
-            return False
-        flow.polling = True
-        flow.next_poll_at = now + flow.state.interval
-        return True
-
-    def _poll_step(self, flow: _Flow) -> None:
-        """One poll in the caller's thread (no background thread)."""
-        try:
-            decision = self._poll_decision(flow)
-            if not isinstance(decision, flow_sm.Wait):
-                self._finish_flow(flow, decision)
-                return
-        except BaseException:
-            with self._lock:
-                flow.polling = False
-            raise
-        finally:
-            # Inline callers are different threads: hold the poll lock one step at a time.
-            self._release_poll_lock(flow)
-        with self._lock:
-            flow.polling = False
-            flow.next_poll_at = self._clock.monotonic() + decision.seconds
-
-    def _result_for_flow(self, flow: _Flow) -> TokenResult:
-        if not flow.done.is_set():
-            return flow.pending
-        outcome = flow.outcome
-        if isinstance(outcome, TokenSet):
-            return Authorized(outcome.access_token)
-        if isinstance(outcome, flow_sm.Stop):
-            return Failed(outcome.message)
-        return self.get_token()
-
     # ------------------------------------------------------------------ blocking helper
 
     def wait_for_token(self, timeout: Optional[float] = None) -> Authorized:
@@ -1306,12 +998,12 @@ class TokenManager:
                 continue
             with self._lock:
                 # The flow that produced this Pending, even if it ended since.
-                flow = self._flow or self._last_flow
+                flow = self._flows.current or self._flows.last
             if flow is None or flow.pending != result:
                 continue
             if left is not None and left <= 0:
                 raise AuthorizationTimeout("timed out waiting for the sign-in to be approved")
-            self._await_flow(flow, left)
+            self._flows.await_flow(_Host(self), flow, left)
             if not flow.done.is_set():
                 raise AuthorizationTimeout("timed out waiting for the sign-in to be approved")
             outcome = flow.outcome
@@ -1322,27 +1014,6 @@ class TokenManager:
                     raise AuthorizationExpired(outcome.message, error=outcome.error)
                 raise AuthorizationError(outcome.message, error=outcome.error)
 
-    def _await_flow(self, flow: _Flow, left: Optional[float]) -> None:
-        end = None if left is None else self._clock.monotonic() + left
-        thread = flow.thread if self._background else None
-        while not flow.done.is_set():
-            now = self._clock.monotonic()
-            if end is not None and now >= end:
-                return
-            if thread is not None:
-                if not thread.is_alive():
-                    return  # the poller always sets done; this is only a safety net
-                # The poller ends the flow by its deadline; wake a little after it.
-                budget = max(0.0, flow.state.deadline - now) + 1.0
-                self._clock.wait(budget if end is None else min(budget, end - now), flow.done)
-                continue
-            due = max(0.0, flow.next_poll_at - now)
-            self._clock.wait(due if end is None else min(due, end - now), flow.done)
-            with self._lock:
-                claimed = self._claim_inline_poll_locked(flow)
-            if claimed:
-                self._poll_step(flow)
-
     # ------------------------------------------------------------------ lifecycle
 
     def logout(self) -> None:
@@ -1351,18 +1022,16 @@ class TokenManager:
         with self._process_lock() as locked, self._lock:
             if locked:
                 self._clear_mark_locked()
-            flow = self._flow
+            flow = self._flows.current
             if flow is not None:
-                self._end_flow_locked(
+                self._flows.end_locked(
                     flow, flow_sm.Stop("failed", "logged_out", "signed out before approval")
                 )
             if self._fleet is not None:
                 self._logout_fleet_locked(self._fleet)
             try:
                 self._cache.clear()
-                if self._shared:
-                    self._cache.clear_pending()
-                    self._cache.remove_poll_locks()
+                self._flows.clear_shared()
             except Exception:  # noqa: BLE001 - logout must still forget the tokens here
                 log.warning("the token cache could not be cleared")
             self._cache_sig = self._cache_signature()
@@ -1395,9 +1064,9 @@ class TokenManager:
             self._closed = True
             self._store_check_stop.set()
             self._snapshot = None
-            flow = self._flow
+            flow = self._flows.current
             if flow is not None:
-                self._end_flow_locked(
+                self._flows.end_locked(
                     flow, flow_sm.Stop("failed", "closed", "the token manager was closed")
                 )
         if self._marked:
@@ -1431,7 +1100,7 @@ class TokenManager:
             self._sync_with_cache_locked()
             tokens = self._tokens
             snap = self._snapshot
-            flow = self._flow
+            flow = self._flows.current
             if tokens is None and fleet.get("tokens") is not None:
                 tokens = fleet["tokens"]  # another host's login, not yet fetched here
             path = getattr(self._cache, "path", None)
@@ -1444,7 +1113,7 @@ class TokenManager:
                 subject=decode_subject(tokens.access_token) if tokens is not None else None,
                 has_refresh_token=bool(tokens is not None and tokens.refresh_token),
                 cache_path=str(path) if path is not None else None,
-                pending=flow.pending if flow is not None else self._shared_pending(),
+                pending=flow.pending if flow is not None else self._flows.shared_pending(),
                 last_error=self._undecryptable or self._last_error,
                 encrypted=cipher is not None,
                 key_id=getattr(cipher, "key_id", None),
@@ -1475,23 +1144,6 @@ class TokenManager:
         )
         return found
 
-    def _shared_pending(self) -> Optional[Pending]:
-        """A sign-in another process started for this server and shares through the cache."""
-        if not self._shared:
-            return None
-        try:
-            flow = shared_flow.decode(self._cache.load_pending(), self._time())
-        except Exception:  # noqa: BLE001 - a status report must not fail on a stray file
-            return None
-        if flow is None or flow.outcome is not None or flow.server != self._server_id:
-            return None
-        return Pending(
-            verification_uri=flow.auth.verification_uri,
-            user_code=flow.auth.user_code,
-            verification_uri_complete=flow.auth.verification_uri_complete,
-            expires_at=flow.expires_at,
-        )
-
     @property
     def cache(self) -> Any:
         """The token cache in use."""
@@ -1509,13 +1161,52 @@ class TokenManager:
     def _after_fork_in_child(self) -> None:
         # Threads do not survive fork and a lock held by one of them would stay held:
         # start over with fresh locks and no flights, and re-read the cache.
-        flow = self._flow
-        if flow is not None and flow.poll_lock is not None:
-            # Touching the lock makes it drop the descriptor inherited from the parent,
-            # so a parent that dies while polling does not leave the lock held by us.
-            _ = flow.poll_lock.held
+        self._flows.after_fork()
         self._snapshot = None
         self._init_process_state()
+
+
+class _Host:
+    """A manager as its device flows see it (``FlowHost``). Not thread-safe by itself:
+    the ``*_locked`` calls come with the manager's lock held.
+
+    Made per call rather than kept: the runtime then holds no reference back to its
+    manager, and a flow's thread, which holds its host, keeps the manager alive.
+    """
+
+    __slots__ = ("_manager",)
+
+    def __init__(self, manager: TokenManager) -> None:
+        self._manager = manager
+
+    def process_lock(self, timeout: Optional[float] = None) -> ContextManager[bool]:
+        return self._manager._process_lock(timeout)
+
+    def sync_locked(self, *, force: bool = False) -> None:
+        self._manager._sync_with_cache_locked(force=force)
+
+    def settled_locked(self) -> Optional[TokenResult]:
+        manager = self._manager
+        snap = manager._snapshot
+        if snap is not None and manager._time() < snap[1]:
+            return snap[0]
+        if manager._undecryptable is not None:
+            return Failed(manager._undecryptable)
+        return None
+
+    def generation_locked(self) -> int:
+        return self._manager._generation
+
+    def closed_locked(self) -> bool:
+        return self._manager._closed
+
+    def set_error_locked(self, message: Optional[str]) -> None:
+        self._manager._last_error = message
+
+    def sign_in_locked(
+        self, tokens: TokenSet, *, persist: bool, on_saved: Callable[[], None]
+    ) -> TokenSet:
+        return self._manager._keep_sign_in_locked(tokens, persist=persist, on_saved=on_saved)
 
 
 def _reinit_all_after_fork() -> None:
