@@ -81,6 +81,16 @@ def test_lazy_names_are_the_real_objects_and_dir_is_exact() -> None:
         textstack_sdk.no_such_name  # noqa: B018
 
 
+def test_a_manager_without_a_store_loads_no_store_module() -> None:
+    code = (
+        "from textstack_sdk import MemoryTokenCache, TokenManager\n"
+        "TokenManager(cache=MemoryTokenCache(), api_url='http://127.0.0.1:1/api').close()"
+    )
+    loaded = _loaded(code, TEXTSTACK_TOKEN_STORE="")
+    assert "textstack_sdk._redis_store" not in loaded
+    assert not {"redis", "valkey", "cryptography"} & _tops(loaded)
+
+
 def test_static_token_loads_no_http_crypto_parser_or_logging() -> None:
     code = "import sys\nfrom textstack_sdk.cli import main\nrc = main(['token'])"
     loaded = _loaded(code, TEXTSTACK_MCP_TOKEN=TOKEN)

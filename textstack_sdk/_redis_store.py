@@ -31,6 +31,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._errors import ConfigurationError, TextStackError
 from ._models import TokenSet
 from ._store import (
+    ENV_TOKEN_STORE,
     IntentInfo,
     IntentResult,
     Lease,
@@ -48,7 +49,6 @@ from ._store import (
 
 __all__ = ["ENV_TOKEN_STORE", "RedisTokenStore", "StoreTarget", "parse_store_url"]
 
-ENV_TOKEN_STORE = "TEXTSTACK_TOKEN_STORE"
 CIPHER_KIND = "redis"
 
 _SCHEMES = {

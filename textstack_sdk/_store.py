@@ -75,6 +75,7 @@ from ._errors import ConfigurationError, TextStackError
 from ._models import TokenSet
 
 __all__ = [
+    "ENV_TOKEN_STORE",
     "IntentResult",
     "Lease",
     "LeaseTaking",
@@ -94,6 +95,10 @@ __all__ = [
     "next_version",
     "wait_for_version",
 ]
+
+# The fleet store's URL; read where a manager decides whether it has a store at all, so
+# that deciding "no" costs no import of the Redis store.
+ENV_TOKEN_STORE = "TEXTSTACK_TOKEN_STORE"
 
 
 class StoreError(TextStackError):

@@ -65,7 +65,7 @@ from ._jwt import decode_exp, decode_subject
 from ._models import Authorized, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
 from ._spend_marker import SpendMarker, new_owner
-from ._store import StoreError, TokenStore
+from ._store import ENV_TOKEN_STORE, StoreError, TokenStore
 
 __all__ = ["TokenManager", "TokenStatus"]
 
@@ -294,11 +294,10 @@ class TokenManager:
         if isinstance(store, str):
             if store != "env":
                 raise ConfigurationError('store must be a TokenStore, None or "env"')
-            from ._redis_store import ENV_TOKEN_STORE, RedisTokenStore
-
             if not env.get(ENV_TOKEN_STORE):
                 return None
             from ._cipher import cipher_from_env
+            from ._redis_store import RedisTokenStore
 
             # Sealed with the same key settings as the file cache (TEXTSTACK_CACHE_KEY...).
             store = RedisTokenStore(

@@ -162,7 +162,7 @@ class Context:
 
     def manager(self, *, prompt: Any = False) -> Any:
         """A TokenManager from the options and environment (closed with the context)."""
-        from .._redis_store import ENV_TOKEN_STORE
+        from .._store import ENV_TOKEN_STORE
         from .._token_manager import TokenManager
 
         # With a fleet store the store keeps the login; no file on this host.
