@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -309,3 +310,48 @@ def spread_over(managers: list[TokenManager]) -> Any:
         return managers[next(turns) % len(managers)].get_token()
 
     return call
+
+
+def test_a_new_host_serves_the_stores_valid_token_when_the_refresh_fails(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # The store's access token is due for refresh (inside the margin) but still valid,
+    # and the auth server answers 503: a host that just started serves that token.
+    tokens = login(server, make_store(), clock.time())
+    clock.advance(LIFETIME - 10)
+    server.inject(REFRESH, status=503, json={}, times=3)
+    with manager(server, make_store(), clock) as tm:
+        assert tm.get_token() == Authorized(tokens.access_token)
+        assert tm.get_token() == Authorized(tokens.access_token)  # the refresh failed
+    assert server.count("POST /auth/device/code") == 0
+
+
+def test_a_new_host_never_waits_for_a_slow_refresh_of_a_valid_token(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # The auth server holds the refresh until released; the token is still valid, so
+    # no caller of a host that just started waits for it.
+    tokens = login(server, make_store(), clock.time())
+    clock.advance(LIFETIME - 10)
+    release = threading.Event()
+    server.inject(REFRESH, delay=30, release=release)
+    with manager(server, make_store(), clock) as tm:
+        try:
+            started = time.monotonic()
+            got = run_threads(8, tm.get_token)
+            assert time.monotonic() - started < 1.0
+            assert got == [Authorized(tokens.access_token)] * 8
+            # The next call starts the refresh in the background, and is not held up.
+            wait_for(lambda: tm.get_token() == got[0] and server.count(REFRESH) == 1)
+        finally:
+            release.set()
+        wait_for(lambda: tm.get_token() != Authorized(tokens.access_token))
+        assert isinstance(tm.get_token(), Authorized)
+    assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)

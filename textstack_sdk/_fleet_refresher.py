@@ -30,7 +30,7 @@ from ._fleet_refresh import (
     on_response,
 )
 from ._models import TokenSet
-from ._store import Lease, Snapshot, StoreError, TokenStore
+from ._store import Lease, RecordState, Snapshot, StoreError, TokenStore
 
 __all__ = ["FleetRefresher", "Outcome", "default_owner"]
 
@@ -55,6 +55,10 @@ class Outcome:
         reason: Secret-free words for a log or ``Failed``.
         retryable: For ``failed`` and ``dropped``.
         refreshed: This run spent a refresh token and got new tokens.
+        seen: The live record this run last read, when it had tokens (they may be
+            inside the refresh margin yet still valid: a caller with nothing better
+            may serve them while the refresh is retried).
+        store_failed: The store could not be read or written (``failed`` only).
     """
 
     kind: str
@@ -62,6 +66,8 @@ class Outcome:
     reason: str = ""
     retryable: bool = False
     refreshed: bool = False
+    seen: Optional[Held] = None
+    store_failed: bool = False
 
     @property
     def unsaved(self) -> bool:
@@ -139,6 +145,8 @@ class FleetRefresher:
                 run.held,
                 reason=f"token store: {exc.message}; not refreshing without it",
                 retryable=True,
+                seen=run.seen,
+                store_failed=True,
             )
 
 
@@ -163,11 +171,14 @@ class _Run:
         self.lease: Optional[Lease] = None
         self.sent: Optional[TokenSet] = None
         self.intent_version = 0
+        self.seen: Optional[Held] = None
 
     def left(self) -> float:
         return self.deadline - self.clock.monotonic()
 
     def read(self, snap: Snapshot) -> Decision:
+        if snap.state is RecordState.LIVE and snap.tokens is not None:
+            self.seen = Held(snap.tokens, snap.version)
         lease_left = None
         if self.lease is not None:
             lease_left = self.lease.remaining(self.clock.monotonic())
@@ -209,13 +220,19 @@ class _Run:
                 return Outcome("dropped", self.held, reason=d.reason)
             if step is Step.FAIL:
                 self.release(withdraw=True)
-                return Outcome("failed", self.held, reason=d.reason, retryable=d.retryable)
+                return Outcome(
+                    "failed", self.held, reason=d.reason, retryable=d.retryable, seen=self.seen
+                )
             if step in (Step.REPUBLISH, Step.PUBLISH):
                 d = self.publish(d)
             elif step is Step.TAKE_LEASE:
                 if not refresh:
                     return Outcome(
-                        "failed", self.held, reason="a refresh is needed", retryable=True
+                        "failed",
+                        self.held,
+                        reason="a refresh is needed",
+                        retryable=True,
+                        seen=self.seen,
                     )
                 d = self.take_lease()
             elif step is Step.WAIT:
@@ -240,7 +257,11 @@ class _Run:
                 d = self.read(self.store.load())
         self.release(withdraw=True)
         return Outcome(
-            "failed", self.held, reason="the token store kept changing; try again", retryable=True
+            "failed",
+            self.held,
+            reason="the token store kept changing; try again",
+            retryable=True,
+            seen=self.seen,
         )
 
     def publish(self, d: Decision) -> Decision:

@@ -777,6 +777,27 @@ class TokenManager:
         """One run of the fleet protocol (see ``_fleet_refresher``), outside ``self._lock``."""
         with self._lock:
             held, generation = self._held, self._generation
+            empty_handed = self._snapshot is None
+        if empty_handed and not advisory:
+            # Nothing usable in memory (a new process, or after a 401): the store may hold
+            # a token that is still valid though due for refresh. Read it first, waiting
+            # for nobody, so that no caller waits on a refresh while a valid token exists;
+            # the next call refreshes it in the background (the advisory window).
+            first = fleet.run(
+                held,
+                lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
+                deadline=self._clock.monotonic(),
+                refresh=False,
+            )
+            with self._lock:
+                if self._generation != generation:
+                    return Failed("signed out while refreshing")
+                if first.kind != "failed" or first.store_failed:
+                    return self._fleet_outcome_locked(first, advisory=False)
+                if self._serve_seen_locked(first):
+                    assert self._snapshot is not None
+                    return self._snapshot[0]
+                held = self._held
 
         def keep(fresh: Held) -> None:
             # New tokens in memory the moment they arrive: the only copy of a live refresh
@@ -828,9 +849,35 @@ class TokenManager:
         self._held = held
         if held.tokens is not None and held.tokens is not self._tokens:
             self._install_locked(held.tokens, source="refresh", received_at=self._time())
+        else:
+            self._serve_seen_locked(outcome)
         if advisory:
             self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
         return self._transient_locked(wire.Transient(outcome.reason))
+
+    def _serve_seen_locked(self, outcome: Outcome) -> bool:
+        """Installs the store's still-valid tokens when this process holds nothing newer.
+
+        True when a token is now served: the store's record is due for refresh, but its
+        access token has not expired and the server has not refused it.
+        """
+        seen = outcome.seen
+        if seen is None or seen.tokens is None or seen.version < self._held.version:
+            return False
+        tokens = seen.tokens
+        exp = decode_exp(tokens.access_token)
+        exp = tokens.access_exp if exp is None else min(exp, tokens.access_exp or exp)
+        if exp is None or self._time() >= exp or tokens.access_token == self._refused:
+            return False
+        held_exp = None if self._tokens is None else self._tokens.access_exp
+        if held_exp is not None and held_exp >= exp and self._snapshot is not None:
+            return False  # what is held expires no sooner: keep it
+        if self._held.tokens is None:
+            self._held = seen
+        if exp != tokens.access_exp:
+            tokens = dataclasses.replace(tokens, access_exp=exp)
+        self._install_locked(tokens, source="store", received_at=None)
+        return self._snapshot is not None
 
     def _adopt_from_store_locked(self, fleet: FleetRefresher) -> None:
         outcome = fleet.run(
