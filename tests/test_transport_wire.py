@@ -1,9 +1,9 @@
 """The transport's own HTTP/1.1 framing against what urllib3 and http.client do.
 
 ``Urllib3Transport`` writes a prebuilt request head on the pooled connection and splits
-well-formed response header lines itself (``_exchange``, ``_request_head``,
-``_parse_head``). These tests hold both to the byte and to the value against the
-libraries they stand in for, and check the unusual heads over a real socket.
+well-formed response header lines itself (``_transport._exchange``, ``_http1``). These
+tests hold both to the byte and to the value against the libraries they stand in for,
+and check the unusual heads over a real socket.
 """
 
 from __future__ import annotations
@@ -21,14 +21,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from textstack_sdk._http import Request
-from textstack_sdk._transport import (
-    Urllib3Transport,
-    _HeaderSet,
-    _parse_head,
-    _read_head_lines,
-    _request_head,
-    _target,
-)
+from textstack_sdk._http1 import HeaderSet, parse_head, read_head_lines, request_head
+from textstack_sdk._transport import Urllib3Transport, _target
 
 
 class _Recorder:
@@ -97,7 +91,7 @@ def test_request_head_is_byte_for_byte_what_urllib3_writes(
     finally:
         transport.close()
     origin, target = _target(url)
-    ours = _request_head(method, target, origin, _HeaderSet(fields), body)
+    ours = request_head(method, target, origin, HeaderSet(fields), body)
     assert ours == _urllib3_wrote(url, host, port, method, fields, body)
 
 
@@ -146,7 +140,7 @@ _line_text = st.one_of(
 @example(["Transfer-Encoding: chunked\r\n", "transfer-encoding: gzip\r\n"], "\r\n")
 def test_response_head_reads_as_the_email_parser_reads_it(lines: list[str], end: str) -> None:
     raw = [line.encode("latin-1") for line in lines] + [end.encode()]
-    ours = _parse_head(list(raw))
+    ours = parse_head(list(raw))
     theirs = _stdlib(raw)
     assert ours.items() == theirs.items()
     for name in _NAMES:
@@ -158,10 +152,10 @@ def test_response_head_reads_as_the_email_parser_reads_it(lines: list[str], end:
 def test_response_head_lines_keep_http_clients_limits() -> None:
     too_many = b"X-A: 1\r\n" * 101 + b"\r\n"
     with pytest.raises(http.client.HTTPException, match="more than 100 headers"):
-        _read_head_lines(io.BytesIO(too_many))
+        read_head_lines(io.BytesIO(too_many))
     with pytest.raises(http.client.LineTooLong):
-        _read_head_lines(io.BytesIO(b"X-A: " + b"a" * 70000 + b"\r\n\r\n"))
-    assert _read_head_lines(io.BytesIO(b"X-A: 1\r\n\r\nbody")) == [b"X-A: 1\r\n", b"\r\n"]
+        read_head_lines(io.BytesIO(b"X-A: " + b"a" * 70000 + b"\r\n\r\n"))
+    assert read_head_lines(io.BytesIO(b"X-A: 1\r\n\r\nbody")) == [b"X-A: 1\r\n", b"\r\n"]
 
 
 def _answer(head: bytes, body: bytes = b"{}") -> Any:

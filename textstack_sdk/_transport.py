@@ -16,11 +16,11 @@ with a timeout. TLS connections keep Python's timeouts, read through ``_Deadline
 
 Per request, nothing is parsed or built that was the same last time: one connection
 pool per origin in a dict (``_Pools``), accepted URLs and their split cached, validated
-header sets cached with their encoded lines (``_HeaderSet``). urllib3 provides the
+header sets cached with their encoded lines (``_h1.HeaderSet``). urllib3 provides the
 pools, connections, TLS set-up and verification and the reader for chunked or encoded
 bodies; a request itself runs on the pooled connection's own calls (``_exchange``):
 the prebuilt head in one ``sendall``, http.client's response with its header lines
-split without the email parser (``_parse_head``), a known-length body in one read.
+split without the email parser (``_h1.parse_head``), a known-length body in one read.
 
 Known limit: DNS resolution (``getaddrinfo``) blocks without a timeout; the deadline is
 checked again as soon as it returns.
@@ -68,6 +68,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util import Retry, Timeout, parse_url
 from urllib3.util.ssl_match_hostname import CertificateError
 
+from . import _http1 as _h1
 from ._errors import ConfigurationError, TransportError
 from ._http import Request, Response, parse_retry_after
 from ._version import __version__
@@ -381,7 +382,7 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
             version, status, reason = self._read_status()
             if status != http.client.CONTINUE:
                 break
-            _read_head_lines(self.fp)
+            _h1.read_head_lines(self.fp)
         self.code = self.status = status
         self.reason = reason.strip()
         if version in ("HTTP/1.0", "HTTP/0.9"):
@@ -390,7 +391,7 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
             self.version = 11
         else:
             raise http.client.UnknownProtocol(version)
-        self.headers = self.msg = _parse_head(_read_head_lines(self.fp))
+        self.headers = self.msg = _h1.parse_head(_h1.read_head_lines(self.fp))
         transfer_encoding = self.headers.get("transfer-encoding")
         self.chunked = bool(transfer_encoding) and transfer_encoding.lower() == "chunked"
         self.chunk_left = None
@@ -420,69 +421,6 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         holder = self._deadline_sock
         if holder is not None and holder.reader is not None and holder.reader.saw_eof:
             raise _HeadCutShort("response headers cut short")
-
-
-_MAX_HEAD_LINE = 65536
-_MAX_HEADERS = 100
-# A header line the email parser reads as name and value and nothing else: a name of
-# what it accepts (printable, no ':' or space), the value's leading blanks dropped, no
-# character it could take for a line break (CR, LF, VT, FF, FS, GS, RS, NEL) or other
-# control character in the value, CRLF at the end.
-_HEAD_LINE = re.compile(rb"([!-9;-~]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f\x85]*)\r\n")
-
-
-def _read_head_lines(fp: io.BufferedIOBase) -> list[bytes]:
-    """The header lines up to and including the blank line, with http.client's limits."""
-    lines: list[bytes] = []
-    while True:
-        line = fp.readline(_MAX_HEAD_LINE + 1)
-        if len(line) > _MAX_HEAD_LINE:
-            raise http.client.LineTooLong("header line")
-        lines.append(line)
-        if len(lines) > _MAX_HEADERS:
-            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
-        if line in (b"\r\n", b"\n", b""):
-            return lines
-
-
-class _HeadMessage(http.client.HTTPMessage):
-    """The headers of one response, split by ``_parse_head``. One thread at a time."""
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._headers)  # type: ignore[attr-defined]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def get(self, name: str, failobj: object = None) -> object:  # type: ignore[override]
-        # Message.get runs each value through the policy, a no-op for header values
-        # decoded from Latin-1 (no surrogates): the first match, as Message.get.
-        lowered = name.lower()
-        for key, value in self._headers:  # type: ignore[attr-defined]
-            if key.lower() == lowered:
-                return value
-        return failobj
-
-
-def _parse_head(lines: list[bytes]) -> http.client.HTTPMessage:
-    """The header lines as an ``HTTPMessage``, as ``http.client.parse_headers`` gives it.
-
-    A line is split here only when the email parser would read it the same way
-    (``_HEAD_LINE``). Anything else (folded lines, a line with no colon, bare LF or CR,
-    control characters) sends the whole head to the email parser, so unusual heads are
-    read exactly as before.
-    """
-    pairs: list[tuple[str, str]] = []
-    match = _HEAD_LINE.fullmatch
-    for line in lines[:-1]:
-        split = match(line)
-        if split is None:
-            return http.client.parse_headers(io.BytesIO(b"".join(lines)))
-        name, value = split.groups()
-        pairs.append((name.decode("iso-8859-1"), value.decode("iso-8859-1")))
-    message = _HeadMessage()
-    message._headers = pairs  # type: ignore[attr-defined]
-    return message
 
 
 _KERNEL_TIMEOUTS = hasattr(socket, "SO_RCVTIMEO") and sys.platform.startswith("linux")
@@ -701,71 +639,6 @@ class _Pools:
             pool.close()
 
 
-# urllib3's framing rule: these methods send no Content-Length when they have no body.
-_METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "TRACE", "OPTIONS", "CONNECT"})
-_OBSOLETE_FOLD = re.compile(r"(?:(?<![ \t])[ \t]+)?\r\n[ \t]+")
-
-
-class _HeaderSet:
-    """Validated request headers and their encoded lines. Immutable once built."""
-
-    __slots__ = ("chunked", "fields", "has_authorization", "has_host", "length_given", "lines")
-
-    def __init__(self, fields: dict[str, str]) -> None:
-        self.fields = fields
-        names = {name.lower() for name in fields}
-        self.has_authorization = "authorization" in names
-        self.has_host = "host" in names
-        self.chunked = "transfer-encoding" in names
-        self.length_given = "content-length" in names or self.chunked
-        # Names and values passed _headers' checks (token names, printable ASCII
-        # values), stricter than http.client's putheader: encoding them once is safe.
-        self.lines = b"".join(
-            f"{name}: {value}\r\n".encode("latin-1") for name, value in fields.items()
-        )
-
-
-@functools.lru_cache(maxsize=256)
-def _request_line(method: str, target: str, origin: tuple[str, str, int]) -> bytes:
-    """The request line, plus ``Host`` from the origin for requests that carry none."""
-    if not _HEADER_NAME.fullmatch(method):
-        raise ConfigurationError("request method must be an HTTP token")
-    try:
-        line = f"{method} {target} HTTP/1.1\r\n".encode("ascii")
-        scheme, host, port = origin
-        host_bytes = host.encode("ascii")
-    except UnicodeEncodeError:
-        raise ConfigurationError("request target must be ASCII") from None
-    if port != _DEFAULT_PORTS.get(scheme):
-        host_bytes += b":%d" % port
-    return line + b"Host: " + host_bytes + b"\r\n"
-
-
-def _request_head(
-    method: str,
-    target: str,
-    origin: tuple[str, str, int],
-    headers: _HeaderSet,
-    body: Optional[bytes],
-) -> bytes:
-    """The request as sent: what urllib3's ``HTTPConnection.request`` writes, prebuilt."""
-    line = _request_line(method, target, origin)
-    if headers.has_host:
-        line = line[: line.index(b"\r\n") + 2]
-    if body is None:
-        if headers.length_given or method.upper() in _METHODS_WITHOUT_BODY:
-            framing = b""
-        else:
-            framing = b"Content-Length: 0\r\n"
-        return line + framing + headers.lines + b"\r\n"
-    if headers.chunked:
-        # The caller asked for chunked framing: one chunk, then the last-chunk.
-        payload = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
-        return line + headers.lines + b"\r\n" + payload
-    framing = b"" if headers.length_given else b"Content-Length: %d\r\n" % len(body)
-    return line + framing + headers.lines + b"\r\n" + bytes(body)
-
-
 def _exchange(
     pool: HTTPConnectionPool,
     target: str,
@@ -833,21 +706,6 @@ def _exchange(
         if isinstance(exc, (OSError, http.client.HTTPException)):
             raise Urllib3ProtocolError("Connection aborted.", exc) from exc
         raise
-
-
-def _header_pairs(message: http.client.HTTPMessage) -> list[tuple[str, str]]:
-    if type(message) is _HeadMessage:
-        return message._headers  # type: ignore[attr-defined,no-any-return]
-    # Folded values (only the email parser yields them) unfolded, as urllib3 does.
-    return [
-        (name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
-        for name, value in message.items()
-    ]
-
-
-def _header_dict(message: http.client.HTTPMessage) -> dict[str, str]:
-    """Header names lower-cased, the last value winning."""
-    return {name.lower(): value for name, value in _header_pairs(message)}
 
 
 # ---------------------------------------------------------------------------
@@ -1094,7 +952,7 @@ class Urllib3Transport:
         self._lock = threading.Lock()
         # Validated header sets by their exact input: a client sends the same few sets
         # (one per token generation), so validation runs once per set, not per request.
-        self._header_cache: dict[tuple[tuple[str, str], ...], _HeaderSet] = {}
+        self._header_cache: dict[tuple[tuple[str, str], ...], _h1.HeaderSet] = {}
         self._closed = False
         self._pid = os.getpid()
         self._pool = self._new_pool()
@@ -1170,7 +1028,7 @@ class Urllib3Transport:
             timeouts = None
         headers = self._header_cache.get(request.headers)
         if headers is None:
-            headers = _HeaderSet(self._headers(request))
+            headers = _h1.HeaderSet(self._headers(request))
             if len(self._header_cache) >= _HEADER_CACHE_SIZE:
                 self._header_cache.clear()
             self._header_cache[request.headers] = headers
@@ -1258,7 +1116,7 @@ class Urllib3Transport:
                 )
                 if target is not None:
                     if _origin(target) != _origin(url):
-                        headers = _HeaderSet(
+                        headers = _h1.HeaderSet(
                             {
                                 k: v
                                 for k, v in headers.fields.items()
@@ -1302,7 +1160,7 @@ class Urllib3Transport:
         *,
         method: str,
         url: str,
-        headers: _HeaderSet,
+        headers: _h1.HeaderSet,
         body: Optional[bytes],
         deadline: float,
         timeouts: tuple[float, float],
@@ -1310,7 +1168,7 @@ class Urllib3Transport:
         _deadline_local.value = deadline
         origin, target = _target(url)
         connection_pool = pool.get(origin)
-        head = _request_head(method, target, origin, headers, body)
+        head = _h1.request_head(method, target, origin, headers, body)
         conn, resp = _exchange(connection_pool, target, head, method, timeouts)
         try:
             length = resp.length
@@ -1321,7 +1179,7 @@ class Urllib3Transport:
                 data = resp.read()
             else:
                 data = self._read_other(resp, method, target)
-            result = Response(status=resp.status, headers=_header_dict(resp.msg), body=data)
+            result = Response(status=resp.status, headers=_h1.header_dict(resp.msg), body=data)
         except BaseException:
             # Unread bytes would poison a pooled connection: close it, free the slot.
             resp.close()
@@ -1335,7 +1193,7 @@ class Urllib3Transport:
         """A chunked, encoded or unframed body, through urllib3's reader as before."""
         wrapped = urllib3.HTTPResponse(
             body=resp,
-            headers=urllib3.HTTPHeaderDict(_header_pairs(resp.msg)),
+            headers=urllib3.HTTPHeaderDict(_h1.header_pairs(resp.msg)),
             status=resp.status,
             version=resp.version,
             reason=resp.reason,
