@@ -226,3 +226,38 @@ def test_a_head_the_email_parser_ends_early_frames_the_body_as_before() -> None:
         server.close()
     assert response.body == b"{}"
     assert dict(response.headers) == {"x-a": "1"}
+
+
+@pytest.mark.parametrize(
+    ("method", "head", "body", "expected"),
+    [
+        pytest.param(
+            "HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"", b"", id="head-has-no-body"
+        ),
+        pytest.param(
+            "GET", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", b"", b"", id="204"
+        ),
+        pytest.param(
+            "GET",
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 2\r\n\r\n",
+            b"{}",
+            b"{}",
+            id="identity-encoding",
+        ),
+    ],
+)
+def test_body_framing_on_a_kept_alive_connection(
+    method: str, head: bytes, body: bytes, expected: bytes
+) -> None:
+    # Each answer twice on one connection: a framing read wrong would leave bytes behind
+    # (or wait for bytes that never come) and break the second exchange.
+    server = RawServer(_answer(head, body))
+    transport = Urllib3Transport(timeout=2.0)
+    try:
+        for _ in range(2):
+            response = transport.handle_request(Request(method, server.origin + "/x"))
+            assert response.body == expected
+    finally:
+        transport.close()
+        server.close()
+    assert len(server.requests) == 2
