@@ -16,7 +16,11 @@ with a timeout. TLS connections keep Python's timeouts, read through ``_Deadline
 
 Per request, nothing is parsed or built that was the same last time: one connection
 pool per origin in a dict (``_Pools``), accepted URLs and their split cached, validated
-header sets cached, the default ``Timeout`` prebuilt.
+header sets cached with their encoded lines (``_h1.HeaderSet``). urllib3 provides the
+pools, connections, TLS set-up and verification and the reader for chunked or encoded
+bodies; a request itself runs on the pooled connection's own calls (``_exchange``):
+the prebuilt head in one ``sendall``, http.client's response with its header lines
+split without the email parser (``_h1.parse_head``), a known-length body in one read.
 
 Known limit: DNS resolution (``getaddrinfo``) blocks without a timeout; the deadline is
 checked again as soon as it returns.
@@ -24,6 +28,7 @@ checked again as soon as it returns.
 
 from __future__ import annotations
 
+import errno
 import functools
 import http.client
 import io
@@ -40,7 +45,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, cast
+from typing import TYPE_CHECKING, Callable, Optional, cast
 from urllib.parse import urljoin
 
 import urllib3
@@ -61,7 +66,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError as Urllib3ProtocolError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util import Retry, Timeout, parse_url
+from urllib3.util.ssl_match_hostname import CertificateError
 
+from . import _http1 as _h1
 from ._errors import ConfigurationError, TransportError
 from ._http import Request, Response, parse_retry_after
 from ._version import __version__
@@ -366,7 +373,43 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         super().__init__(sock, 0, method, url)
 
     def begin(self) -> None:
-        super().begin()
+        # http.client's begin() (identical in CPython 3.9-3.13) but for the headers:
+        # well-formed header lines are split here, and only a head with anything
+        # unusual in it goes to the email parser, which costs ~20 µs per response.
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            _h1.read_head_lines(self.fp)
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = _h1.parse_head(_h1.read_head_lines(self.fp))
+        transfer_encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(transfer_encoding) and transfer_encoding.lower() == "chunked"
+        self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (204, 304) or 100 <= status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
         # http.client takes end-of-stream for the end of the headers; with no
         # Content-Length yet, a head cut short would pass for a complete, empty answer.
         # A complete head never needs a read that meets EOF, so one that did is cut.
@@ -594,6 +637,75 @@ class _Pools:
             self._by_origin.clear()
         for pool in pools:
             pool.close()
+
+
+def _exchange(
+    pool: HTTPConnectionPool,
+    target: str,
+    head: bytes,
+    method: str,
+    timeouts: tuple[float, float],
+) -> tuple[HTTPConnection, http.client.HTTPResponse]:
+    """Sends ``head`` on a pooled connection and reads the response's status and headers.
+
+    What ``HTTPConnectionPool.urlopen`` does for one request without retries, redirects
+    or a proxy, on the connection's own calls: the same connection checkout (with its
+    check for a connection the server dropped), the same TLS set-up and verification
+    (``_validate_conn``), the same timeouts, and failures raised as urlopen raises them
+    (a timeout reading the answer as ``ReadTimeoutError``, TLS errors as ``SSLError``,
+    other socket and protocol errors as ``ProtocolError``), so ``_map_error`` and the
+    retry rules see what they always saw. Skipped: urllib3's request building (the
+    head is prebuilt from validated headers) and its response object (the body is read
+    from http.client's, or through urllib3's reader when framing or encoding need it).
+    The caller puts the connection back once the body is read.
+    """
+    connect_timeout, read_timeout = timeouts
+    conn = cast(HTTPConnection, pool._get_conn())
+    resp: Optional[http.client.HTTPResponse] = None
+    try:
+        conn.timeout = connect_timeout
+        try:
+            pool._validate_conn(conn)
+        except (socket.timeout, ssl.SSLError) as exc:
+            pool._raise_timeout(err=exc, url=target, timeout_value=connect_timeout)
+            raise
+        if conn.sock is None:
+            conn.connect()
+        sock = conn.sock
+        assert sock is not None
+        sock.settimeout(connect_timeout)
+        try:
+            sock.sendall(head)
+        except BrokenPipeError:
+            pass  # the server may have answered before closing: read what it said
+        except OSError as exc:
+            if exc.errno not in (errno.EPROTOTYPE, errno.ECONNRESET):
+                raise
+        conn.timeout = read_timeout
+        try:
+            sock.settimeout(read_timeout)
+            resp = conn.response_class(sock, method=method)
+            try:
+                resp.begin()
+            except ConnectionError:
+                conn.close()
+                raise
+        except (ssl.SSLError, OSError) as exc:
+            pool._raise_timeout(err=exc, url=target, timeout_value=read_timeout)
+            raise
+        if resp.will_close:
+            conn.close()  # the response keeps its own reference to the socket
+        return conn, resp
+    except BaseException as exc:
+        if resp is not None:
+            resp.close()
+        conn.close()
+        pool._put_conn(conn)
+        if isinstance(exc, (ssl.SSLError, CertificateError)):
+            raise Urllib3SSLError(exc) from exc
+        if isinstance(exc, (OSError, http.client.HTTPException)):
+            raise Urllib3ProtocolError("Connection aborted.", exc) from exc
+        raise
 
 
 # ---------------------------------------------------------------------------
@@ -829,6 +941,7 @@ class Urllib3Transport:
         # urllib3 must not retry or redirect on its own: total=False also makes it raise
         # the underlying error instead of wrapping it in MaxRetryError.
         self._retry = Retry(total=False, redirect=False)
+        self._timeouts = (self._connect_timeout, self._timeout)
         self._timeout_obj = Timeout(connect=self._connect_timeout, read=self._timeout)
         self._pool_kw: dict[str, object] = {"maxsize": pool_size, "block": False}
         if ca_certs is not None:
@@ -839,7 +952,7 @@ class Urllib3Transport:
         self._lock = threading.Lock()
         # Validated header sets by their exact input: a client sends the same few sets
         # (one per token generation), so validation runs once per set, not per request.
-        self._header_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._header_cache: dict[tuple[tuple[str, str], ...], _h1.HeaderSet] = {}
         self._closed = False
         self._pid = os.getpid()
         self._pool = self._new_pool()
@@ -909,17 +1022,16 @@ class Urllib3Transport:
             # The client passes its own timeout, the transport's default, on every
             # request: the prebuilt Timeout serves it (the deadline bounds every recv).
             budget = self._timeout
-            timeout_obj: Optional[Timeout] = self._timeout_obj
+            timeouts: Optional[tuple[float, float]] = self._timeouts
         else:
             budget = _number("Request.timeout", request.timeout, 0.0, _MAX_TIMEOUT, allow_low=False)
-            timeout_obj = None
-        cached = self._header_cache.get(request.headers)
-        if cached is None:
-            cached = self._headers(request)
+            timeouts = None
+        headers = self._header_cache.get(request.headers)
+        if headers is None:
+            headers = _h1.HeaderSet(self._headers(request))
             if len(self._header_cache) >= _HEADER_CACHE_SIZE:
                 self._header_cache.clear()
-            self._header_cache[request.headers] = cached
-        headers = dict(cached)  # urllib3 may add to it; the cached copy stays pristine
+            self._header_cache[request.headers] = headers
         start = time.monotonic()
         deadline = start + budget
         method = request.method
@@ -928,23 +1040,23 @@ class Urllib3Transport:
         redirects = 0
         while True:
             now = time.monotonic()
-            if timeout_obj is None:
+            if timeouts is None:
                 remaining = deadline - now
                 if remaining <= 0:
                     raise TransportError(
                         f"{request.route or method}: timed out: the overall deadline passed",
                         route=request.route,
                     )
-                timeout_obj = Timeout(connect=min(self._connect_timeout, remaining), read=remaining)
+                timeouts = (min(self._connect_timeout, remaining), remaining)
             try:
                 response = self._send(
-                    pool=pool,
+                    pool,
                     method=method,
                     url=url,
                     headers=headers,
                     body=body,
                     deadline=deadline,
-                    timeout_obj=timeout_obj,
+                    timeouts=timeouts,
                 )
             except _BodyTooLarge as exc:
                 size = "" if exc.size is None else f" ({exc.size} bytes announced)"
@@ -965,10 +1077,10 @@ class Urllib3Transport:
                         self._log_retry(request, None, delay)
                         self._sleep(delay)
                         retries += 1
-                        timeout_obj = None
+                        timeouts = None
                         continue
                 raise _map_error(exc, request, deadline) from exc
-            timeout_obj = None
+            timeouts = None
             status = response.status
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug(
@@ -997,18 +1109,20 @@ class Urllib3Transport:
                 target = redirect_target(
                     method=method,
                     has_body=body is not None,
-                    has_authorization=any(k.lower() == "authorization" for k in headers),
+                    has_authorization=headers.has_authorization,
                     url=url,
                     status=status,
                     location=response.headers.get("location"),
                 )
                 if target is not None:
                     if _origin(target) != _origin(url):
-                        headers = {
-                            k: v
-                            for k, v in headers.items()
-                            if k.lower() not in _ORIGIN_BOUND_HEADERS
-                        }
+                        headers = _h1.HeaderSet(
+                            {
+                                k: v
+                                for k, v in headers.fields.items()
+                                if k.lower() not in _ORIGIN_BOUND_HEADERS
+                            }
+                        )
                     url = target
                     redirects += 1
                     continue
@@ -1042,62 +1156,63 @@ class Urllib3Transport:
 
     def _send(
         self,
-        *,
         pool: _Pools,
+        *,
         method: str,
         url: str,
-        headers: Mapping[str, str],
+        headers: _h1.HeaderSet,
         body: Optional[bytes],
         deadline: float,
-        timeout_obj: Timeout,
+        timeouts: tuple[float, float],
     ) -> Response:
         _deadline_local.value = deadline
         origin, target = _target(url)
-        resp = pool.get(origin).urlopen(
-            method,
-            target,
-            body=body,
-            headers=headers,
-            retries=self._retry,
-            redirect=False,
-            assert_same_host=False,
-            timeout=timeout_obj,
-            preload_content=False,
-            decode_content=False,
-        )
+        connection_pool = pool.get(origin)
+        head = _h1.request_head(method, target, origin, headers, body)
+        conn, resp = _exchange(connection_pool, target, head, method, timeouts)
         try:
-            length = resp.length_remaining
-            if length is not None and length > self._max_bytes:
-                raise _BodyTooLarge(length)
-            encoding = resp.headers.get("content-encoding")
-            if encoding is not None and encoding.strip().lower() not in ("", "identity"):
-                data = self._read_capped(resp, decode=True)
-            elif length is not None:
-                inner = getattr(resp, "_fp", None)
-                if (
-                    isinstance(inner, http.client.HTTPResponse)
-                    and inner.length == length
-                    and not inner.chunked
-                ):
-                    # Known length, checked against the cap, and http.client agrees on
-                    # it: read it in one call, without urllib3's per-read machinery.
-                    data = inner.read()
-                else:
-                    data = resp.read(decode_content=False)
+            length = resp.length
+            if length is not None and not resp.chunked and "content-encoding" not in resp.msg:
+                if length > self._max_bytes:
+                    raise _BodyTooLarge(length)
+                # Known length, checked against the cap: one read from http.client.
+                data = resp.read()
             else:
-                data = self._read_capped(resp, decode=False)
-            result = Response(
-                status=resp.status,
-                headers={k.lower(): v for k, v in resp.headers.items()},
-                body=data,
-            )
+                data = self._read_other(resp, method, target)
+            result = Response(status=resp.status, headers=_h1.header_dict(resp.msg), body=data)
         except BaseException:
             # Unread bytes would poison a pooled connection: close it, free the slot.
             resp.close()
-            resp.release_conn()
+            conn.close()
+            connection_pool._put_conn(conn)
             raise
-        resp.release_conn()
+        connection_pool._put_conn(conn)
         return result
+
+    def _read_other(self, resp: http.client.HTTPResponse, method: str, target: str) -> bytes:
+        """A chunked, encoded or unframed body, through urllib3's reader as before."""
+        wrapped = urllib3.HTTPResponse(
+            body=resp,
+            headers=urllib3.HTTPHeaderDict(_h1.header_pairs(resp.msg)),
+            status=resp.status,
+            version=resp.version,
+            reason=resp.reason,
+            preload_content=False,
+            decode_content=False,
+            original_response=resp,
+            enforce_content_length=True,
+            request_method=method,
+            request_url=target,
+        )
+        length = wrapped.length_remaining
+        if length is not None and length > self._max_bytes:
+            raise _BodyTooLarge(length)
+        encoding = wrapped.headers.get("content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            return self._read_capped(wrapped, decode=True)
+        if length is not None:
+            return wrapped.read(decode_content=False)
+        return self._read_capped(wrapped, decode=False)
 
     def _read_capped(self, resp: urllib3.BaseHTTPResponse, *, decode: bool) -> bytes:
         limit = self._max_bytes + 1

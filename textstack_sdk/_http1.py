@@ -1,0 +1,175 @@
+"""HTTP/1.1 framing for the transport: the request head it writes, the response head it reads.
+
+Pure functions over bytes (``read_head_lines`` takes any buffered reader). Each stands in
+for what urllib3 or http.client would do for the same request or response, and
+tests/test_transport_wire.py holds them to it byte for byte and value for value:
+``request_head`` writes what urllib3's ``HTTPConnection.request`` writes; ``parse_head``
+gives what ``http.client.parse_headers`` gives, splitting well-formed lines itself and
+handing anything unusual to the email parser.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import io
+import re
+from typing import Optional
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "HeadMessage",
+    "HeaderSet",
+    "header_dict",
+    "header_pairs",
+    "parse_head",
+    "read_head_lines",
+    "request_head",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+_MAX_HEAD_LINE = 65536
+_MAX_HEADERS = 100
+# A header line the email parser reads as name and value and nothing else: a name of
+# what it accepts (printable, no ':' or space), the value's leading blanks dropped, no
+# character it could take for a line break (CR, LF, VT, FF, FS, GS, RS, NEL) or other
+# control character in the value, CRLF at the end.
+_HEAD_LINE = re.compile(rb"([!-9;-~]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f\x85]*)\r\n")
+
+
+def read_head_lines(fp: io.BufferedIOBase) -> list[bytes]:
+    """The header lines up to and including the blank line, with http.client's limits."""
+    lines: list[bytes] = []
+    while True:
+        line = fp.readline(_MAX_HEAD_LINE + 1)
+        if len(line) > _MAX_HEAD_LINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > _MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+
+
+class HeadMessage(http.client.HTTPMessage):
+    """The headers of one response, split by ``parse_head``. One thread at a time."""
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._headers)  # type: ignore[attr-defined]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def get(self, name: str, failobj: object = None) -> object:  # type: ignore[override]
+        # Message.get runs each value through the policy, a no-op for header values
+        # decoded from Latin-1 (no surrogates): the first match, as Message.get.
+        lowered = name.lower()
+        for key, value in self._headers:  # type: ignore[attr-defined]
+            if key.lower() == lowered:
+                return value
+        return failobj
+
+
+def parse_head(lines: list[bytes]) -> http.client.HTTPMessage:
+    """The header lines as an ``HTTPMessage``, as ``http.client.parse_headers`` gives it.
+
+    A line is split here only when the email parser would read it the same way
+    (``_HEAD_LINE``). Anything else (folded lines, a line with no colon, bare LF or CR,
+    control characters) sends the whole head to the email parser, so unusual heads are
+    read exactly as before.
+    """
+    pairs: list[tuple[str, str]] = []
+    match = _HEAD_LINE.fullmatch
+    for line in lines[:-1]:
+        split = match(line)
+        if split is None:
+            return http.client.parse_headers(io.BytesIO(b"".join(lines)))
+        name, value = split.groups()
+        pairs.append((name.decode("iso-8859-1"), value.decode("iso-8859-1")))
+    message = HeadMessage()
+    message._headers = pairs  # type: ignore[attr-defined]
+    return message
+
+
+# urllib3's framing rule: these methods send no Content-Length when they have no body.
+_METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "DELETE", "TRACE", "OPTIONS", "CONNECT"})
+_OBSOLETE_FOLD = re.compile(r"(?:(?<![ \t])[ \t]+)?\r\n[ \t]+")
+
+
+class HeaderSet:
+    """Validated request headers and their encoded lines. Immutable once built."""
+
+    __slots__ = ("chunked", "fields", "has_authorization", "has_host", "length_given", "lines")
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        names = {name.lower() for name in fields}
+        self.has_authorization = "authorization" in names
+        self.has_host = "host" in names
+        self.chunked = "transfer-encoding" in names
+        self.length_given = "content-length" in names or self.chunked
+        # Names and values passed the transport's checks (token names, printable ASCII
+        # values), stricter than http.client's putheader: encoding them once is safe.
+        self.lines = b"".join(
+            f"{name}: {value}\r\n".encode("latin-1") for name, value in fields.items()
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _request_line(method: str, target: str, origin: tuple[str, str, int]) -> bytes:
+    """The request line, plus ``Host`` from the origin for requests that carry none."""
+    if not _TOKEN.fullmatch(method):
+        raise ConfigurationError("request method must be an HTTP token")
+    try:
+        line = f"{method} {target} HTTP/1.1\r\n".encode("ascii")
+        scheme, host, port = origin
+        host_bytes = host.encode("ascii")
+    except UnicodeEncodeError:
+        raise ConfigurationError("request target must be ASCII") from None
+    if port != _DEFAULT_PORTS.get(scheme):
+        host_bytes += b":%d" % port
+    return line + b"Host: " + host_bytes + b"\r\n"
+
+
+def request_head(
+    method: str,
+    target: str,
+    origin: tuple[str, str, int],
+    headers: HeaderSet,
+    body: Optional[bytes],
+) -> bytes:
+    """The request as sent: what urllib3's ``HTTPConnection.request`` writes, prebuilt."""
+    line = _request_line(method, target, origin)
+    if headers.has_host:
+        line = line[: line.index(b"\r\n") + 2]
+    if body is None:
+        if headers.length_given or method.upper() in _METHODS_WITHOUT_BODY:
+            framing = b""
+        else:
+            framing = b"Content-Length: 0\r\n"
+        return line + framing + headers.lines + b"\r\n"
+    if headers.chunked:
+        # The caller asked for chunked framing: one chunk, then the last-chunk.
+        payload = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+        return line + headers.lines + b"\r\n" + payload
+    framing = b"" if headers.length_given else b"Content-Length: %d\r\n" % len(body)
+    return line + framing + headers.lines + b"\r\n" + bytes(body)
+
+
+def header_pairs(message: http.client.HTTPMessage) -> list[tuple[str, str]]:
+    """The response's header fields in order, as urllib3 hands them on."""
+    if type(message) is HeadMessage:
+        return message._headers  # type: ignore[attr-defined,no-any-return]
+    # Folded values (only the email parser yields them) unfolded, as urllib3 does.
+    return [
+        (name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
+        for name, value in message.items()
+    ]
+
+
+def header_dict(message: http.client.HTTPMessage) -> dict[str, str]:
+    """Header names lower-cased, the last value winning."""
+    return {name.lower(): value for name, value in header_pairs(message)}
