@@ -776,7 +776,7 @@ class TokenManager:
     def _refresh_fleet(self, fleet: FleetRefresher, *, advisory: bool) -> object:
         """One run of the fleet protocol (see ``_fleet_refresher``), outside ``self._lock``."""
         with self._lock:
-            held, generation = self._held, self._generation
+            held, generation, refused = self._held, self._generation, self._refused
             empty_handed = self._snapshot is None
         if empty_handed and not advisory:
             # Nothing usable in memory (a new process, or after a 401): the store may hold
@@ -788,6 +788,7 @@ class TokenManager:
                 lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
                 deadline=self._clock.monotonic(),
                 refresh=False,
+                refused=refused,
             )
             with self._lock:
                 if self._generation != generation:
@@ -819,6 +820,7 @@ class TokenManager:
             send,
             deadline=self._clock.monotonic() + self._timeout + _WAIT_MARGIN,
             keep=keep,
+            refused=refused,
         )
         with self._lock:
             if self._generation != generation:
@@ -885,6 +887,7 @@ class TokenManager:
             lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
             deadline=self._clock.monotonic() + min(self._timeout, _WAIT_MARGIN),
             refresh=False,
+            refused=self._refused,
         )
         if outcome.kind != "ok":
             return
@@ -920,7 +923,7 @@ class TokenManager:
         try:
             while not self._clock.wait(delay, self._store_check_stop):
                 with self._lock:
-                    held = self._held
+                    held, refused = self._held, self._refused
                     if self._closed or self._generation != generation or not held.unsaved:
                         return
                 outcome = fleet.run(
@@ -928,6 +931,7 @@ class TokenManager:
                     lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
                     deadline=self._clock.monotonic() + self._timeout,
                     refresh=False,
+                    refused=refused,
                 )
                 with self._lock:
                     if self._generation != generation:
