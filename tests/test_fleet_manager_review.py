@@ -22,7 +22,8 @@ from _fleet_helpers import (  # noqa: F401 - fixtures
 )
 from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
 
-from textstack_sdk import Authorized, TokenManager
+from textstack_sdk import Authorized, TokenManager, TokenSet
+from textstack_sdk._jwt import decode_exp
 from textstack_sdk._store import StoreError, TokenStore
 from textstack_sdk.testing import FakeTextStackServer
 
@@ -99,3 +100,71 @@ def test_a_refused_access_token_is_refreshed_though_the_store_calls_it_fresh(
     with manager(server, make_store(), clock) as other:
         assert other.get_token() == again
     assert server.count(REFRESH) == 1
+
+
+def test_a_failed_refresh_never_brings_back_a_refused_older_token(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # This host holds T1 (version 1); another host put T2 in the store (version 2).
+    # T1 is refused (401), so the host serves the store's T2 inside its margin; when
+    # T2's refresh fails, T1 must not come back.
+    store = make_store()
+    access2, refresh2 = server.issue_tokens()
+    clock.advance(5)
+    t1 = login(server, store, clock)
+    with manager(server, make_store(), clock) as tm:
+        assert tm.get_token() == Authorized(t1.access_token)
+        t2 = TokenSet(access2, refresh2, decode_exp(access2))
+        assert store.commit(store.load().version, t2, now=clock.time()).ok
+        clock.advance(LIFETIME - 15)  # T2 has 10 s left, T1 15 s
+        tm.invalidate(t1.access_token)
+        assert tm.get_token() == Authorized(t2.access_token)
+        server.inject(REFRESH, status=503, json={}, times=5)
+        assert tm.get_token() == Authorized(t2.access_token)  # starts the advisory refresh
+        wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
+        for _ in range(3):
+            assert tm.get_token() == Authorized(t2.access_token)
+
+
+def test_a_failed_save_never_serves_the_older_token_the_store_still_has(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # The refresh got T2 but the store took no commit: the store still holds T1 (whose
+    # refresh token is spent) at the version T2 was refreshed from. T2 refused (401):
+    # T1 is an older generation than what this host holds, never served.
+    t1 = login(server, make_store(), clock)
+    store = Gated(make_store())
+    with manager(server, store, clock) as tm:
+        assert tm.get_token() == Authorized(t1.access_token)
+        clock.advance(LIFETIME - 10)
+        store.fail.add("commit")
+        assert tm.get_token() == Authorized(t1.access_token)  # the advisory refresh
+        wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
+        t2 = tm.get_token()
+        assert isinstance(t2, Authorized) and t2.access_token != t1.access_token
+        tm.invalidate(t2.access_token)
+        after = tm.get_token()
+        assert after != Authorized(t1.access_token)
+        assert after != t2
+        assert server.refresh_reuses == 0
+
+
+def test_a_failed_refresh_never_stretches_a_served_token_past_its_jwt_exp(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # The store's record says the access token lives 10 s longer than its JWT's exp. A new
+    # host serves it inside the margin by the JWT's exp; a failed refresh must not stretch
+    # that to the record's word.
+    access, refresh = server.issue_tokens()
+    jwt_exp = decode_exp(access)
+    assert jwt_exp is not None
+    store = make_store()
+    assert store.commit(0, TokenSet(access, refresh, jwt_exp + 10), now=clock.time()).ok
+    clock.advance(LIFETIME - 20)  # 20 s left by the JWT, 30 by the record: in the margin
+    server.inject(REFRESH, status=503, json={}, times=5)
+    with manager(server, make_store(), clock) as tm:
+        assert tm.get_token() == Authorized(access)
+        assert tm.get_token() == Authorized(access)  # starts the advisory refresh
+        wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
+        clock.advance(25)  # past the JWT's exp, not the record's
+        assert not isinstance(tm.get_token(), Authorized)

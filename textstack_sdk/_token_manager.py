@@ -849,7 +849,9 @@ class TokenManager:
             return _DEAD
         # Retryable: keep what is held (unsaved tokens included) and serve it while valid.
         self._held = held
-        if held.tokens is not None and held.tokens is not self._tokens:
+        if held.tokens is not None and (
+            self._tokens is None or held.tokens.access_token != self._tokens.access_token
+        ):
             self._install_locked(held.tokens, source="refresh", received_at=self._time())
         else:
             self._serve_seen_locked(outcome)
@@ -863,8 +865,11 @@ class TokenManager:
         True when a token is now served: the store's record is due for refresh, but its
         access token has not expired and the server has not refused it.
         """
-        seen = outcome.seen
-        if seen is None or seen.tokens is None or seen.version < self._held.version:
+        seen, held = outcome.seen, self._held
+        if seen is None or seen.tokens is None or seen.version < held.version:
+            return False
+        if held.unsaved and seen.version == held.version:
+            # The record our unsaved refresh started from: its tokens are older than ours.
             return False
         tokens = seen.tokens
         exp = decode_exp(tokens.access_token)
@@ -874,7 +879,9 @@ class TokenManager:
         held_exp = None if self._tokens is None else self._tokens.access_exp
         if held_exp is not None and held_exp >= exp and self._snapshot is not None:
             return False  # what is held expires no sooner: keep it
-        if self._held.tokens is None:
+        if held.tokens is None or seen.version > held.version:
+            # What is served is what is held: a failed run must not bring back (nor a
+            # store that went back republish) the older tokens held before.
             self._held = seen
         if exp != tokens.access_exp:
             tokens = dataclasses.replace(tokens, access_exp=exp)
