@@ -22,7 +22,7 @@ from _fleet_helpers import (  # noqa: F401 - fixtures
 )
 from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
 
-from textstack_sdk import Authorized, TokenManager, TokenSet
+from textstack_sdk import Authorized, Failed, TokenManager, TokenSet
 from textstack_sdk._jwt import decode_exp
 from textstack_sdk._store import StoreError, TokenStore
 from textstack_sdk.testing import FakeTextStackServer
@@ -147,6 +147,33 @@ def test_a_failed_save_never_serves_the_older_token_the_store_still_has(
         assert after != Authorized(t1.access_token)
         assert after != t2
         assert server.refresh_reuses == 0
+
+
+@pytest.mark.parametrize("when", ["adopt", "pre-read", "refresh"])
+def test_close_during_a_store_read_serves_nothing_after(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock, when: str
+) -> None:
+    # close() while the refresh flight reads the store: what it read is not installed,
+    # and get_token() after close() answers "closed".
+    tokens = login(server, make_store(), clock)
+    store = Gated(make_store())
+    tm = manager(server, store, clock)
+    if when == "refresh":
+        assert tm.get_token() == Authorized(tokens.access_token)
+        clock.advance(LIFETIME + 1)
+    elif when == "pre-read":
+        clock.advance(LIFETIME - 10)
+    store.hold.add("load")
+    got: list[object] = []
+    caller = threading.Thread(target=lambda: got.append(tm.get_token()))
+    caller.start()
+    assert store.entered.wait(10)
+    tm.close()
+    store.gate.set()
+    caller.join(10)
+    wait_for(lambda: idle(tm))
+    after = tm.get_token()
+    assert isinstance(after, Failed) and "closed" in after.message, after
 
 
 def test_a_failed_refresh_never_stretches_a_served_token_past_its_jwt_exp(

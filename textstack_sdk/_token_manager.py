@@ -791,8 +791,8 @@ class TokenManager:
                 refused=refused,
             )
             with self._lock:
-                if self._generation != generation:
-                    return Failed("signed out while refreshing")
+                if self._closed or self._generation != generation:
+                    return self._ended_while_refreshing_locked()
                 if first.kind != "failed" or first.store_failed:
                     return self._fleet_outcome_locked(first, advisory=False)
                 if self._serve_seen_locked(first):
@@ -804,7 +804,7 @@ class TokenManager:
             # New tokens in memory the moment they arrive: the only copy of a live refresh
             # token until the store has it.
             with self._lock:
-                if self._generation == generation and fresh.tokens is not None:
+                if not self._closed and self._generation == generation and fresh.tokens is not None:
                     self._held = fresh
                     self._install_locked(fresh.tokens, source="refresh", received_at=self._time())
 
@@ -823,9 +823,16 @@ class TokenManager:
             refused=refused,
         )
         with self._lock:
-            if self._generation != generation:
-                return Failed("signed out while refreshing")
+            if self._closed or self._generation != generation:
+                return self._ended_while_refreshing_locked()
             return self._fleet_outcome_locked(outcome, advisory=advisory)
+
+    def _ended_while_refreshing_locked(self) -> Failed:
+        # close() or logout() ran meanwhile: their word wins over this late answer, and
+        # nothing is installed (a closed manager hands no token out again).
+        if self._closed:
+            return Failed("the token manager is closed")
+        return Failed("signed out while refreshing")
 
     def _fleet_outcome_locked(self, outcome: Outcome, *, advisory: bool) -> object:
         held = outcome.held
@@ -941,7 +948,7 @@ class TokenManager:
                     refused=refused,
                 )
                 with self._lock:
-                    if self._generation != generation:
+                    if self._closed or self._generation != generation:
                         return
                     if outcome.kind != "failed":
                         self._fleet_outcome_locked(outcome, advisory=True)
