@@ -21,6 +21,8 @@ from _fleet_helpers import (  # noqa: F401 - fixtures
     store_kind,
 )
 from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
+from _tm_helpers import run_threads
+from test_fleet_manager import spread_over
 
 from textstack_sdk import Authorized, Failed, TokenManager, TokenSet
 from textstack_sdk._jwt import decode_exp
@@ -195,3 +197,23 @@ def test_a_failed_refresh_never_stretches_a_served_token_past_its_jwt_exp(
         wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
         clock.advance(25)  # past the JWT's exp, not the record's
         assert not isinstance(tm.get_token(), Authorized)
+
+
+def test_a_401_on_every_host_costs_one_refresh(
+    make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
+) -> None:
+    # The same fresh token refused on four hosts at once (the API rotated its keys, say):
+    # one host refreshes, the others adopt its tokens; no refresh token is spent twice.
+    tokens = login(server, make_store(), clock)
+    managers = [manager(server, make_store(), clock) for _ in range(4)]
+    try:
+        for tm in managers:
+            assert tm.get_token() == Authorized(tokens.access_token)
+            tm.invalidate(tokens.access_token)
+        got = run_threads(16, spread_over(managers))
+        assert len(set(got)) == 1 and got[0] != Authorized(tokens.access_token), got
+        assert isinstance(got[0], Authorized)
+        assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
+    finally:
+        for tm in managers:
+            tm.close()
