@@ -413,3 +413,15 @@ def test_no_secret_in_a_decisions_repr() -> None:
     decision = read(snap(6, toks=FRESH2), HELD5)
     assert "access-2" not in repr(decision) and "refresh-2" not in repr(decision)
     assert "access-1" not in repr(HELD5)
+
+
+def test_a_refused_access_token_is_due_for_refresh_however_far_its_exp() -> None:
+    # A 401 for the store's fresh token: take the lease and refresh it, never use it.
+    held = Held(FRESH1, 5)
+    assert read(snap(5, toks=FRESH1), held).step is Step.USE
+    assert read(snap(5, toks=FRESH1), held, refused="access-1").step is Step.TAKE_LEASE
+    locked = read(snap(5, toks=FRESH1), held, lease_left=20.0, refused="access-1")
+    assert locked.step is Step.RECORD_INTENT and locked.tokens == FRESH1
+    # Another host already replaced it: adopt, no refresh.
+    other = read(snap(6, toks=FRESH2), held, refused="access-1")
+    assert other.step is Step.ADOPT and other.tokens == FRESH2

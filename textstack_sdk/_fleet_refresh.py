@@ -161,6 +161,7 @@ def on_read(
     lease_left: Optional[float] = None,
     request_timeout: float,
     max_wait: float,
+    refused: Optional[str] = None,
 ) -> Decision:
     """The step after reading the record; ``lease_left`` is None unless the lease is held.
 
@@ -172,6 +173,7 @@ def on_read(
         lease_left: Seconds of the lease left, measured now, when this process holds it.
         request_timeout: The whole deadline a refresh request needs.
         max_wait: The longest this caller may wait for another host.
+        refused: An access token the API refused (401): never fresh, whatever its exp.
     """
     release = lease_left is not None
     if held.unsaved and held.tokens is not None and snap.version <= held.version:
@@ -205,7 +207,7 @@ def on_read(
             )
         return Decision(Step.FAIL, release=release, reason="not logged in: run `textstack login`")
     stored = snap.tokens
-    if fresh(stored, now, margin):
+    if fresh(stored, now, margin) and stored.access_token != refused:
         if stored == held.tokens and snap.version == held.version:
             return Decision(Step.USE, tokens=stored, version=snap.version, release=release)
         return _adopt(snap, release, "another process refreshed")

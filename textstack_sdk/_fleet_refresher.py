@@ -123,6 +123,7 @@ class FleetRefresher:
         deadline: float,
         keep: Callable[[Held], None] = lambda _held: None,
         refresh: bool = True,
+        refused: Optional[str] = None,
     ) -> Outcome:
         """One attempt to end up holding usable tokens; bounded by ``deadline`` (monotonic).
 
@@ -133,8 +134,10 @@ class FleetRefresher:
             keep: Called with new tokens the moment a refresh returns them, before they
                 are committed (they are the only copy of a live refresh token).
             refresh: False only reads: adopt, republish, drop; never takes the lease.
+            refused: An access token the API refused (401): the store's record holding
+                it is due for refresh, however far its exp is.
         """
-        run = _Run(self, held, send, keep, deadline)
+        run = _Run(self, held, send, keep, deadline, refused=refused)
         try:
             return run.go(refresh=refresh)
         except StoreError as exc:
@@ -160,6 +163,8 @@ class _Run:
         send: Send,
         keep: Callable[[Held], None],
         deadline: float,
+        *,
+        refused: Optional[str],
     ) -> None:
         self.r = owner
         self.store = owner._store
@@ -172,6 +177,7 @@ class _Run:
         self.sent: Optional[TokenSet] = None
         self.intent_version = 0
         self.seen: Optional[Held] = None
+        self.refused = refused
 
     def left(self) -> float:
         return self.deadline - self.clock.monotonic()
@@ -190,6 +196,7 @@ class _Run:
             lease_left=lease_left,
             request_timeout=self.r._request,
             max_wait=max(0.0, self.left()),
+            refused=self.refused,
         )
 
     def release(self, *, withdraw: bool) -> None:

@@ -776,7 +776,7 @@ class TokenManager:
     def _refresh_fleet(self, fleet: FleetRefresher, *, advisory: bool) -> object:
         """One run of the fleet protocol (see ``_fleet_refresher``), outside ``self._lock``."""
         with self._lock:
-            held, generation = self._held, self._generation
+            held, generation, refused = self._held, self._generation, self._refused
             empty_handed = self._snapshot is None
         if empty_handed and not advisory:
             # Nothing usable in memory (a new process, or after a 401): the store may hold
@@ -788,10 +788,11 @@ class TokenManager:
                 lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
                 deadline=self._clock.monotonic(),
                 refresh=False,
+                refused=refused,
             )
             with self._lock:
-                if self._generation != generation:
-                    return Failed("signed out while refreshing")
+                if self._closed or self._generation != generation:
+                    return self._ended_while_refreshing_locked()
                 if first.kind != "failed" or first.store_failed:
                     return self._fleet_outcome_locked(first, advisory=False)
                 if self._serve_seen_locked(first):
@@ -803,7 +804,7 @@ class TokenManager:
             # New tokens in memory the moment they arrive: the only copy of a live refresh
             # token until the store has it.
             with self._lock:
-                if self._generation == generation and fresh.tokens is not None:
+                if not self._closed and self._generation == generation and fresh.tokens is not None:
                     self._held = fresh
                     self._install_locked(fresh.tokens, source="refresh", received_at=self._time())
 
@@ -819,11 +820,19 @@ class TokenManager:
             send,
             deadline=self._clock.monotonic() + self._timeout + _WAIT_MARGIN,
             keep=keep,
+            refused=refused,
         )
         with self._lock:
-            if self._generation != generation:
-                return Failed("signed out while refreshing")
+            if self._closed or self._generation != generation:
+                return self._ended_while_refreshing_locked()
             return self._fleet_outcome_locked(outcome, advisory=advisory)
+
+    def _ended_while_refreshing_locked(self) -> Failed:
+        # close() or logout() ran meanwhile: their word wins over this late answer, and
+        # nothing is installed (a closed manager hands no token out again).
+        if self._closed:
+            return Failed("the token manager is closed")
+        return Failed("signed out while refreshing")
 
     def _fleet_outcome_locked(self, outcome: Outcome, *, advisory: bool) -> object:
         held = outcome.held
@@ -847,7 +856,9 @@ class TokenManager:
             return _DEAD
         # Retryable: keep what is held (unsaved tokens included) and serve it while valid.
         self._held = held
-        if held.tokens is not None and held.tokens is not self._tokens:
+        if held.tokens is not None and (
+            self._tokens is None or held.tokens.access_token != self._tokens.access_token
+        ):
             self._install_locked(held.tokens, source="refresh", received_at=self._time())
         else:
             self._serve_seen_locked(outcome)
@@ -861,8 +872,11 @@ class TokenManager:
         True when a token is now served: the store's record is due for refresh, but its
         access token has not expired and the server has not refused it.
         """
-        seen = outcome.seen
-        if seen is None or seen.tokens is None or seen.version < self._held.version:
+        seen, held = outcome.seen, self._held
+        if seen is None or seen.tokens is None or seen.version < held.version:
+            return False
+        if held.unsaved and seen.version == held.version:
+            # The record our unsaved refresh started from: its tokens are older than ours.
             return False
         tokens = seen.tokens
         exp = decode_exp(tokens.access_token)
@@ -872,7 +886,9 @@ class TokenManager:
         held_exp = None if self._tokens is None else self._tokens.access_exp
         if held_exp is not None and held_exp >= exp and self._snapshot is not None:
             return False  # what is held expires no sooner: keep it
-        if self._held.tokens is None:
+        if held.tokens is None or seen.version > held.version:
+            # What is served is what is held: a failed run must not bring back (nor a
+            # store that went back republish) the older tokens held before.
             self._held = seen
         if exp != tokens.access_exp:
             tokens = dataclasses.replace(tokens, access_exp=exp)
@@ -885,6 +901,7 @@ class TokenManager:
             lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
             deadline=self._clock.monotonic() + min(self._timeout, _WAIT_MARGIN),
             refresh=False,
+            refused=self._refused,
         )
         if outcome.kind != "ok":
             return
@@ -920,7 +937,7 @@ class TokenManager:
         try:
             while not self._clock.wait(delay, self._store_check_stop):
                 with self._lock:
-                    held = self._held
+                    held, refused = self._held, self._refused
                     if self._closed or self._generation != generation or not held.unsaved:
                         return
                 outcome = fleet.run(
@@ -928,9 +945,10 @@ class TokenManager:
                     lambda tokens, timeout: self._auth.refresh(tokens, timeout=timeout),
                     deadline=self._clock.monotonic() + self._timeout,
                     refresh=False,
+                    refused=refused,
                 )
                 with self._lock:
-                    if self._generation != generation:
+                    if self._closed or self._generation != generation:
                         return
                     if outcome.kind != "failed":
                         self._fleet_outcome_locked(outcome, advisory=True)
