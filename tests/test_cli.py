@@ -781,6 +781,28 @@ def test_exit_code_table_is_in_help_once_and_in_the_readme(
         assert "exit codes:" not in sub.out and "environment:" not in sub.out, name
 
 
+def test_a_command_line_gets_the_help_of_the_full_parser(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `textstack` builds only the commands its command line names (start-up); what any
+    # command prints for --help is what the fully built parser prints.
+    import argparse
+
+    from textstack_sdk.cli._main import build_parser
+
+    full = build_parser()
+    assert run(capsys, "--help").out == full.format_help()
+    for name, sub in _subparsers().items():
+        assert run(capsys, name, "--help").out == sub.format_help(), name
+        groups = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        for group in groups:
+            for action, inner in group.choices.items():
+                assert run(capsys, name, action, "--help").out == inner.format_help()
+    assert run(capsys, "--timeout", "1", "cache", "key").code == 0
+    unknown = run(capsys, "no-such-command")
+    assert unknown.code == 2 and "invalid choice" in unknown.err
+
+
 def test_every_argument_and_option_has_help_and_every_command_examples() -> None:
     import argparse
 

@@ -129,9 +129,30 @@ def _globals(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``textstack``."""
+class _Unbuilt:
+    """Stands for a command the command line does not name: whatever it is told, it
+    ignores, so its options (most of ``--help``'s start-up) are never built."""
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return self._ignore
+
+    def _ignore(self, *args: object, **kwargs: object) -> _Unbuilt:
+        return self
+
+
+_UNBUILT = _Unbuilt()
+
+
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The argument parser of ``textstack``.
+
+    Args:
+        argv: The command line it is for. Commands it does not name are listed (name and
+            help) but get no options; None builds every command in full.
+    """
     from .._version import __version__
+
+    named = None if argv is None else frozenset(argv)
 
     parser = argparse.ArgumentParser(
         prog="textstack",
@@ -154,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> Any:
         # ``under``: the actions of a command group (``cache key``), which take the
         # global options too.
+        if isinstance(under, _Unbuilt):
+            return under
+        if named is not None and name not in named:
+            (subs if under is None else under).add_parser(name, help=help_, add_help=False)
+            return _UNBUILT
         sub = (subs if under is None else under).add_parser(
             name,
             help=help_,
@@ -186,7 +212,9 @@ def _check_ignored(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs ``textstack`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
