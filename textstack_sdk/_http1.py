@@ -19,8 +19,10 @@ from typing import Optional
 from ._errors import ConfigurationError
 
 __all__ = [
+    "BadFraming",
     "HeadMessage",
     "HeaderSet",
+    "framing",
     "header_dict",
     "header_pairs",
     "parse_head",
@@ -168,6 +170,54 @@ def header_pairs(message: http.client.HTTPMessage) -> list[tuple[str, str]]:
         (name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
         for name, value in message.items()
     ]
+
+
+class BadFraming(http.client.HTTPException):
+    """The response's Content-Length or Transfer-Encoding leaves its end unknown."""
+
+
+_DIGITS = re.compile(r"[0-9]{1,30}")
+
+
+def framing(
+    message: http.client.HTTPMessage, status: int, method: Optional[str], version: int
+) -> tuple[bool, Optional[int], bool]:
+    """(chunked, length, close) of a response body, by RFC 9112 section 6.3.
+
+    ``length`` None with ``chunked`` False means the body runs to the end of the
+    connection. ``close`` says the connection must not carry another request even when
+    the body ends on its own: its framing was ambiguous. Content-Length must be digits
+    (a list of one value repeated is that value); anything else is ``BadFraming``, as
+    the RFC asks of a user agent, instead of http.client's reading to the end of the
+    connection or taking the first of two lengths, either of which hands the caller
+    bytes another reader of the stream would frame differently.
+    """
+    if status < 200 or status in (204, 304) or method == "HEAD":
+        return False, 0, status == 101  # no body, whatever the fields say
+    codings: Optional[str] = None
+    lengths: list[str] = []
+    for name, value in header_pairs(message):
+        lowered = name.lower()
+        if lowered == "content-length":
+            lengths.append(value)
+        elif lowered == "transfer-encoding":
+            codings = value if codings is None else f"{codings},{value}"
+    if codings is not None:
+        # Transfer-Encoding overrides Content-Length; chunked counts only as the last
+        # coding, and an HTTP/1.0 answer with codings has faulty framing.
+        last = codings.rsplit(",", 1)[-1].strip(" \t").lower()
+        if last != "chunked":
+            return False, None, True
+        return True, None, bool(lengths) or version == 10
+    if not lengths:
+        return False, None, True
+    values = {part.strip(" \t") for value in lengths for part in value.split(",")}
+    if len(values) != 1:
+        raise BadFraming("Content-Length values differ")
+    value = values.pop()
+    if not _DIGITS.fullmatch(value):
+        raise BadFraming("Content-Length is not a number")
+    return False, int(value), False
 
 
 def header_dict(message: http.client.HTTPMessage) -> dict[str, str]:

@@ -1,0 +1,272 @@
+"""Response framing and connection reuse of ``Urllib3Transport`` against hostile servers.
+
+The transport reads responses on urllib3's pooled connections itself (``_exchange``):
+a response framed wrong either hands the caller the wrong bytes or leaves bytes behind
+on a connection that goes back to the pool, where the next request reads them as its
+own answer. Each case answers one request on a raw socket, then a second request shows
+whether the connection was reused (it must be only when the framing was unambiguous).
+Framing follows RFC 9112 section 6.3.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any, Callable, Union
+
+import pytest
+from _servers import RawRequest, RawServer
+
+from textstack_sdk import _http1
+from textstack_sdk._errors import TransportError
+from textstack_sdk._http import Request, Response
+from textstack_sdk._transport import Urllib3Transport, _DeadlineHTTPResponse
+
+Handler = Callable[[RawRequest, socket.socket, threading.Event], bool]
+SECOND = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
+
+
+def _first_then_second(*parts: bytes, keep: bool = True) -> Handler:
+    """Answers the first request with ``parts`` (one send each), every later one with SECOND."""
+    served = {"n": 0}
+
+    def handler(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+        served["n"] += 1
+        if served["n"] > 1:
+            sock.sendall(SECOND)
+            return True
+        for part in parts:
+            sock.sendall(part)
+        return keep
+
+    return handler
+
+
+@pytest.fixture
+def exchange_twice() -> Any:
+    servers: list[RawServer] = []
+    transports: list[Urllib3Transport] = []
+
+    def run(
+        handler: Handler, method: str = "GET"
+    ) -> tuple[Union[Response, TransportError], Response, RawServer]:
+        server = RawServer(handler)
+        servers.append(server)
+        transport = Urllib3Transport(timeout=2.0, max_retries=0)
+        transports.append(transport)
+        first: Union[Response, TransportError]
+        try:
+            first = transport.handle_request(Request(method, server.origin + "/x"))
+        except TransportError as exc:
+            first = exc
+        second = transport.handle_request(Request("GET", server.origin + "/y"))
+        assert second.body == b"second"
+        return first, second, server
+
+    yield run
+    for transport in transports:
+        transport.close()
+    for server in servers:
+        server.close()
+
+
+# ---------------------------------------------------------------------------
+# Content-Length
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(b"Content-Length: 2\r\nContent-Length: 5\r\n", id="two-fields"),
+        pytest.param(b"Content-Length: 2, 5\r\n", id="one-list"),
+    ],
+)
+def test_content_lengths_that_differ_are_refused_and_the_connection_dropped(
+    exchange_twice: Any, lines: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}xyz"))
+    assert isinstance(first, TransportError), first
+    assert "malformed response" in str(first)
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(b"Content-Length: 2, 2\r\n", id="one-list"),
+        pytest.param(b"Content-Length: 2\r\nContent-Length: 2\r\n", id="two-fields"),
+        pytest.param(b"Content-Length:  2 \t\r\n", id="blanks"),
+    ],
+)
+def test_one_content_length_said_more_than_once_frames_the_body(
+    exchange_twice: Any, lines: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}"))
+    assert isinstance(first, Response), first
+    assert first.body == b"{}"
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("value", [b"+2", b"0_2", b"-1", b"1 2", b"", b"0x2", b"\xb2", b"2."])
+def test_a_content_length_that_is_not_digits_is_refused(exchange_twice: Any, value: bytes) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}"))
+    assert isinstance(first, TransportError), first
+    assert "malformed response" in str(first)
+    assert server.connections == 2
+
+
+# ---------------------------------------------------------------------------
+# Transfer-Encoding
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(b"Transfer-Encoding: chunked \r\n", id="trailing-blank"),
+        pytest.param(b"Transfer-Encoding: identity, chunked\r\n", id="list"),
+        pytest.param(b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n", id="fields"),
+        pytest.param(b"Transfer-Encoding: CHUNKED\r\n", id="upper-case"),
+    ],
+)
+def test_chunked_as_the_last_transfer_coding_frames_the_body(
+    exchange_twice: Any, lines: bytes
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(
+        _first_then_second(head, b"2;ext=1\r\n{}\r\n0\r\nX-T: 1\r\n\r\n")
+    )
+    assert isinstance(first, Response), first
+    assert first.body == b"{}"
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n", id="length-first"),
+        pytest.param(b"Transfer-Encoding: chunked\r\nContent-Length: 1\r\n", id="coding-first"),
+        pytest.param(b"Transfer-Encoding: chunked\r\nContent-Length: 1, 7\r\n", id="bad-length"),
+    ],
+)
+def test_transfer_encoding_overrides_content_length_and_the_connection_is_dropped(
+    exchange_twice: Any, lines: bytes
+) -> None:
+    # RFC 9112 6.3: chunked wins; the message may be a smuggling attempt, so the
+    # connection it came on is not trusted with another request.
+    head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"2\r\n{}\r\n0\r\n\r\n"))
+    assert isinstance(first, Response), first
+    assert first.body == b"{}"
+    assert server.connections == 2
+
+
+def test_a_transfer_coding_other_than_chunked_reads_to_the_close(exchange_twice: Any) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}", keep=False))
+    assert isinstance(first, Response), first
+    assert first.body == b"{}"
+    assert server.connections == 2
+
+
+def test_a_chunked_http10_answer_is_read_and_its_connection_dropped(exchange_twice: Any) -> None:
+    head = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"2\r\n{}\r\n0\r\n\r\n"))
+    assert isinstance(first, Response), first
+    assert first.body == b"{}"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [("GET", b"204 No Content"), ("GET", b"304 Not Modified"), ("HEAD", b"200 OK")],
+)
+def test_an_answer_without_a_body_does_not_wait_for_chunks(
+    exchange_twice: Any, method: str, status: bytes
+) -> None:
+    head = b"HTTP/1.1 " + status + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first, _, server = exchange_twice(_first_then_second(head), method)
+    assert isinstance(first, Response), first
+    assert first.body == b""
+    assert server.connections == 1
+
+
+# ---------------------------------------------------------------------------
+# Anything raised mid-exchange, even a BaseException, drops the connection
+
+
+class _Interrupt(BaseException):
+    """Stands in for KeyboardInterrupt / SystemExit raised inside the exchange."""
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_a_base_exception_mid_exchange_drops_the_connection(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    armed = {"on": True}
+
+    def once(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if armed["on"]:
+                armed["on"] = False
+                raise _Interrupt
+            return real(*args)
+
+        return call
+
+    if where == "head":
+        monkeypatch.setattr(_http1, "parse_head", once(_http1.parse_head))
+    else:
+        monkeypatch.setattr(_DeadlineHTTPResponse, "read", once(_DeadlineHTTPResponse.read))
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    server = RawServer(_first_then_second(head, b"{}"))
+    transport = Urllib3Transport(timeout=2.0, max_retries=0)
+    try:
+        with pytest.raises(_Interrupt):
+            transport.handle_request(Request("GET", server.origin + "/x"))
+        assert transport.handle_request(Request("GET", server.origin + "/y")).body == b"second"
+        assert server.connections == 2
+        pool = transport._pool.get(("http", "127.0.0.1", server.port))
+        assert pool.pool is not None and pool.pool.full()  # every slot given back
+    finally:
+        transport.close()
+        server.close()
+
+
+# ---------------------------------------------------------------------------
+# A kept-alive connection the server drops between requests
+
+
+def _answer_then_drop(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+    if request.target == "/first":
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        return True
+    # Read the next request, then close without a byte of answer (an idle timeout
+    # that raced it): the client cannot tell whether the request was processed.
+    return False
+
+
+@pytest.mark.parametrize(("method", "sent"), [("GET", 3), ("POST", 2)])
+def test_a_dropped_kept_alive_connection_retries_only_idempotent_requests(
+    method: str, sent: int
+) -> None:
+    server = RawServer(_answer_then_drop)
+    slept: list[float] = []
+    transport = Urllib3Transport(timeout=2.0, max_retries=1, sleep=slept.append)
+    try:
+        transport.handle_request(Request("GET", server.origin + "/first", retry_safe=True))
+        request = Request(
+            method,
+            server.origin + "/again",
+            body=b"{}" if method == "POST" else None,
+            retry_safe=method == "GET",
+        )
+        with pytest.raises(TransportError, match="closed the connection without answering"):
+            transport.handle_request(request)
+    finally:
+        transport.close()
+        server.close()
+    assert [r.method for r in server.requests][1:] == [method] * (sent - 1)
+    assert server.requests[1].connection == 1  # it went out on the kept-alive connection
