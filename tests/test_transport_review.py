@@ -194,6 +194,42 @@ def test_an_answer_without_a_body_does_not_wait_for_chunks(
 
 
 # ---------------------------------------------------------------------------
+# Interim (1xx) answers
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        pytest.param(
+            [b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"], id="103"
+        ),
+        pytest.param([b"HTTP/1.1 102 Processing\r\n\r\n"], id="102"),
+        pytest.param(
+            [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: </b>\r\n\r\n"],
+            id="100-then-103",
+        ),
+    ],
+)
+def test_interim_answers_are_skipped_for_the_final_one(
+    exchange_twice: Any, interim: list[bytes]
+) -> None:
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    first, _, server = exchange_twice(_first_then_second(*interim, final))
+    assert isinstance(first, Response), first
+    assert (first.status, first.body) == (200, b"{}")
+    assert "link" not in first.headers
+    assert server.connections == 1
+
+
+def test_a_switching_protocols_answer_never_returns_its_connection(exchange_twice: Any) -> None:
+    head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"\x00\x01 other protocol"))
+    assert isinstance(first, Response), first
+    assert first.status == 101
+    assert server.connections == 2
+
+
+# ---------------------------------------------------------------------------
 # Anything raised mid-exchange, even a BaseException, drops the connection
 
 

@@ -380,7 +380,10 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
             return
         while True:
             version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
+            # Interim answers (100 Continue, 102, 103 Early Hints) come before the real
+            # one; returned as final, they would leave it on the connection for the next
+            # request to read. 101 ends HTTP on the connection: final, never reused.
+            if not 100 <= status < 200 or status == http.client.SWITCHING_PROTOCOLS:
                 break
             _h1.read_head_lines(self.fp)
         self.code = self.status = status
