@@ -211,6 +211,10 @@ def framing(
         return True, None, bool(lengths) or version == 10
     if not lengths:
         return False, None, True
+    if len(lengths) == 1:  # the usual answer: one plain number
+        value = lengths[0].strip(" \t")
+        if _DIGITS.fullmatch(value):
+            return False, int(value), False
     values = {part.strip(" \t") for value in lengths for part in value.split(",")}
     if len(values) != 1:
         raise BadFraming("Content-Length values differ")
