@@ -194,6 +194,43 @@ def test_an_answer_without_a_body_does_not_wait_for_chunks(
 
 
 # ---------------------------------------------------------------------------
+# Header lines the email parser cannot read (http.client hands it heads it cannot split)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(
+            b"Content-Length: 3\r\nnot a header\r\nTransfer-Encoding: chunked\r\n",
+            id="hidden-coding",
+        ),
+        pytest.param(
+            b"Content-Length: 3\r\nTransfer-Encoding : chunked\r\n", id="blank-before-colon"
+        ),
+        pytest.param(b"X-A: 1\r\nnot a header\r\ncontent-length: 2\r\n", id="hidden-length"),
+    ],
+)
+def test_a_framing_field_the_header_parser_cannot_read_is_refused(
+    exchange_twice: Any, lines: bytes
+) -> None:
+    # The email parser stops at the unreadable line: the fields after it are not seen,
+    # and framing by what it saw would hand the caller chunk framing as the body.
+    head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"2\r\n{}\r\n0\r\n\r\n"))
+    assert isinstance(first, TransportError), first
+    assert "malformed response" in str(first)
+    assert server.connections == 2
+
+
+def test_a_head_with_an_unreadable_line_never_returns_its_connection(exchange_twice: Any) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nnot a header\r\nX-B: 2\r\n\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}"))
+    assert isinstance(first, Response), first
+    assert first.body == b"{}"
+    assert server.connections == 2
+
+
+# ---------------------------------------------------------------------------
 # Interim (1xx) answers
 
 

@@ -205,29 +205,6 @@ def test_response_headers_over_the_wire(head: bytes, expected: dict[str, str]) -
         server.close()
 
 
-def test_a_head_the_email_parser_ends_early_frames_the_body_as_before() -> None:
-    # A line without a colon ends the headers for the email parser: the Content-Length
-    # after it is not seen, so the body runs to the end of the connection.
-    head = (
-        b"HTTP/1.1 200 OK\r\nX-A: 1\r\nnot a header\r\n"
-        b"Content-Length: 1\r\nConnection: close\r\n\r\n"
-    )
-
-    def handler(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
-        sock.sendall(head + b"{}")
-        return False
-
-    server = RawServer(handler)
-    transport = Urllib3Transport(timeout=5.0)
-    try:
-        response = transport.handle_request(Request("GET", server.origin + "/x"))
-    finally:
-        transport.close()
-        server.close()
-    assert response.body == b"{}"
-    assert dict(response.headers) == {"x-a": "1"}
-
-
 @pytest.mark.parametrize(
     ("method", "head", "body", "expected"),
     [

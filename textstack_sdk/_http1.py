@@ -177,6 +177,7 @@ class BadFraming(http.client.HTTPException):
 
 
 _DIGITS = re.compile(r"[0-9]{1,30}")
+_FRAMING_FIELD = re.compile(r"^[ \t]*(?:content-length|transfer-encoding)[ \t]*:", re.I | re.M)
 
 
 def framing(
@@ -192,8 +193,18 @@ def framing(
     connection or taking the first of two lengths, either of which hands the caller
     bytes another reader of the stream would frame differently.
     """
+    unread = False
+    if type(message) is not HeadMessage:
+        # The email parser stops at a line it cannot read as a field and keeps the
+        # rest as a payload. A framing field there would go unseen (a lenient peer
+        # may frame by it): refused. Other unread lines still leave the stream
+        # untrusted after this answer.
+        rest = message.get_payload()
+        unread = bool(rest)
+        if isinstance(rest, str) and _FRAMING_FIELD.search(rest):
+            raise BadFraming("a framing field in an unreadable header block")
     if status < 200 or status in (204, 304) or method == "HEAD":
-        return False, 0, status == 101  # no body, whatever the fields say
+        return False, 0, unread or status == 101  # no body, whatever the fields say
     codings: Optional[str] = None
     lengths: list[str] = []
     for name, value in header_pairs(message):
@@ -208,20 +219,20 @@ def framing(
         last = codings.rsplit(",", 1)[-1].strip(" \t").lower()
         if last != "chunked":
             return False, None, True
-        return True, None, bool(lengths) or version == 10
+        return True, None, unread or bool(lengths) or version == 10
     if not lengths:
         return False, None, True
     if len(lengths) == 1:  # the usual answer: one plain number
         value = lengths[0].strip(" \t")
         if _DIGITS.fullmatch(value):
-            return False, int(value), False
+            return False, int(value), unread
     values = {part.strip(" \t") for value in lengths for part in value.split(",")}
     if len(values) != 1:
         raise BadFraming("Content-Length values differ")
     value = values.pop()
     if not _DIGITS.fullmatch(value):
         raise BadFraming("Content-Length is not a number")
-    return False, int(value), False
+    return False, int(value), unread
 
 
 def header_dict(message: http.client.HTTPMessage) -> dict[str, str]:
