@@ -42,6 +42,22 @@ def _first_then_second(*parts: bytes, keep: bool = True) -> Handler:
     return handler
 
 
+def _refused(first: Union[Response, TransportError], server: RawServer) -> None:
+    """The answer was refused as malformed, and its connection not reused."""
+    assert isinstance(first, TransportError), first
+    assert "malformed response" in str(first)
+    assert server.connections == 2
+
+
+def _framed(
+    first: Union[Response, TransportError], server: RawServer, body: bytes, *, connections: int
+) -> None:
+    """The answer's body was framed right; ``connections`` 1 means it was reused."""
+    assert isinstance(first, Response), first
+    assert first.body == body
+    assert server.connections == connections
+
+
 @pytest.fixture
 def exchange_twice() -> Any:
     servers: list[RawServer] = []
@@ -86,9 +102,7 @@ def test_content_lengths_that_differ_are_refused_and_the_connection_dropped(
 ) -> None:
     head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"{}xyz"))
-    assert isinstance(first, TransportError), first
-    assert "malformed response" in str(first)
-    assert server.connections == 2
+    _refused(first, server)
 
 
 @pytest.mark.parametrize(
@@ -104,18 +118,14 @@ def test_one_content_length_said_more_than_once_frames_the_body(
 ) -> None:
     head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"{}"))
-    assert isinstance(first, Response), first
-    assert first.body == b"{}"
-    assert server.connections == 1
+    _framed(first, server, b"{}", connections=1)
 
 
 @pytest.mark.parametrize("value", [b"+2", b"0_2", b"-1", b"1 2", b"", b"0x2", b"\xb2", b"2."])
 def test_a_content_length_that_is_not_digits_is_refused(exchange_twice: Any, value: bytes) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"{}"))
-    assert isinstance(first, TransportError), first
-    assert "malformed response" in str(first)
-    assert server.connections == 2
+    _refused(first, server)
 
 
 # ---------------------------------------------------------------------------
@@ -138,9 +148,7 @@ def test_chunked_as_the_last_transfer_coding_frames_the_body(
     first, _, server = exchange_twice(
         _first_then_second(head, b"2;ext=1\r\n{}\r\n0\r\nX-T: 1\r\n\r\n")
     )
-    assert isinstance(first, Response), first
-    assert first.body == b"{}"
-    assert server.connections == 1
+    _framed(first, server, b"{}", connections=1)
 
 
 @pytest.mark.parametrize(
@@ -158,25 +166,19 @@ def test_transfer_encoding_overrides_content_length_and_the_connection_is_droppe
     # connection it came on is not trusted with another request.
     head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"2\r\n{}\r\n0\r\n\r\n"))
-    assert isinstance(first, Response), first
-    assert first.body == b"{}"
-    assert server.connections == 2
+    _framed(first, server, b"{}", connections=2)
 
 
 def test_a_transfer_coding_other_than_chunked_reads_to_the_close(exchange_twice: Any) -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"{}", keep=False))
-    assert isinstance(first, Response), first
-    assert first.body == b"{}"
-    assert server.connections == 2
+    _framed(first, server, b"{}", connections=2)
 
 
 def test_a_chunked_http10_answer_is_read_and_its_connection_dropped(exchange_twice: Any) -> None:
     head = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"2\r\n{}\r\n0\r\n\r\n"))
-    assert isinstance(first, Response), first
-    assert first.body == b"{}"
-    assert server.connections == 2
+    _framed(first, server, b"{}", connections=2)
 
 
 @pytest.mark.parametrize(
@@ -188,9 +190,7 @@ def test_an_answer_without_a_body_does_not_wait_for_chunks(
 ) -> None:
     head = b"HTTP/1.1 " + status + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
     first, _, server = exchange_twice(_first_then_second(head), method)
-    assert isinstance(first, Response), first
-    assert first.body == b""
-    assert server.connections == 1
+    _framed(first, server, b"", connections=1)
 
 
 # ---------------------------------------------------------------------------
@@ -217,17 +217,13 @@ def test_a_framing_field_the_header_parser_cannot_read_is_refused(
     # and framing by what it saw would hand the caller chunk framing as the body.
     head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"2\r\n{}\r\n0\r\n\r\n"))
-    assert isinstance(first, TransportError), first
-    assert "malformed response" in str(first)
-    assert server.connections == 2
+    _refused(first, server)
 
 
 def test_a_head_with_an_unreadable_line_never_returns_its_connection(exchange_twice: Any) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nnot a header\r\nX-B: 2\r\n\r\n"
     first, _, server = exchange_twice(_first_then_second(head, b"{}"))
-    assert isinstance(first, Response), first
-    assert first.body == b"{}"
-    assert server.connections == 2
+    _framed(first, server, b"{}", connections=2)
 
 
 # ---------------------------------------------------------------------------
