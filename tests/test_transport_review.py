@@ -339,3 +339,27 @@ def test_a_dropped_kept_alive_connection_retries_only_idempotent_requests(
         server.close()
     assert [r.method for r in server.requests][1:] == [method] * (sent - 1)
     assert server.requests[1].connection == 1  # it went out on the kept-alive connection
+
+
+def test_a_post_after_the_server_closed_the_idle_connection_goes_out_once_on_a_new_one() -> None:
+    closed = threading.Event()
+
+    def handler(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        if request.target == "/first":
+            sock.shutdown(socket.SHUT_RDWR)  # an idle timeout: the FIN is on its way
+            closed.set()
+            return False
+        return True
+
+    server = RawServer(handler)
+    transport = Urllib3Transport(timeout=2.0, max_retries=1)
+    try:
+        transport.handle_request(Request("GET", server.origin + "/first", retry_safe=True))
+        assert closed.wait(5)
+        post = Request("POST", server.origin + "/refresh", body=b"{}")
+        assert transport.handle_request(post).body == b"{}"
+    finally:
+        transport.close()
+        server.close()
+    assert [(r.method, r.connection) for r in server.requests] == [("GET", 1), ("POST", 2)]
