@@ -169,9 +169,20 @@ def test_transfer_encoding_overrides_content_length_and_the_connection_is_droppe
     _framed(first, server, b"{}", connections=2)
 
 
-def test_a_transfer_coding_other_than_chunked_reads_to_the_close(exchange_twice: Any) -> None:
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 1\r\n\r\n"
-    first, _, server = exchange_twice(_first_then_second(head, b"{}", keep=False))
+@pytest.mark.parametrize(
+    ("lines", "keep"),
+    [
+        pytest.param(b"Transfer-Encoding: identity\r\n", False, id="to-the-close"),
+        pytest.param(
+            b"Transfer-Encoding: identity\r\nContent-Length: 2\r\n", True, id="with-a-length"
+        ),
+    ],
+)
+def test_a_transfer_coding_other_than_chunked_is_read_and_its_connection_dropped(
+    exchange_twice: Any, lines: bytes, keep: bool
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}", keep=keep))
     _framed(first, server, b"{}", connections=2)
 
 

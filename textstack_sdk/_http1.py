@@ -217,22 +217,31 @@ def framing(
         # Transfer-Encoding overrides Content-Length; chunked counts only as the last
         # coding, and an HTTP/1.0 answer with codings has faulty framing.
         last = codings.rsplit(",", 1)[-1].strip(" \t").lower()
-        if last != "chunked":
-            return False, None, True
-        return True, None, unread or bool(lengths) or version == 10
+        if last == "chunked":
+            return True, None, unread or bool(lengths) or version == 10
+        # Otherwise RFC 9112 reads to the close. Old servers send "identity" with a
+        # Content-Length on a kept-alive connection: the length still ends the body
+        # (reading to a close that never comes would wait out the deadline), but the
+        # connection is not trusted with another request.
+        return False, _content_length(lengths) if lengths else None, True
     if not lengths:
         return False, None, True
-    if len(lengths) == 1:  # the usual answer: one plain number
-        value = lengths[0].strip(" \t")
+    return False, _content_length(lengths), unread
+
+
+def _content_length(values: list[str]) -> int:
+    """The body length said by the Content-Length field values, or ``BadFraming``."""
+    if len(values) == 1:  # the usual answer: one plain number
+        value = values[0].strip(" \t")
         if _DIGITS.fullmatch(value):
-            return False, int(value), unread
-    values = {part.strip(" \t") for value in lengths for part in value.split(",")}
-    if len(values) != 1:
+            return int(value)
+    parts = {part.strip(" \t") for value in values for part in value.split(",")}
+    if len(parts) != 1:
         raise BadFraming("Content-Length values differ")
-    value = values.pop()
+    value = parts.pop()
     if not _DIGITS.fullmatch(value):
         raise BadFraming("Content-Length is not a number")
-    return False, int(value), unread
+    return int(value)
 
 
 def header_dict(message: http.client.HTTPMessage) -> dict[str, str]:
