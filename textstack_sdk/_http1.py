@@ -5,7 +5,9 @@ for what urllib3 or http.client would do for the same request or response, and
 tests/test_transport_wire.py holds them to it byte for byte and value for value:
 ``request_head`` writes what urllib3's ``HTTPConnection.request`` writes; ``parse_head``
 gives what ``http.client.parse_headers`` gives, splitting well-formed lines itself and
-handing anything unusual to the email parser.
+handing anything unusual to the email parser. One departs from http.client on purpose:
+``framing`` decides where a body ends by RFC 9112 section 6.3 (tests/test_transport_review.py),
+refusing what http.client would read one way and another reader of the stream another.
 """
 
 from __future__ import annotations
