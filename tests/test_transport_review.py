@@ -205,6 +205,52 @@ def test_an_answer_without_a_body_does_not_wait_for_chunks(
 
 
 # ---------------------------------------------------------------------------
+# Unusual but readable heads keep the connection; unreadable ones drop it
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: 1\n\n", id="bare-lf"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\n", id="obs-fold"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-A: \xe9\xff\r\nContent-Length: 2\r\n\r\n", id="latin-1"
+        ),
+        pytest.param(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n", id="no-reason"),
+        pytest.param(
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+            id="http10-keep-alive",
+        ),
+    ],
+)
+def test_an_unusual_readable_head_keeps_the_connection(exchange_twice: Any, head: bytes) -> None:
+    first, _, server = exchange_twice(_first_then_second(head, b"{}"))
+    _framed(first, server, b"{}", connections=1)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"HTTX/1.1 200 OK\r\n\r\n", id="status-garbage"),
+        pytest.param(b"HTTP/2.0 200 OK\r\n\r\n", id="unknown-version"),
+        pytest.param(b"HTTP/1.1 2000 OK\r\n\r\n", id="status-out-of-range"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+            id="too-many-fields",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 65537 + b"\r\n\r\n", id="line-too-long"),
+    ],
+)
+def test_an_unreadable_head_is_refused_and_the_connection_dropped(
+    exchange_twice: Any, head: bytes
+) -> None:
+    first, _, server = exchange_twice(_first_then_second(head, b"{}"))
+    _refused(first, server)
+
+
+# ---------------------------------------------------------------------------
 # Header lines the email parser cannot read (http.client hands it heads it cannot split)
 
 
