@@ -193,15 +193,23 @@ def test_a_chunked_http10_answer_is_read_and_its_connection_dropped(exchange_twi
 
 
 @pytest.mark.parametrize(
-    ("method", "status"),
-    [("GET", b"204 No Content"), ("GET", b"304 Not Modified"), ("HEAD", b"200 OK")],
+    ("method", "head", "connections"),
+    [
+        # A 204 must not announce a body: one that does may send it, so it is not reused.
+        ("GET", b"204 No Content\r\nTransfer-Encoding: chunked", 2),
+        ("GET", b"204 No Content\r\nContent-Length: 4", 2),
+        ("GET", b"204 No Content\r\nContent-Length: 0", 1),
+        ("GET", b"304 Not Modified\r\nTransfer-Encoding: chunked", 1),
+        ("GET", b"304 Not Modified\r\nContent-Length: 4", 1),
+        ("HEAD", b"200 OK\r\nTransfer-Encoding: chunked", 1),
+        ("HEAD", b"200 OK\r\nContent-Length: 4", 1),
+    ],
 )
-def test_an_answer_without_a_body_does_not_wait_for_chunks(
-    exchange_twice: Any, method: str, status: bytes
+def test_an_answer_without_a_body_reads_none(
+    exchange_twice: Any, method: str, head: bytes, connections: int
 ) -> None:
-    head = b"HTTP/1.1 " + status + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
-    first, _, server = exchange_twice(_first_then_second(head), method)
-    _framed(first, server, b"", connections=1)
+    first, _, server = exchange_twice(_first_then_second(b"HTTP/1.1 " + head + b"\r\n\r\n"), method)
+    _framed(first, server, b"", connections=connections)
 
 
 # ---------------------------------------------------------------------------

@@ -205,8 +205,6 @@ def framing(
         unread = bool(rest)
         if isinstance(rest, str) and _FRAMING_FIELD.search(rest):
             raise BadFraming("a framing field in an unreadable header block")
-    if status < 200 or status in (204, 304) or method == "HEAD":
-        return False, 0, unread or status == 101  # no body, whatever the fields say
     codings: Optional[str] = None
     lengths: list[str] = []
     for name, value in header_pairs(message):
@@ -215,6 +213,14 @@ def framing(
             lengths.append(value)
         elif lowered == "transfer-encoding":
             codings = value if codings is None else f"{codings},{value}"
+    if status < 200 or status in (204, 304) or method == "HEAD":
+        # No body, whatever the fields say. A 204 must carry neither field (a HEAD
+        # answer or a 304 may): one that announces a body may well send it, and the
+        # next request on the connection would read it as its answer.
+        announced = status == 204 and (
+            codings is not None or any(v.strip(" \t") != "0" for v in lengths)
+        )
+        return False, 0, unread or announced or status == 101
     if codings is not None:
         # Transfer-Encoding overrides Content-Length; chunked counts only as the last
         # coding, and an HTTP/1.0 answer with codings has faulty framing.
