@@ -65,6 +65,8 @@ def _urllib3_wrote(
         pytest.param("POST", (("Content-Length", "0"),), None, id="post-length-given-no-body"),
         pytest.param("POST", (("Transfer-Encoding", "chunked"),), b"abc", id="post-chunked"),
         pytest.param("POST", (("Transfer-Encoding", "chunked"),), b"", id="post-chunked-empty"),
+        pytest.param("POST", (("Transfer-Encoding", "chunked"),), None, id="post-chunked-no-body"),
+        pytest.param("GET", (("Transfer-Encoding", "chunked"),), None, id="get-chunked-no-body"),
         pytest.param("PATCH", (("User-Agent", "mine/1"),), b"", id="patch-empty-body"),
     ],
 )

@@ -150,6 +150,10 @@ def request_head(
     if headers.has_host:
         line = line[: line.index(b"\r\n") + 2]
     if body is None:
+        if headers.chunked:
+            # Chunked framing announced: the last-chunk still ends the (empty) body, or
+            # the server waits for it.
+            return line + headers.lines + b"\r\n0\r\n\r\n"
         if headers.length_given or method.upper() in _METHODS_WITHOUT_BODY:
             framing = b""
         else:
