@@ -67,6 +67,18 @@ def _urllib3_wrote(
         pytest.param("POST", (("Transfer-Encoding", "chunked"),), b"", id="post-chunked-empty"),
         pytest.param("POST", (("Transfer-Encoding", "chunked"),), None, id="post-chunked-no-body"),
         pytest.param("GET", (("Transfer-Encoding", "chunked"),), None, id="get-chunked-no-body"),
+        pytest.param(
+            "PUT",
+            (("Content-Length", "3"), ("Transfer-Encoding", "chunked")),
+            b"abc",
+            id="put-length-and-chunked",
+        ),
+        pytest.param(
+            "POST",
+            (("Transfer-Encoding", "chunked"), ("Content-Length", "0")),
+            None,
+            id="post-chunked-and-length-no-body",
+        ),
         pytest.param("PATCH", (("User-Agent", "mine/1"),), b"", id="patch-empty-body"),
     ],
 )

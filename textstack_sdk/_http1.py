@@ -113,7 +113,8 @@ class HeaderSet:
         names = {name.lower() for name in fields}
         self.has_authorization = "authorization" in names
         self.has_host = "host" in names
-        self.chunked = "transfer-encoding" in names
+        # urllib3's rule: a Content-Length the caller gave wins over a Transfer-Encoding.
+        self.chunked = "transfer-encoding" in names and "content-length" not in names
         self.length_given = "content-length" in names or self.chunked
         # Names and values passed the transport's checks (token names, printable ASCII
         # values), stricter than http.client's putheader: encoding them once is safe.
