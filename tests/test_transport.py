@@ -873,6 +873,23 @@ def test_https_connection_is_kept_alive_and_dropped_after_bad_framing(
     assert server.connections == 2
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_https_kept_alive_connection_dropped_unanswered_replays_only_a_get(
+    serve: Any, make: Any, sleeps: list[float], tls_files: Any, tls_server_context: Any, method: str
+) -> None:
+    server = serve(sequence(ok(b"one"), _close_without_answer, ok(b"two")), tls=tls_server_context)
+    transport = make(ca_certs=tls_files[0], max_retries=1)
+    assert transport.handle_request(get(server.origin + "/x")).body == b"one"
+    if method == "GET":
+        assert transport.handle_request(get(server.origin + "/x")).body == b"two"
+    else:
+        request = Request("POST", server.origin + "/x", body=b"{}", route="POST /x")
+        with pytest.raises(TransportError, match="closed the connection without answering"):
+            transport.handle_request(request)
+    assert [r.method for r in server.requests] == ["GET"] + [method] * (2 if method == "GET" else 1)
+    assert server.requests[1].connection == 1  # sent on the kept-alive connection
+
+
 @pytest.mark.timeout(10)
 def test_endless_interim_answers_are_bounded_by_the_overall_deadline(
     serve: Any, make: Any, deadline_path: str
