@@ -291,6 +291,23 @@ def test_a_head_with_an_unreadable_line_never_returns_its_connection(exchange_tw
     _framed(first, server, b"{}", connections=2)
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(b"Connection: keep-alive\r\nConnection: close\r\n", id="second-field"),
+        pytest.param(b"Connection: keep-alive, Close\r\n", id="in-a-list"),
+    ],
+)
+def test_a_connection_close_in_any_connection_field_is_honoured(
+    exchange_twice: Any, lines: bytes
+) -> None:
+    # Connection is a list: its fields add up. Reading only the first kept a connection
+    # the server was closing, and a request sent on it in that moment was lost.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n" + lines + b"\r\n"
+    first, _, server = exchange_twice(_first_then_second(head, b"{}"))
+    _framed(first, server, b"{}", connections=2)
+
+
 # ---------------------------------------------------------------------------
 # Interim (1xx) answers
 

@@ -194,20 +194,21 @@ def framing(
 
     ``length`` None with ``chunked`` False means the body runs to the end of the
     connection. ``close`` says the connection must not carry another request even when
-    the body ends on its own: its framing was ambiguous. Content-Length must be digits
-    (a list of one value repeated is that value); anything else is ``BadFraming``, as
-    the RFC asks of a user agent, instead of http.client's reading to the end of the
-    connection or taking the first of two lengths, either of which hands the caller
-    bytes another reader of the stream would frame differently.
+    the body ends on its own: its framing was ambiguous, or a Connection field said
+    ``close`` (http.client reads only the first Connection field). Content-Length must
+    be digits (a list of one value repeated is that value); anything else is
+    ``BadFraming``, as the RFC asks of a user agent, instead of http.client's reading to
+    the end of the connection or taking the first of two lengths, either of which hands
+    the caller bytes another reader of the stream would frame differently.
     """
-    unread = False
+    no_reuse = False
     if type(message) is not HeadMessage:
         # The email parser stops at a line it cannot read as a field and keeps the
         # rest as a payload. A framing field there would go unseen (a lenient peer
         # may frame by it): refused. Other unread lines still leave the stream
         # untrusted after this answer.
         rest = message.get_payload()
-        unread = bool(rest)
+        no_reuse = bool(rest)
         if isinstance(rest, str) and _FRAMING_FIELD.search(rest):
             raise BadFraming("a framing field in an unreadable header block")
     codings: Optional[str] = None
@@ -218,6 +219,8 @@ def framing(
             lengths.append(value)
         elif lowered == "transfer-encoding":
             codings = value if codings is None else f"{codings},{value}"
+        elif lowered == "connection" and "close" in value.lower():
+            no_reuse = True
     if status < 200 or status in (204, 304) or method == "HEAD":
         # No body, whatever the fields say. A 204 must carry neither field (a HEAD
         # answer or a 304 may): one that announces a body may well send it, and the
@@ -225,13 +228,13 @@ def framing(
         announced = status == 204 and (
             codings is not None or any(v.strip(" \t") != "0" for v in lengths)
         )
-        return False, 0, unread or announced or status == 101
+        return False, 0, no_reuse or announced or status == 101
     if codings is not None:
         # Transfer-Encoding overrides Content-Length; chunked counts only as the last
         # coding, and an HTTP/1.0 answer with codings has faulty framing.
         last = codings.rsplit(",", 1)[-1].strip(" \t").lower()
         if last == "chunked":
-            return True, None, unread or bool(lengths) or version == 10
+            return True, None, no_reuse or bool(lengths) or version == 10
         # Otherwise RFC 9112 reads to the close. Old servers send "identity" with a
         # Content-Length on a kept-alive connection: the length still ends the body
         # (reading to a close that never comes would wait out the deadline), but the
@@ -239,7 +242,7 @@ def framing(
         return False, _content_length(lengths) if lengths else None, True
     if not lengths:
         return False, None, True
-    return False, _content_length(lengths), unread
+    return False, _content_length(lengths), no_reuse
 
 
 def _content_length(values: list[str]) -> int:
