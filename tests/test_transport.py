@@ -829,6 +829,79 @@ def test_https_to_http_downgrade_is_not_followed(
     assert plain.requests == []
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Drip: ", id="headers"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n", id="body"),
+    ],
+)
+def test_https_drip_is_bounded_by_the_overall_deadline(
+    serve: Any, make: Any, tls_files: Any, tls_server_context: Any, prefix: bytes
+) -> None:
+    server = serve(drip(prefix), tls=tls_server_context)
+    transport = make(timeout=0.3, ca_certs=tls_files[0])
+    error, elapsed = timed(lambda: transport.handle_request(get(server.origin + "/x")))
+    assert isinstance(error, TransportError), error
+    assert "timed out" in str(error)
+    assert elapsed < 0.3 + SLACK
+
+
+def test_https_connection_is_kept_alive_and_dropped_after_bad_framing(
+    serve: Any, make: Any, tls_files: Any, tls_server_context: Any
+) -> None:
+    def bad_length(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n{}xyz")
+        return True
+
+    def early_hints(request: RawRequest, sock: socket.socket, stop: threading.Event) -> bool:
+        sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        respond(sock, 200, b"hinted")
+        return True
+
+    server = serve(
+        sequence(ok(b"one"), early_hints, bad_length, ok(b"fresh")), tls=tls_server_context
+    )
+    transport = make(ca_certs=tls_files[0], max_retries=0)
+    assert transport.handle_request(get(server.origin + "/x")).body == b"one"
+    assert transport.handle_request(get(server.origin + "/x")).body == b"hinted"
+    assert server.connections == 1
+    with pytest.raises(TransportError, match="malformed response"):
+        transport.handle_request(get(server.origin + "/x"))
+    assert transport.handle_request(get(server.origin + "/x")).body == b"fresh"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_https_kept_alive_connection_dropped_unanswered_replays_only_a_get(
+    serve: Any, make: Any, sleeps: list[float], tls_files: Any, tls_server_context: Any, method: str
+) -> None:
+    server = serve(sequence(ok(b"one"), _close_without_answer, ok(b"two")), tls=tls_server_context)
+    transport = make(ca_certs=tls_files[0], max_retries=1)
+    assert transport.handle_request(get(server.origin + "/x")).body == b"one"
+    if method == "GET":
+        assert transport.handle_request(get(server.origin + "/x")).body == b"two"
+    else:
+        request = Request("POST", server.origin + "/x", body=b"{}", route="POST /x")
+        with pytest.raises(TransportError, match="closed the connection without answering"):
+            transport.handle_request(request)
+    assert [r.method for r in server.requests] == ["GET"] + [method] * (2 if method == "GET" else 1)
+    assert server.requests[1].connection == 1  # sent on the kept-alive connection
+
+
+@pytest.mark.timeout(10)
+def test_endless_interim_answers_are_bounded_by_the_overall_deadline(
+    serve: Any, make: Any, deadline_path: str
+) -> None:
+    server = serve(drip(b"", b"HTTP/1.1 103 Early Hints\r\n\r\n", every=0.001))
+    transport = make(timeout=0.3)
+    error, elapsed = timed(lambda: transport.handle_request(get(server.origin + "/x")))
+    assert isinstance(error, TransportError), error
+    assert "timed out" in str(error)
+    assert elapsed < 0.3 + SLACK
+
+
 # ---------------------------------------------------------------------------
 # pure policies
 

@@ -5,7 +5,9 @@ for what urllib3 or http.client would do for the same request or response, and
 tests/test_transport_wire.py holds them to it byte for byte and value for value:
 ``request_head`` writes what urllib3's ``HTTPConnection.request`` writes; ``parse_head``
 gives what ``http.client.parse_headers`` gives, splitting well-formed lines itself and
-handing anything unusual to the email parser.
+handing anything unusual to the email parser. One departs from http.client on purpose:
+``framing`` decides where a body ends by RFC 9112 section 6.3 (tests/test_transport_review.py),
+refusing what http.client would read one way and another reader of the stream another.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Optional
 from ._errors import ConfigurationError
 
 __all__ = [
+    "BadFraming",
     "HeadMessage",
     "HeaderSet",
+    "framing",
     "header_dict",
     "header_pairs",
     "parse_head",
@@ -109,7 +113,8 @@ class HeaderSet:
         names = {name.lower() for name in fields}
         self.has_authorization = "authorization" in names
         self.has_host = "host" in names
-        self.chunked = "transfer-encoding" in names
+        # urllib3's rule: a Content-Length the caller gave wins over a Transfer-Encoding.
+        self.chunked = "transfer-encoding" in names and "content-length" not in names
         self.length_given = "content-length" in names or self.chunked
         # Names and values passed the transport's checks (token names, printable ASCII
         # values), stricter than http.client's putheader: encoding them once is safe.
@@ -146,6 +151,10 @@ def request_head(
     if headers.has_host:
         line = line[: line.index(b"\r\n") + 2]
     if body is None:
+        if headers.chunked:
+            # Chunked framing announced: the last-chunk still ends the (empty) body, or
+            # the server waits for it.
+            return line + headers.lines + b"\r\n0\r\n\r\n"
         if headers.length_given or method.upper() in _METHODS_WITHOUT_BODY:
             framing = b""
         else:
@@ -168,6 +177,87 @@ def header_pairs(message: http.client.HTTPMessage) -> list[tuple[str, str]]:
         (name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
         for name, value in message.items()
     ]
+
+
+class BadFraming(http.client.HTTPException):
+    """The response's Content-Length or Transfer-Encoding leaves its end unknown."""
+
+
+_DIGITS = re.compile(r"[0-9]{1,30}")
+_FRAMING_FIELD = re.compile(r"^[ \t]*(?:content-length|transfer-encoding)[ \t]*:", re.I | re.M)
+
+
+def framing(
+    message: http.client.HTTPMessage, status: int, method: Optional[str], version: int
+) -> tuple[bool, Optional[int], bool]:
+    """(chunked, length, close) of a response body, by RFC 9112 section 6.3.
+
+    ``length`` None with ``chunked`` False means the body runs to the end of the
+    connection. ``close`` says the connection must not carry another request even when
+    the body ends on its own: its framing was ambiguous, or a Connection field said
+    ``close`` (http.client reads only the first Connection field). Content-Length must
+    be digits (a list of one value repeated is that value); anything else is
+    ``BadFraming``, as the RFC asks of a user agent, instead of http.client's reading to
+    the end of the connection or taking the first of two lengths, either of which hands
+    the caller bytes another reader of the stream would frame differently.
+    """
+    no_reuse = False
+    if type(message) is not HeadMessage:
+        # The email parser stops at a line it cannot read as a field and keeps the
+        # rest as a payload. A framing field there would go unseen (a lenient peer
+        # may frame by it): refused. Other unread lines still leave the stream
+        # untrusted after this answer.
+        rest = message.get_payload()
+        no_reuse = bool(rest)
+        if isinstance(rest, str) and _FRAMING_FIELD.search(rest):
+            raise BadFraming("a framing field in an unreadable header block")
+    codings: Optional[str] = None
+    lengths: list[str] = []
+    for name, value in header_pairs(message):
+        lowered = name.lower()
+        if lowered == "content-length":
+            lengths.append(value)
+        elif lowered == "transfer-encoding":
+            codings = value if codings is None else f"{codings},{value}"
+        elif lowered == "connection" and "close" in value.lower():
+            no_reuse = True
+    if status < 200 or status in (204, 304) or method == "HEAD":
+        # No body, whatever the fields say. A 204 must carry neither field (a HEAD
+        # answer or a 304 may): one that announces a body may well send it, and the
+        # next request on the connection would read it as its answer.
+        announced = status == 204 and (
+            codings is not None or any(v.strip(" \t") != "0" for v in lengths)
+        )
+        return False, 0, no_reuse or announced or status == 101
+    if codings is not None:
+        # Transfer-Encoding overrides Content-Length; chunked counts only as the last
+        # coding, and an HTTP/1.0 answer with codings has faulty framing.
+        last = codings.rsplit(",", 1)[-1].strip(" \t").lower()
+        if last == "chunked":
+            return True, None, no_reuse or bool(lengths) or version == 10
+        # Otherwise RFC 9112 reads to the close. Old servers send "identity" with a
+        # Content-Length on a kept-alive connection: the length still ends the body
+        # (reading to a close that never comes would wait out the deadline), but the
+        # connection is not trusted with another request.
+        return False, _content_length(lengths) if lengths else None, True
+    if not lengths:
+        return False, None, True
+    return False, _content_length(lengths), no_reuse
+
+
+def _content_length(values: list[str]) -> int:
+    """The body length said by the Content-Length field values, or ``BadFraming``."""
+    if len(values) == 1:  # the usual answer: one plain number
+        value = values[0].strip(" \t")
+        if _DIGITS.fullmatch(value):
+            return int(value)
+    parts = {part.strip(" \t") for value in values for part in value.split(",")}
+    if len(parts) != 1:
+        raise BadFraming("Content-Length values differ")
+    value = parts.pop()
+    if not _DIGITS.fullmatch(value):
+        raise BadFraming("Content-Length is not a number")
+    return int(value)
 
 
 def header_dict(message: http.client.HTTPMessage) -> dict[str, str]:

@@ -380,7 +380,10 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
             return
         while True:
             version, status, reason = self._read_status()
-            if status != http.client.CONTINUE:
+            # Interim answers (100 Continue, 102, 103 Early Hints) come before the real
+            # one; returned as final, they would leave it on the connection for the next
+            # request to read. 101 ends HTTP on the connection: final, never reused.
+            if not 100 <= status < 200 or status == http.client.SWITCHING_PROTOCOLS:
                 break
             _h1.read_head_lines(self.fp)
         self.code = self.status = status
@@ -392,35 +395,19 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         else:
             raise http.client.UnknownProtocol(version)
         self.headers = self.msg = _h1.parse_head(_h1.read_head_lines(self.fp))
-        transfer_encoding = self.headers.get("transfer-encoding")
-        self.chunked = bool(transfer_encoding) and transfer_encoding.lower() == "chunked"
-        self.chunk_left = None
-        self.will_close = self._check_close()
-        self.length = None
-        length = self.headers.get("content-length")
-        if length and not self.chunked:
-            try:
-                self.length = int(length)
-            except ValueError:
-                self.length = None
-            else:
-                if self.length < 0:
-                    self.length = None
-        if status in (204, 304) or 100 <= status < 200 or self._method == "HEAD":
-            self.length = 0
-        if not self.will_close and not self.chunked and self.length is None:
-            self.will_close = True
         # http.client takes end-of-stream for the end of the headers; with no
         # Content-Length yet, a head cut short would pass for a complete, empty answer.
         # A complete head never needs a read that meets EOF, so one that did is cut.
         kernel = self._kernel_sock
-        if kernel is not None:
-            if kernel.saw_eof:
-                raise _HeadCutShort("response headers cut short")
-            return
         holder = self._deadline_sock
-        if holder is not None and holder.reader is not None and holder.reader.saw_eof:
+        if (kernel is not None and kernel.saw_eof) or (
+            holder is not None and holder.reader is not None and holder.reader.saw_eof
+        ):
             raise _HeadCutShort("response headers cut short")
+        # Framing by RFC 9112 rather than http.client's first-value reading (see framing).
+        self.chunked, self.length, close = _h1.framing(self.msg, status, self._method, self.version)
+        self.chunk_left = None
+        self.will_close = close or self._check_close() or (not self.chunked and self.length is None)
 
 
 _KERNEL_TIMEOUTS = hasattr(socket, "SO_RCVTIMEO") and sys.platform.startswith("linux")
@@ -1191,9 +1178,16 @@ class Urllib3Transport:
 
     def _read_other(self, resp: http.client.HTTPResponse, method: str, target: str) -> bytes:
         """A chunked, encoded or unframed body, through urllib3's reader as before."""
+        pairs = _h1.header_pairs(resp.msg)
+        length = resp.length  # framing's verdict; None: chunked, or to the close
+        if length is None:
+            # A Content-Length that framing overrode must not be enforced by urllib3.
+            pairs = [pair for pair in pairs if pair[0].lower() != "content-length"]
+        elif length > self._max_bytes:
+            raise _BodyTooLarge(length)
         wrapped = urllib3.HTTPResponse(
             body=resp,
-            headers=urllib3.HTTPHeaderDict(_h1.header_pairs(resp.msg)),
+            headers=urllib3.HTTPHeaderDict(pairs),
             status=resp.status,
             version=resp.version,
             reason=resp.reason,
@@ -1204,9 +1198,6 @@ class Urllib3Transport:
             request_method=method,
             request_url=target,
         )
-        length = wrapped.length_remaining
-        if length is not None and length > self._max_bytes:
-            raise _BodyTooLarge(length)
         encoding = wrapped.headers.get("content-encoding")
         if encoding is not None and encoding.strip().lower() not in ("", "identity"):
             return self._read_capped(wrapped, decode=True)
