@@ -23,6 +23,7 @@ from ._fleet_refresh import (
     Held,
     Response,
     Step,
+    fresh,
     on_commit_refused,
     on_intent,
     on_read,
@@ -124,6 +125,7 @@ class FleetRefresher:
         keep: Callable[[Held], None] = lambda _held: None,
         refresh: bool = True,
         refused: Optional[str] = None,
+        lease_wait: Optional[float] = None,
     ) -> Outcome:
         """One attempt to end up holding usable tokens; bounded by ``deadline`` (monotonic).
 
@@ -136,12 +138,16 @@ class FleetRefresher:
             refresh: False only reads: adopt, republish, drop; never takes the lease.
             refused: An access token the API refused (401): the store's record holding
                 it is due for refresh, however far its exp is.
+            lease_wait: Longest wait for the lease (default: what the deadline leaves).
         """
-        run = _Run(self, held, send, keep, deadline, refused=refused)
+        run = _Run(self, held, send, keep, deadline, refused=refused, lease_wait=lease_wait)
         try:
             return run.go(refresh=refresh)
         except StoreError as exc:
             run.abandon()
+            if run.local and not exc.retryable:
+                # A cache only its key can open: nothing to retry, and nothing replaces it.
+                return Outcome("failed", run.held, reason=exc.message, store_failed=True)
             log.warning("token store failed; not refreshing (%s)", exc.message)
             return Outcome(
                 "failed",
@@ -165,9 +171,14 @@ class _Run:
         deadline: float,
         *,
         refused: Optional[str],
+        lease_wait: Optional[float],
     ) -> None:
         self.r = owner
         self.store = owner._store
+        # One host's own cache (``_cache_store``): its intent lives as long as its owner.
+        self.local = bool(getattr(owner._store, "local", False))
+        self.lease_wait = lease_wait
+        self.refresh = True
         self.clock = owner._clock
         self.held = held
         self.send = send
@@ -211,6 +222,7 @@ class _Run:
             self.release(withdraw=True)
 
     def go(self, *, refresh: bool) -> Outcome:
+        self.refresh = refresh
         d = self.read(self.store.load())
         for _ in range(_MAX_STEPS):
             if d.release:
@@ -284,6 +296,8 @@ class _Run:
 
     def take_lease(self) -> Decision:
         wait = min(max(0.0, self.left()), self.r._ttl)
+        if self.lease_wait is not None:
+            wait = min(wait, self.lease_wait)
         self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
         # Held or not, read again: another host may have refreshed while this one waited,
         # and the refresh token to spend is the one read NOW, never the one read before.
@@ -338,12 +352,56 @@ class _Run:
 
     def commit(self, d: Decision) -> Decision | Outcome:
         assert d.tokens is not None
-        result = self.store.commit(d.version, d.tokens, now=self.clock.time())
+        try:
+            result = self.store.commit(d.version, d.tokens, now=self.clock.time())
+        except StoreError:
+            if self.sent is None and self.local and self.refresh and self.due(self.held):
+                return self.refresh_unsaved(d.version)
+            raise
         if result.ok:
+            # Saved at last, tokens a failed save left in memory may be due themselves.
+            due = self.sent is None and self.local and self.refresh and self.due(self.held)
             # Unacknowledged by a replica, it may vanish in a failover: held as unsaved,
             # so the next run writes it again (see Outcome.unsaved).
             self.held = Held(d.tokens, result.version, unsaved=not result.acknowledged)
             self.keep(self.held)
             self.release(withdraw=False)
+            if due:
+                return self.read(self.store.load())
             return Outcome("ok", self.held, refreshed=self.sent is not None, reason=d.reason)
         return on_commit_refused(self.store.load(), expected=d.version, tokens=d.tokens)
+
+    def due(self, held: Held) -> bool:
+        """Whether held tokens need a refresh (their access token expired or was refused)."""
+        tokens = held.tokens
+        if not held.unsaved or tokens is None or not tokens.refresh_token:
+            return False
+        if tokens.access_token == self.refused:
+            return True
+        return not fresh(tokens, self.clock.time(), self.r._margin)
+
+    def refresh_unsaved(self, version: int) -> Decision | Outcome:
+        """A local store that cannot save: refresh the tokens only this process holds.
+
+        Its intent (the spend record) still names the token in the cache, and keeps every
+        other process off it while this one lives; no other process has the token sent now.
+        """
+        wait = min(max(0.0, self.left()), self.r._ttl)
+        if self.lease_wait is not None:
+            wait = min(wait, self.lease_wait)
+        self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+        if self.lease is None:
+            return Outcome(
+                "failed",
+                self.held,
+                reason="another process holds the token lock",
+                retryable=True,
+                seen=self.seen,
+            )
+        refresh_unsaved = getattr(self.store, "refresh_unsaved", None)
+        if refresh_unsaved is not None:
+            refresh_unsaved()
+        assert self.held.tokens is not None
+        self.sent = self.held.tokens
+        self.intent_version = version
+        return self.send_refresh(Decision(Step.SEND, timeout=self.r._request))

@@ -176,6 +176,9 @@ class IntentInfo:
     fingerprint: str
     version: int
     remaining: float
+    unsaved: bool = False
+    """Its owner is alive and holds the rotated tokens it could not save (a local store):
+    waiting cannot help, the caller fails at once."""
 
 
 @dataclass(frozen=True)
