@@ -60,6 +60,8 @@ class Outcome:
             inside the refresh margin yet still valid: a caller with nothing better
             may serve them while the refresh is retried).
         store_failed: The store could not be read or written (``failed`` only).
+        retry_after: Seconds the auth server asked to wait before the next refresh.
+        busy: A local store's lease (the cache's lock) was not had: nothing was tried.
     """
 
     kind: str
@@ -69,6 +71,8 @@ class Outcome:
     refreshed: bool = False
     seen: Optional[Held] = None
     store_failed: bool = False
+    retry_after: Optional[float] = None
+    busy: bool = False
 
     @property
     def unsaved(self) -> bool:
@@ -179,6 +183,8 @@ class _Run:
         self.local = bool(getattr(owner._store, "local", False))
         self.lease_wait = lease_wait
         self.refresh = True
+        self.retry_after: Optional[float] = None
+        self.busy = False
         self.clock = owner._clock
         self.held = held
         self.send = send
@@ -240,7 +246,13 @@ class _Run:
             if step is Step.FAIL:
                 self.release(withdraw=True)
                 return Outcome(
-                    "failed", self.held, reason=d.reason, retryable=d.retryable, seen=self.seen
+                    "failed",
+                    self.held,
+                    reason=d.reason,
+                    retryable=d.retryable,
+                    seen=self.seen,
+                    retry_after=self.retry_after,
+                    busy=self.busy,
                 )
             if step in (Step.REPUBLISH, Step.PUBLISH):
                 d = self.publish(d)
@@ -299,6 +311,12 @@ class _Run:
         if self.lease_wait is not None:
             wait = min(wait, self.lease_wait)
         self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+        if self.lease is None and self.local:
+            # Its holder is not in the record (a flock): taking it again cannot help now.
+            self.busy = True
+            return Decision(
+                Step.FAIL, retryable=True, reason="another process holds the token lock"
+            )
         # Held or not, read again: another host may have refreshed while this one waited,
         # and the refresh token to spend is the one read NOW, never the one read before.
         return self.read(self.store.load())
@@ -347,6 +365,7 @@ class _Run:
             on_response(Response.REFUSED, version=self.intent_version, tokens=None)
             return on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
         log.warning("token refresh failed (%s); the intent stays until it expires", outcome.reason)
+        self.retry_after = outcome.retry_after
         failed = on_response(Response.FAILED, version=self.intent_version, tokens=None)
         return Decision(failed.step, release=True, retryable=True, reason=outcome.reason)
 
@@ -397,6 +416,7 @@ class _Run:
                 reason="another process holds the token lock",
                 retryable=True,
                 seen=self.seen,
+                busy=True,
             )
         refresh_unsaved = getattr(self.store, "refresh_unsaved", None)
         if refresh_unsaved is not None:

@@ -839,7 +839,10 @@ class TokenManager:
             self._serve_seen_locked(outcome)
         if advisory:
             self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
-        return self._transient_locked(wire.Transient(outcome.reason))
+        if outcome.busy:
+            # Another process is refreshing: no failure of ours to back off from.
+            return self._fallback_locked(outcome.reason)
+        return self._transient_locked(wire.Transient(outcome.reason, outcome.retry_after))
 
     def _serve_seen_locked(self, outcome: Outcome) -> bool:
         """Installs the store's still-valid tokens when this process holds nothing newer.
