@@ -13,6 +13,9 @@ Concurrency model:
 * Everything else runs under ``self._lock`` for bookkeeping only. Network work happens
   outside it, by exactly one thread per flight (a refresh, or a device-code request);
   other callers wait on that flight's Future and get the same result.
+* One refresh path: ``FleetRefresher`` over a token store, a fleet's (Redis) or, by
+  default, the cache's own (``CacheStore``: its file lock is the lease). Only reading
+  differs: the cache is stat'ed on the slow path, a fleet's store read by each refresh.
 * Lock order, always: the cross-process file lock (when the cache has one), then
   ``self._lock``. Nothing takes the file lock while holding ``self._lock``.
 * One daemon thread per device flow polls the token endpoint; it is the only writer of
