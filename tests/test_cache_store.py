@@ -104,3 +104,28 @@ def test_a_lock_held_elsewhere_is_one_try_and_sends_nothing(tmp_path: pathlib.Pa
     assert outcome.kind == "failed" and outcome.retryable and outcome.busy
     assert store.tries == 1
     assert sent == []
+
+
+def test_the_record_stands_only_while_unsaved_tokens_need_it(tmp_path: pathlib.Path) -> None:
+    store = make(tmp_path / "mcp-token.json")
+    store.cache.save(tokens(1))
+    marker = store.cache.spend_marker()
+    other = new_owner(_OWNER)
+
+    def refresh(*, unsaved: bool) -> None:
+        lease = store.acquire_lease("here", ttl=10.0, wait=0.0)
+        assert lease is not None
+        version = store.load().version
+        assert store.record_intent(lease, version=version, refresh_token="refresh-1").recorded
+        if unsaved:
+            store.refresh_unsaved()  # as after a failed save
+        store.release_lease(lease)
+
+    refresh(unsaved=False)  # nothing rotated that is held: no reason to stand
+    assert not marker.spent_elsewhere("refresh-1", other)
+    refresh(unsaved=True)
+    assert marker.spent_elsewhere("refresh-1", other)
+    # A forked child holds none of its parent's unsaved tokens.
+    store.after_fork()
+    refresh(unsaved=False)
+    assert not marker.spent_elsewhere("refresh-1", other)

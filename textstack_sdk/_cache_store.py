@@ -297,6 +297,14 @@ class CacheStore:
     def clear_pending(self) -> None:
         """The cache's shared sign-in is the device flows' business (``_shared_flow``)."""
 
+    def after_fork(self) -> None:
+        """In a forked child: no lease, and no unsaved tokens (the parent's stay its own)."""
+        self._guard = threading.Lock()
+        self._leases = {}
+        self._holder = None
+        self._guarding = False
+        self._marked = False
+
     def close(self) -> None:
         """Blanks our spend record: the rotated tokens it guarded die with us."""
         if not self._marked:

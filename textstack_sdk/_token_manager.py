@@ -247,19 +247,17 @@ class TokenManager:
         # Whether the store is shared by hosts (Redis...), or this host's own cache: one
         # refresh path for both (``_refresh_fleet``).
         self._shared_store = fleet is not None
-        self._fleet: FleetRefresher = (
-            fleet
-            if fleet is not None
-            else self._fleet_over(
-                CacheStore(
-                    cache,
-                    owner=self._spend_owner,
-                    clock=self._clock,
-                    grace=self._min_refresh_interval + self._skew,
-                    close_wait=min(self._lock_timeout, _WAIT_MARGIN),
-                )
+        self._cache_store: Optional[CacheStore] = None
+        if fleet is None:
+            self._cache_store = CacheStore(
+                cache,
+                owner=self._spend_owner,
+                clock=self._clock,
+                grace=self._min_refresh_interval + self._skew,
+                close_wait=min(self._lock_timeout, _WAIT_MARGIN),
             )
-        )
+            fleet = self._fleet_over(self._cache_store)
+        self._fleet: FleetRefresher = fleet
         shared = all(
             callable(getattr(cache, name, None))
             for name in (
@@ -1074,9 +1072,9 @@ class TokenManager:
                 self._flows.end_locked(
                     flow, flow_sm.Stop("failed", "closed", "the token manager was closed")
                 )
-        if not self._shared_store:
+        if self._cache_store is not None:
             # Our unsaved rotated tokens die with this manager: the spent one is free again.
-            self._fleet.store.close()
+            self._cache_store.close()
         thread = flow.thread if flow is not None else None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self._timeout + 1.0)
@@ -1165,6 +1163,8 @@ class TokenManager:
         # start over with fresh locks and no flights, and re-read the cache.
         self._flows.after_fork()
         self._snapshot = None
+        if self._cache_store is not None:
+            self._cache_store.after_fork()
         self._init_process_state()
 
 
