@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import pathlib
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
+from _tm_helpers import manager, seed, unsigned_jwt
 
+from textstack_sdk import Authorized, Failed
 from textstack_sdk._cache import FileTokenCache
 from textstack_sdk._cache_store import CacheStore
 from textstack_sdk._clock import SYSTEM_CLOCK
@@ -23,6 +25,7 @@ from textstack_sdk._fleet_refresher import FleetRefresher
 from textstack_sdk._models import TokenSet
 from textstack_sdk._spend_marker import new_owner
 from textstack_sdk._store import Lease, RecordState
+from textstack_sdk.testing import FakeClock, FakeTextStackServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -129,3 +132,31 @@ def test_the_record_stands_only_while_unsaved_tokens_need_it(tmp_path: pathlib.P
     store.after_fork()
     refresh(unsaved=False)
     assert not marker.spent_elsewhere("refresh-1", other)
+
+
+def test_a_refused_refresh_adopts_another_writers_tokens_but_never_hands_out_spent_ones(
+    server: FakeTextStackServer, clock: FakeClock, cache: FileTokenCache
+) -> None:
+    seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, cache) as tm:
+        server.revoke_all()  # ours is refused: another writer (outside our lock) rotated
+        _, refresh = server.issue_tokens()
+        # ...and what it wrote is itself due already.
+        access = unsigned_jwt({"exp": clock.time() - 10})
+        newer = TokenSet(access, refresh, clock.time() - 10)
+        original: Any = tm._send_refresh
+
+        def racing_send(sent: TokenSet) -> Any:
+            outcome = original(sent)
+            FileTokenCache(cache.path).save(newer)
+            return outcome
+
+        tm._send_refresh = racing_send  # type: ignore[method-assign]
+        result = tm.get_token()
+        assert isinstance(result, Failed) and result.retryable, result
+        assert "replaced by another process" in result.message
+        tm._send_refresh = original  # type: ignore[method-assign]
+        again = tm.get_token()  # at once: refreshes with the adopted refresh token
+        assert isinstance(again, Authorized) and again.access_token != access
+    assert cache.load() is not None

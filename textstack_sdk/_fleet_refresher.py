@@ -364,7 +364,10 @@ class _Run:
         if isinstance(outcome, wire.RefreshDead):
             on_response(Response.REFUSED, version=self.intent_version, tokens=None)
             return on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
-        log.warning("token refresh failed (%s); the intent stays until it expires", outcome.reason)
+        if not self.local:  # a local store's record is blanked with its lease
+            log.warning(
+                "token refresh failed (%s); the intent stays until it expires", outcome.reason
+            )
         self.retry_after = outcome.retry_after
         failed = on_response(Response.FAILED, version=self.intent_version, tokens=None)
         return Decision(failed.step, release=True, retryable=True, reason=outcome.reason)

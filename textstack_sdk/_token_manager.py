@@ -818,6 +818,13 @@ class TokenManager:
             self._persisted = True
             self._refresh_failures = 0
             self._last_error = None
+            snap = self._snapshot
+            if not self._shared_store and (snap is None or self._time() >= snap[1]):
+                # Adopted after a refusal: another writer's tokens, already spent or due.
+                self._refresh_not_before = float("-inf")
+                return Failed(
+                    "the tokens were replaced by another process; try again", retryable=True
+                )
             return Authorized(held.tokens.access_token)
         if outcome.kind == "dropped" or not outcome.retryable:
             log.info("no login in the token store (%s)", outcome.reason)
