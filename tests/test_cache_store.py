@@ -160,3 +160,25 @@ def test_a_refused_refresh_adopts_another_writers_tokens_but_never_hands_out_spe
         again = tm.get_token()  # at once: refreshes with the adopted refresh token
         assert isinstance(again, Authorized) and again.access_token != access
     assert cache.load() is not None
+
+
+def test_a_rotation_the_cache_could_not_take_is_served_and_refreshed_from_memory(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: pathlib.Path
+) -> None:
+    class SaveFails(FileTokenCache):
+        def save(self, tokens: TokenSet) -> bool:
+            return False
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
+        first = tm.get_token()
+        assert isinstance(first, Authorized) and first.access_token != old.access_token
+        assert tm.status().last_error is None  # a full disk is not a failed refresh
+        assert tm.status().source == "refresh"
+        tm.invalidate(first.access_token)
+        second = tm.get_token()  # refreshed again from memory: the cache has older tokens
+        assert isinstance(second, Authorized) and second.access_token != first.access_token
+    assert server.count("POST /auth/refresh-mobile") == 2
+    assert cache.load() == old

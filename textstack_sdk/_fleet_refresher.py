@@ -155,9 +155,17 @@ class FleetRefresher:
             return run.go(refresh=refresh)
         except StoreError as exc:
             run.abandon()
-            if run.local and not exc.retryable:
-                # A cache only its key can open: nothing to retry, and nothing replaces it.
-                return Outcome("failed", run.held, reason=exc.message, store_failed=True)
+            if run.local:
+                # Not a refusal to refresh: the cache could not be written (a full disk; the
+                # new tokens are held) or read (only its key opens it: nothing to retry).
+                return Outcome(
+                    "failed",
+                    run.held,
+                    reason=exc.message,
+                    retryable=exc.retryable,
+                    seen=run.seen,
+                    store_failed=True,
+                )
             log.warning("token store failed; not refreshing (%s)", exc.message)
             return Outcome(
                 "failed",

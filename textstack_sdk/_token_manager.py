@@ -850,6 +850,17 @@ class TokenManager:
         if outcome.busy:
             # Another process is refreshing: no failure of ours to back off from.
             return self._fallback_locked(outcome.reason)
+        unsaved = not self._shared_store and outcome.store_failed and held.unsaved
+        if unsaved:
+            self._persisted = False  # the cache holds an older, spent generation
+        snap = self._snapshot
+        if unsaved and snap is not None and self._time() < snap[1]:
+            # Refreshed, but the cache could not take the new tokens: served from memory,
+            # the spend record keeping the others off the token the cache still holds.
+            log.warning("the new tokens could not be saved; keeping them in memory for now")
+            self._refresh_failures = 0
+            self._last_error = None
+            return snap[0]
         return self._transient_locked(wire.Transient(outcome.reason, outcome.retry_after))
 
     def _serve_seen_locked(self, outcome: Outcome) -> bool:
