@@ -216,6 +216,14 @@ def on_read(
             Step.FAIL, release=release, reason="no refresh token: run `textstack login`"
         )
     intent = snap.intent
+    if intent is not None and intent.unsaved:
+        # Presenting that token again would revoke the family, the owner's live tokens too.
+        return Decision(
+            Step.FAIL,
+            release=release,
+            retryable=True,
+            reason="another process holds newer tokens it could not save (is the disk full?)",
+        )
     if intent is not None and intent.remaining > 0:
         # Its owner (never this attempt: an intent of ours is followed by the request, not
         # by a read) may have spent the refresh token already: wait for its commit, or for

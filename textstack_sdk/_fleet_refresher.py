@@ -5,6 +5,12 @@ does it (a store call, a wait, the refresh request), and asks again, until a dec
 ends the attempt. Every wait is bounded by the caller's deadline and the step count is
 bounded, so a run never outlasts ``deadline``. Any store failure ends the run with a
 retryable failure: nothing is refreshed without the store's coordination (fails closed).
+
+A local store (one host's own cache, ``_cache_store``; ``store.local``) differs in three
+ways that its lease and intent make safe: its lease not had is one try, not a wait; a cache
+that cannot be decrypted fails for good; and tokens whose save failed are still refreshed
+when due, their intent (alive as long as this process) keeping the others off the token
+the cache holds.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ._fleet_refresh import (
     Held,
     Response,
     Step,
+    fresh,
     on_commit_refused,
     on_intent,
     on_read,
@@ -59,6 +66,8 @@ class Outcome:
             inside the refresh margin yet still valid: a caller with nothing better
             may serve them while the refresh is retried).
         store_failed: The store could not be read or written (``failed`` only).
+        retry_after: Seconds the auth server asked to wait before the next refresh.
+        busy: A local store's lease (the cache's lock) was not had: nothing was tried.
     """
 
     kind: str
@@ -68,6 +77,8 @@ class Outcome:
     refreshed: bool = False
     seen: Optional[Held] = None
     store_failed: bool = False
+    retry_after: Optional[float] = None
+    busy: bool = False
 
     @property
     def unsaved(self) -> bool:
@@ -124,6 +135,7 @@ class FleetRefresher:
         keep: Callable[[Held], None] = lambda _held: None,
         refresh: bool = True,
         refused: Optional[str] = None,
+        lease_wait: Optional[float] = None,
     ) -> Outcome:
         """One attempt to end up holding usable tokens; bounded by ``deadline`` (monotonic).
 
@@ -136,12 +148,24 @@ class FleetRefresher:
             refresh: False only reads: adopt, republish, drop; never takes the lease.
             refused: An access token the API refused (401): the store's record holding
                 it is due for refresh, however far its exp is.
+            lease_wait: Longest wait for the lease (default: what the deadline leaves).
         """
-        run = _Run(self, held, send, keep, deadline, refused=refused)
+        run = _Run(self, held, send, keep, deadline, refused=refused, lease_wait=lease_wait)
         try:
             return run.go(refresh=refresh)
         except StoreError as exc:
             run.abandon()
+            if run.local:
+                # Not a refusal to refresh: the cache could not be written (a full disk; the
+                # new tokens are held) or read (only its key opens it: nothing to retry).
+                return Outcome(
+                    "failed",
+                    run.held,
+                    reason=exc.message,
+                    retryable=exc.retryable,
+                    seen=run.seen,
+                    store_failed=True,
+                )
             log.warning("token store failed; not refreshing (%s)", exc.message)
             return Outcome(
                 "failed",
@@ -165,9 +189,16 @@ class _Run:
         deadline: float,
         *,
         refused: Optional[str],
+        lease_wait: Optional[float],
     ) -> None:
         self.r = owner
         self.store = owner._store
+        # One host's own cache (``_cache_store``): its intent lives as long as its owner.
+        self.local = bool(getattr(owner._store, "local", False))
+        self.lease_wait = lease_wait
+        self.refresh = True
+        self.retry_after: Optional[float] = None
+        self.busy = False
         self.clock = owner._clock
         self.held = held
         self.send = send
@@ -211,6 +242,7 @@ class _Run:
             self.release(withdraw=True)
 
     def go(self, *, refresh: bool) -> Outcome:
+        self.refresh = refresh
         d = self.read(self.store.load())
         for _ in range(_MAX_STEPS):
             if d.release:
@@ -228,7 +260,13 @@ class _Run:
             if step is Step.FAIL:
                 self.release(withdraw=True)
                 return Outcome(
-                    "failed", self.held, reason=d.reason, retryable=d.retryable, seen=self.seen
+                    "failed",
+                    self.held,
+                    reason=d.reason,
+                    retryable=d.retryable,
+                    seen=self.seen,
+                    retry_after=self.retry_after,
+                    busy=self.busy,
                 )
             if step in (Step.REPUBLISH, Step.PUBLISH):
                 d = self.publish(d)
@@ -284,7 +322,15 @@ class _Run:
 
     def take_lease(self) -> Decision:
         wait = min(max(0.0, self.left()), self.r._ttl)
+        if self.lease_wait is not None:
+            wait = min(wait, self.lease_wait)
         self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+        if self.lease is None and self.local:
+            # Its holder is not in the record (a flock): taking it again cannot help now.
+            self.busy = True
+            return Decision(
+                Step.FAIL, retryable=True, reason="another process holds the token lock"
+            )
         # Held or not, read again: another host may have refreshed while this one waited,
         # and the refresh token to spend is the one read NOW, never the one read before.
         return self.read(self.store.load())
@@ -332,18 +378,67 @@ class _Run:
         if isinstance(outcome, wire.RefreshDead):
             on_response(Response.REFUSED, version=self.intent_version, tokens=None)
             return on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
-        log.warning("token refresh failed (%s); the intent stays until it expires", outcome.reason)
+        if not self.local:  # a local store's record is blanked with its lease
+            log.warning(
+                "token refresh failed (%s); the intent stays until it expires", outcome.reason
+            )
+        self.retry_after = outcome.retry_after
         failed = on_response(Response.FAILED, version=self.intent_version, tokens=None)
         return Decision(failed.step, release=True, retryable=True, reason=outcome.reason)
 
     def commit(self, d: Decision) -> Decision | Outcome:
         assert d.tokens is not None
-        result = self.store.commit(d.version, d.tokens, now=self.clock.time())
+        try:
+            result = self.store.commit(d.version, d.tokens, now=self.clock.time())
+        except StoreError:
+            if self.sent is None and self.local and self.refresh and self.due(self.held):
+                return self.refresh_unsaved(d.version)
+            raise
         if result.ok:
+            # Saved at last, tokens a failed save left in memory may be due themselves.
+            due = self.sent is None and self.local and self.refresh and self.due(self.held)
             # Unacknowledged by a replica, it may vanish in a failover: held as unsaved,
             # so the next run writes it again (see Outcome.unsaved).
             self.held = Held(d.tokens, result.version, unsaved=not result.acknowledged)
             self.keep(self.held)
             self.release(withdraw=False)
+            if due:
+                return self.read(self.store.load())
             return Outcome("ok", self.held, refreshed=self.sent is not None, reason=d.reason)
         return on_commit_refused(self.store.load(), expected=d.version, tokens=d.tokens)
+
+    def due(self, held: Held) -> bool:
+        """Whether held tokens need a refresh (their access token expired or was refused)."""
+        tokens = held.tokens
+        if not held.unsaved or tokens is None or not tokens.refresh_token:
+            return False
+        if tokens.access_token == self.refused:
+            return True
+        return not fresh(tokens, self.clock.time(), self.r._margin)
+
+    def refresh_unsaved(self, version: int) -> Decision | Outcome:
+        """A local store that cannot save: refresh the tokens only this process holds.
+
+        Its intent (the spend record) still names the token in the cache, and keeps every
+        other process off it while this one lives; no other process has the token sent now.
+        """
+        wait = min(max(0.0, self.left()), self.r._ttl)
+        if self.lease_wait is not None:
+            wait = min(wait, self.lease_wait)
+        self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+        if self.lease is None:
+            return Outcome(
+                "failed",
+                self.held,
+                reason="another process holds the token lock",
+                retryable=True,
+                seen=self.seen,
+                busy=True,
+            )
+        refresh_unsaved = getattr(self.store, "refresh_unsaved", None)
+        if refresh_unsaved is not None:
+            refresh_unsaved()
+        assert self.held.tokens is not None
+        self.sent = self.held.tokens
+        self.intent_version = version
+        return self.send_refresh(Decision(Step.SEND, timeout=self.r._request))

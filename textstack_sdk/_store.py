@@ -40,7 +40,8 @@ Leases and intents
     - :meth:`TokenStore.commit` is a compare-and-swap on the version; a paused holder's late
       commit finds a newer version and is refused.
 
-How the file cache maps onto it (to be implemented there)
+How the file cache maps onto it (``_cache_store`` for a manager's own cache, with the
+flock as lease; ``_file_store`` keeps leases with a TTL in a state file instead)
     The lease is the cache's ``flock`` on its lock file (taken with the same bounded wait;
     the kernel ends it when the holder dies, so its TTL is the holder's life). The version is
     a ``version`` field in the cache file, written with :func:`next_version` on every save
@@ -176,6 +177,9 @@ class IntentInfo:
     fingerprint: str
     version: int
     remaining: float
+    unsaved: bool = False
+    """Its owner is alive and holds the rotated tokens it could not save (a local store):
+    waiting cannot help, the caller fails at once."""
 
 
 @dataclass(frozen=True)

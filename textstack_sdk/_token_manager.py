@@ -13,6 +13,9 @@ Concurrency model:
 * Everything else runs under ``self._lock`` for bookkeeping only. Network work happens
   outside it, by exactly one thread per flight (a refresh, or a device-code request);
   other callers wait on that flight's Future and get the same result.
+* One refresh path: ``FleetRefresher`` over a token store, a fleet's (Redis) or, by
+  default, the cache's own (``CacheStore``: its file lock is the lease). Only reading
+  differs: the cache is stat'ed on the slow path, a fleet's store read by each refresh.
 * Lock order, always: the cross-process file lock (when the cache has one), then
   ``self._lock``. Nothing takes the file lock while holding ``self._lock``.
 * One daemon thread per device flow polls the token endpoint; it is the only writer of
@@ -47,13 +50,13 @@ from typing import (
 from . import _device_flow as flow_sm
 from . import _wire as wire
 from ._auth_endpoints import AuthEndpoints
+from ._cache_store import CacheStore
 from ._clock import SYSTEM_CLOCK, Clock, SystemClock
 from ._errors import (
     AuthorizationDenied,
     AuthorizationError,
     AuthorizationExpired,
     AuthorizationTimeout,
-    CacheDecryptionError,
     ConfigurationError,
 )
 from ._fleet_refresh import Held
@@ -64,8 +67,8 @@ from ._http import Transport
 from ._jwt import decode_exp, decode_subject
 from ._models import Authorized, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
-from ._spend_marker import SpendMarker, new_owner
-from ._store import ENV_TOKEN_STORE, StoreError, TokenStore
+from ._spend_marker import new_owner
+from ._store import ENV_TOKEN_STORE, Snapshot, StoreError, TokenStore
 
 __all__ = ["TokenManager", "TokenStatus"]
 
@@ -227,19 +230,34 @@ class TokenManager:
         else:
             raise ConfigurationError("prompt must be True, False or a callable")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        self._fleet = self._fleet_from(store, env)
-        self._owns_store = isinstance(store, str) and self._fleet is not None
-        if cache is None and self._fleet is not None:
+        fleet = self._fleet_from(store, env)
+        self._owns_store = isinstance(store, str) and fleet is not None
+        if cache is None and fleet is not None:
             from ._store_signin import StoreSignIn
 
             # One pending sign-in for the fleet, kept in the store; tokens go there too.
-            cache = StoreSignIn(self._fleet.store, owner=default_owner(), clock=self._clock)
+            cache = StoreSignIn(fleet.store, owner=default_owner(), clock=self._clock)
         if cache is None:
             from ._cache import FileTokenCache, default_cache_path
             from ._cipher import cipher_from_env
 
             cache = FileTokenCache(default_cache_path(env), cipher=cipher_from_env(environ=env))
         self._cache = cache
+        self._spend_owner = new_owner(self)
+        # Whether the store is shared by hosts (Redis...), or this host's own cache: one
+        # refresh path for both (``_refresh_fleet``).
+        self._shared_store = fleet is not None
+        self._cache_store: Optional[CacheStore] = None
+        if fleet is None:
+            self._cache_store = CacheStore(
+                cache,
+                owner=self._spend_owner,
+                clock=self._clock,
+                grace=self._min_refresh_interval + self._skew,
+                close_wait=min(self._lock_timeout, _WAIT_MARGIN),
+            )
+            fleet = self._fleet_over(self._cache_store)
+        self._fleet: FleetRefresher = fleet
         shared = all(
             callable(getattr(cache, name, None))
             for name in (
@@ -283,7 +301,6 @@ class TokenManager:
 
         # Read without a lock by get_token(): (Authorized, usable_until, valid_until).
         self._snapshot: Optional[tuple[Authorized, float, float]] = None
-        self._spend_owner = new_owner(self)
         self._closed = False
         self._init_process_state()
         _MANAGERS.add(self)
@@ -305,6 +322,9 @@ class TokenManager:
             )
         if store is None:
             return None
+        return self._fleet_over(store)
+
+    def _fleet_over(self, store: TokenStore) -> FleetRefresher:
         return FleetRefresher(
             store,
             owner=default_owner(),
@@ -329,7 +349,6 @@ class TokenManager:
         self._refresh_failures = 0
         self._refresh_not_before = float("-inf")
         self._advisory_not_before = float("-inf")
-        self._marked = False  # our spend record stands in the lock file
         self._refused: Optional[str] = None
         self._generation = 0
         # Why the cache cannot be decrypted: while set, no sign-in may replace it.
@@ -410,7 +429,7 @@ class TokenManager:
                 elif self._refresh_allowed_locked():
                     flight = self._refresh_flight = Future()
                     role = "refresh"
-                elif self._fleet is not None or (
+                elif self._shared_store or (
                     self._tokens is not None and self._tokens.refresh_token
                 ):
                     # With a store, backing off after a store failure: never a sign-in
@@ -481,7 +500,7 @@ class TokenManager:
     def _refresh_allowed_locked(self) -> bool:
         tokens = self._tokens
         # With a fleet store, a "refresh" first reads the store: it may hold a login.
-        usable = self._fleet is not None or (tokens is not None and bool(tokens.refresh_token))
+        usable = self._shared_store or (tokens is not None and bool(tokens.refresh_token))
         return usable and self._clock.monotonic() >= self._refresh_not_before
 
     def _fallback_locked(self, reason: str) -> TokenResult:
@@ -501,17 +520,12 @@ class TokenManager:
     # ------------------------------------------------------------------ cache sync
 
     def _cache_signature(self) -> object:
-        sig = getattr(self._cache, "signature", None)
-        if sig is None:
-            return None
-        try:
-            return sig()
-        except Exception:  # noqa: BLE001 - a custom cache must not break get_token
-            return None
+        signature = getattr(self._fleet.store, "signature", None)
+        return None if signature is None else signature()
 
     def _sync_with_cache_locked(self, *, force: bool = False) -> None:
         """Notices another process's login, refresh or logout: a stat, a read on change."""
-        if self._fleet is not None:
+        if self._shared_store:
             # The store is read by each refresh, never on the hot path; while a sign-in
             # is open (or when asked) it is read here, to adopt another host's login.
             if force or self._flows.current is not None:
@@ -524,14 +538,19 @@ class TokenManager:
         if unchanged and (not force or (self._tokens is not None and not self._persisted)):
             return
         self._cache_sig = sig
-        disk = self._safe_load()
+        record = self._safe_load()
+        disk = None if record is None else record.tokens
         if disk is None:
             if self._tokens is not None and self._persisted:
                 log.info("the token cache was cleared by another process; signing out here too")
                 self._forget_locked()
+                self._held = Held(None, 0)
             return
+        assert record is not None
         if disk != self._tokens:
             self._install_locked(disk, source="cache", received_at=self._saved_at())
+        if self._tokens is not None and not self._held.unsaved:
+            self._held = Held(disk, record.version)
         self._persisted = True
         flow = self._flows.current
         if flow is not None and self._snapshot is not None:
@@ -545,33 +564,25 @@ class TokenManager:
         fetched ourselves, so short-lived or unreadable-exp tokens are not refreshed
         again by every process that reads them.
         """
-        saved_at = getattr(self._cache, "saved_at", None)
-        if saved_at is None:
-            return None
-        try:
-            when = saved_at()
-        except OSError:
-            return None
-        if not isinstance(when, float):
-            return None
-        return min(when, self._time())
+        saved_at = getattr(self._fleet.store, "saved_at", None)
+        return None if saved_at is None else saved_at()
 
-    def _safe_load(self) -> Optional[TokenSet]:
+    def _safe_load(self) -> Optional[Snapshot]:
         try:
-            loaded = self._cache.load()
-        except CacheDecryptionError as exc:
+            record = self._fleet.store.load()
+        except StoreError as exc:
+            if exc.retryable:
+                log.warning("the token cache could not be read", exc_info=False)
+                return None
             if self._undecryptable != exc.message:
                 log.warning("%s", exc.message)
             self._undecryptable = exc.message
             return None
-        except Exception:  # noqa: BLE001 - a custom cache must not break get_token
-            log.warning("the token cache could not be read", exc_info=False)
-            return None
         self._undecryptable = None
-        return loaded if isinstance(loaded, TokenSet) else None
+        return record
 
     def _save_locked(self, tokens: TokenSet) -> bool:
-        if self._fleet is not None:
+        if self._shared_store:
             self._persisted = self._publish_login_locked(self._fleet, tokens)
             return self._persisted
         try:
@@ -580,10 +591,11 @@ class TokenManager:
             saved = False
         if not saved:
             log.warning("the new tokens could not be saved; keeping them in memory for now")
-        else:
-            self._clear_mark_locked()
         self._persisted = saved
         self._cache_sig = self._cache_signature()
+        record = self._safe_load()
+        # Unsaved: the next refresh writes them first, or spends them if it cannot.
+        self._held = Held(tokens, record.version if record is not None else 0, unsaved=not saved)
         return saved
 
     def _process_lock(self, timeout: Optional[float] = None) -> ContextManager[bool]:
@@ -700,85 +712,27 @@ class TokenManager:
         return result
 
     def _refresh(self, *, advisory: bool) -> object:
-        if self._fleet is not None:
-            return self._refresh_fleet(self._fleet, advisory=advisory)
-        if advisory:
-            wait = 0.0  # another process refreshing now: keep our valid token meanwhile
-        elif self._background:
-            wait = self._lock_timeout  # in the flight's own thread: callers wait bounded
-        else:
-            wait = min(self._lock_timeout, _WAIT_MARGIN)
-        with self._process_lock(wait) as locked:
-            if not locked:
-                with self._lock:
-                    if advisory:
-                        self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
-                    return self._fallback_locked("another process holds the token lock")
-            with self._lock:
-                # Another process may have refreshed while we waited for the lock.
-                self._sync_with_cache_locked(force=True)
-                if self._undecryptable is not None:
-                    return Failed(self._undecryptable)
-                if self._tokens is not None and not self._persisted:
-                    self._save_locked(self._tokens)
-                snap = self._snapshot
-                if snap is not None and self._time() < snap[1]:
-                    return snap[0]
-                sent = self._tokens
-                if sent is None or not sent.refresh_token:
-                    return _DEAD
-                marker = self._spend_marker()
-                if marker is not None and marker.spent_elsewhere(
-                    sent.refresh_token, self._spend_owner
-                ):
-                    # A live process spent this refresh token and holds the rotated pair
-                    # it could not save: presenting it again would revoke the family.
-                    return self._transient_locked(
-                        wire.Transient(
-                            "another process holds newer tokens it could not save "
-                            "(is the disk full?)"
-                        )
-                    )
-                if marker is not None and self._persisted:
-                    self._marked = marker.record(sent.refresh_token, self._spend_owner)
-                # Not persisted: the file holds an older token we spent, and the record
-                # standing from that refresh must keep naming it (others can read it;
-                # nobody else has the one we are about to send).
-            outcome = self._send_refresh(sent)
-            with self._lock:
-                if self._closed:
-                    # close() ran meanwhile: nothing here may hand a token out again, but
-                    # a rotation is saved so the token just spent is not left for others.
-                    if isinstance(outcome, wire.Refreshed):
-                        self._save_locked(self._with_known_exp(outcome.tokens, self._time()))
-                    self._clear_mark_locked()  # a failed save: the pair dies with us
-                    return Failed("the token manager is closed")
-                if not isinstance(outcome, wire.Refreshed) and self._persisted:
-                    # Nothing rotated that we hold: the record has no reason to stand.
-                    self._clear_mark_locked()
-                if self._tokens is not sent:
-                    # logout() ran meanwhile: its word wins over this late answer.
-                    self._clear_mark_locked()
-                    return Failed("signed out while refreshing")
-                if isinstance(outcome, wire.Refreshed):
-                    received_at = self._time()
-                    tokens = self._with_known_exp(outcome.tokens, received_at)
-                    # Saved before installed: no thread holds a token the cache has not seen.
-                    self._save_locked(tokens)
-                    self._install_locked(tokens, source="refresh", received_at=received_at)
-                    self._refresh_failures = 0
-                    self._last_error = None
-                    return Authorized(outcome.tokens.access_token)
-                if isinstance(outcome, wire.RefreshDead):
-                    return self._refresh_dead_locked(sent)
-                return self._transient_locked(outcome)
+        return self._refresh_fleet(self._fleet, advisory=advisory)
 
     def _refresh_fleet(self, fleet: FleetRefresher, *, advisory: bool) -> object:
         """One run of the fleet protocol (see ``_fleet_refresher``), outside ``self._lock``."""
         with self._lock:
             held, generation, refused = self._held, self._generation, self._refused
             empty_handed = self._snapshot is None
-        if empty_handed and not advisory:
+            local = not self._shared_store
+            if local and self._undecryptable is not None:
+                return Failed(self._undecryptable)
+        lease_wait: Optional[float] = None
+        if local:
+            # The lease is the cache's lock. Advisory: another process refreshing now,
+            # keep our valid token meanwhile; inline, the caller itself waits.
+            if advisory:
+                lease_wait = 0.0
+            elif self._background:
+                lease_wait = self._lock_timeout
+            else:
+                lease_wait = min(self._lock_timeout, _WAIT_MARGIN)
+        if empty_handed and not advisory and not local:
             # Nothing usable in memory (a new process, or after a 401): the store may hold
             # a token that is still valid though due for refresh. Read it first, waiting
             # for nobody, so that no caller waits on a refresh while a valid token exists;
@@ -802,14 +756,22 @@ class TokenManager:
 
         def keep(fresh: Held) -> None:
             # New tokens in memory the moment they arrive: the only copy of a live refresh
-            # token until the store has it.
+            # token until the store has it. A local cache is written at once, and nobody
+            # may hold a token it has not seen: the outcome installs them.
+            if local:
+                return
             with self._lock:
                 if not self._closed and self._generation == generation and fresh.tokens is not None:
                     self._held = fresh
                     self._install_locked(fresh.tokens, source="refresh", received_at=self._time())
 
         def send(tokens: TokenSet, timeout: float) -> wire.RefreshOutcome:
-            sent = self._auth.refresh(tokens, timeout=timeout)
+            # The whole request timeout, unless a lease running short cut it.
+            sent = (
+                self._send_refresh(tokens)
+                if timeout >= self._timeout
+                else self._send_refresh(tokens, timeout)
+            )
             if isinstance(sent, wire.Refreshed):
                 # The store carries the expiry to every host: an opaque token gets one.
                 return wire.Refreshed(self._with_known_exp(sent.tokens, self._time()))
@@ -821,10 +783,14 @@ class TokenManager:
             deadline=self._clock.monotonic() + self._timeout + _WAIT_MARGIN,
             keep=keep,
             refused=refused,
+            lease_wait=lease_wait,
         )
         with self._lock:
             if self._closed or self._generation != generation:
                 return self._ended_while_refreshing_locked()
+            if local and outcome.store_failed and not outcome.retryable:
+                self._undecryptable = outcome.reason
+                return Failed(outcome.reason)
             return self._fleet_outcome_locked(outcome, advisory=advisory)
 
     def _ended_while_refreshing_locked(self) -> Failed:
@@ -836,23 +802,40 @@ class TokenManager:
 
     def _fleet_outcome_locked(self, outcome: Outcome, *, advisory: bool) -> object:
         held = outcome.held
-        if outcome.unsaved and self._fleet is not None:
+        if outcome.unsaved and self._shared_store:
             self._check_store_later_locked(self._fleet)
         if outcome.kind == "ok":
             assert held.tokens is not None
             if held != self._held or self._tokens is not held.tokens:
-                source = "refresh" if outcome.refreshed else "store"
-                self._install_locked(held.tokens, source=source, received_at=self._time())
+                if outcome.refreshed:
+                    self._install_locked(held.tokens, source="refresh", received_at=self._time())
+                elif self._shared_store:
+                    self._install_locked(held.tokens, source="store", received_at=self._time())
+                else:
+                    self._install_locked(held.tokens, source="cache", received_at=self._saved_at())
+            self._cache_sig = self._cache_signature()
             self._held = held
             self._persisted = True
             self._refresh_failures = 0
             self._last_error = None
+            snap = self._snapshot
+            if not self._shared_store and (snap is None or self._time() >= snap[1]):
+                # Adopted after a refusal: another writer's tokens, already spent or due.
+                self._refresh_not_before = float("-inf")
+                return Failed(
+                    "the tokens were replaced by another process; try again", retryable=True
+                )
             return Authorized(held.tokens.access_token)
         if outcome.kind == "dropped" or not outcome.retryable:
             log.info("no login in the token store (%s)", outcome.reason)
             self._held = Held(None, 0)
             self._forget_locked()
-            self._last_error = outcome.reason
+            self._cache_sig = self._cache_signature()
+            self._last_error = (
+                outcome.reason
+                if self._shared_store
+                else "the saved sign-in has expired or was revoked"
+            )
             return _DEAD
         # Retryable: keep what is held (unsaved tokens included) and serve it while valid.
         self._held = held
@@ -864,7 +847,21 @@ class TokenManager:
             self._serve_seen_locked(outcome)
         if advisory:
             self._advisory_not_before = self._clock.monotonic() + _ADVISORY_RETRY
-        return self._transient_locked(wire.Transient(outcome.reason))
+        if outcome.busy:
+            # Another process is refreshing: no failure of ours to back off from.
+            return self._fallback_locked(outcome.reason)
+        unsaved = not self._shared_store and outcome.store_failed and held.unsaved
+        if unsaved:
+            self._persisted = False  # the cache holds an older, spent generation
+        snap = self._snapshot
+        if unsaved and snap is not None and self._time() < snap[1]:
+            # Refreshed, but the cache could not take the new tokens: served from memory,
+            # the spend record keeping the others off the token the cache still holds.
+            log.warning("the new tokens could not be saved; keeping them in memory for now")
+            self._refresh_failures = 0
+            self._last_error = None
+            return snap[0]
+        return self._transient_locked(wire.Transient(outcome.reason, outcome.retry_after))
 
     def _serve_seen_locked(self, outcome: Outcome) -> bool:
         """Installs the store's still-valid tokens when this process holds nothing newer.
@@ -892,7 +889,9 @@ class TokenManager:
             self._held = seen
         if exp != tokens.access_exp:
             tokens = dataclasses.replace(tokens, access_exp=exp)
-        self._install_locked(tokens, source="store", received_at=None)
+        self._install_locked(
+            tokens, source="store" if self._shared_store else "cache", received_at=None
+        )
         return self._snapshot is not None
 
     def _adopt_from_store_locked(self, fleet: FleetRefresher) -> None:
@@ -979,49 +978,10 @@ class TokenManager:
         log.warning("token refresh failed (%s); keeping the current tokens", outcome.reason)
         return self._fallback_locked(outcome.reason)
 
-    def _spend_marker(self) -> Optional[SpendMarker]:
-        make = getattr(self._cache, "spend_marker", None)
-        if make is None:
-            return None
-        try:
-            marker = make()
-        except Exception:  # noqa: BLE001 - a custom cache must not break a refresh
-            return None
-        return marker if isinstance(marker, SpendMarker) else None
-
-    def _clear_mark_locked(self) -> None:
-        if self._marked:
-            marker = self._spend_marker()
-            if marker is not None:
-                marker.clear(self._spend_owner)
-            self._marked = False
-
-    def _send_refresh(self, sent: TokenSet) -> wire.RefreshOutcome:
-        return self._auth.refresh(sent)
-
-    def _refresh_dead_locked(self, sent: TokenSet) -> object:
-        disk = self._safe_load()
-        if self._undecryptable is not None:
-            self._forget_locked()
-            return Failed(self._undecryptable)
-        if disk is not None and disk.refresh_token and disk.refresh_token != sent.refresh_token:
-            # Another writer (the .NET tool, or a process outside our lock) rotated first.
-            self._install_locked(disk, source="cache", received_at=None)
-            self._persisted = True
-            self._cache_sig = self._cache_signature()
-            snap = self._snapshot
-            if snap is not None and self._time() < snap[1]:
-                return snap[0]
-            self._refresh_not_before = float("-inf")
-            return Failed("the tokens were replaced by another process; try again", retryable=True)
-        log.info("the refresh token was refused; a new sign-in is needed")
-        if disk is None or disk.refresh_token == sent.refresh_token:
-            with contextlib.suppress(Exception):
-                self._cache.clear()
-            self._cache_sig = self._cache_signature()
-        self._forget_locked()
-        self._last_error = "the saved sign-in has expired or was revoked"
-        return _DEAD
+    def _send_refresh(self, sent: TokenSet, timeout: Optional[float] = None) -> wire.RefreshOutcome:
+        if timeout is None:
+            return self._auth.refresh(sent)
+        return self._auth.refresh(sent, timeout=timeout)
 
     # ------------------------------------------------------------------ blocking helper
 
@@ -1083,16 +1043,13 @@ class TokenManager:
     def logout(self) -> None:
         """Forgets the tokens here and in the cache, and stops any sign-in poll."""
         self._check_fork()
-        with self._process_lock() as locked, self._lock:
-            if locked:
-                self._clear_mark_locked()
+        with self._process_lock(), self._lock:
             flow = self._flows.current
             if flow is not None:
                 self._flows.end_locked(
                     flow, flow_sm.Stop("failed", "logged_out", "signed out before approval")
                 )
-            if self._fleet is not None:
-                self._logout_fleet_locked(self._fleet)
+            self._logout_fleet_locked(self._fleet)
             try:
                 self._cache.clear()
                 self._flows.clear_shared()
@@ -1133,18 +1090,15 @@ class TokenManager:
                 self._flows.end_locked(
                     flow, flow_sm.Stop("failed", "closed", "the token manager was closed")
                 )
-        if self._marked:
-            # Our rotated tokens die with this manager: the spent one is free to use again.
-            with self._process_lock(min(self._lock_timeout, _WAIT_MARGIN)) as locked:
-                if locked:
-                    with self._lock:
-                        self._clear_mark_locked()
+        if self._cache_store is not None:
+            # Our unsaved rotated tokens die with this manager: the spent one is free again.
+            self._cache_store.close()
         thread = flow.thread if flow is not None else None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self._timeout + 1.0)
         if self._owns_transport:
             self._transport.close()
-        if self._owns_store and self._fleet is not None:
+        if self._owns_store:
             with contextlib.suppress(StoreError):
                 self._fleet.store.close()
 
@@ -1189,8 +1143,8 @@ class TokenManager:
             )
 
     def _fleet_status(self) -> dict[str, Any]:
-        """One read of the fleet store for ``status()`` (empty without a store)."""
-        if self._fleet is None:
+        """One read of the fleet store for ``status()`` (empty without a shared store)."""
+        if not self._shared_store:
             return {}
         store = self._fleet.store
         found: dict[str, Any] = {"store": getattr(store, "location", repr(store))}
@@ -1227,6 +1181,8 @@ class TokenManager:
         # start over with fresh locks and no flights, and re-read the cache.
         self._flows.after_fork()
         self._snapshot = None
+        if self._cache_store is not None:
+            self._cache_store.after_fork()
         self._init_process_state()
 
 
