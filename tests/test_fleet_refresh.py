@@ -6,6 +6,7 @@ must lead to.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 import pytest
@@ -425,3 +426,21 @@ def test_a_refused_access_token_is_due_for_refresh_however_far_its_exp() -> None
     # Another host already replaced it: adopt, no refresh.
     other = read(snap(6, toks=FRESH2), held, refused="access-1")
     assert other.step is Step.ADOPT and other.tokens == FRESH2
+
+
+def test_a_local_unsaved_intent_fails_at_once_and_never_outranks_a_fresh_token() -> None:
+    # IntentInfo.unsaved (a live local process holds the rotation it could not save):
+    # waiting cannot help and presenting the token would revoke the family, so fail at
+    # once, lease held or not; a fresh token in the record is still simply adopted.
+    unsaved = IntentInfo("other", "", 5, float("inf"), unsaved=True)
+    due = dataclasses.replace(snap(5), intent=unsaved)
+    for lease_left in (None, 20.0):
+        d = read(due, HELD5, lease_left=lease_left)
+        assert d.step is Step.FAIL and d.retryable
+        assert d.release is (lease_left is not None)
+    assert read(due, HELD5, max_wait=0.0).step is Step.FAIL
+    ok = read(dataclasses.replace(snap(6, toks=FRESH2), intent=unsaved), HELD5)
+    assert ok.step is Step.ADOPT and ok.tokens == FRESH2
+    # Without the flag, a live intent (even one with no end) is waited for.
+    waited = dataclasses.replace(due, intent=dataclasses.replace(unsaved, unsaved=False))
+    assert read(waited, HELD5).step is Step.WAIT

@@ -3,11 +3,14 @@
 One :meth:`FleetRefresher.run` reads the store, asks the decision functions what to do,
 does it (a store call, a wait, the refresh request), and asks again, until a decision
 ends the attempt. Every wait is bounded by the caller's deadline and the step count is
-bounded, so a run never outlasts ``deadline``. Any store failure ends the run with a
-retryable failure: nothing is refreshed without the store's coordination (fails closed).
+bounded, so a run never outlasts ``deadline`` before its one refresh request (whose
+timeout is the request's own, cut to the lease). With a shared store, any store failure
+ends the run with a retryable failure: nothing is refreshed without the store's
+coordination (fails closed).
 
 A local store (one host's own cache, ``_cache_store``; ``store.local``) differs in three
-ways that its lease and intent make safe: its lease not had is one try, not a wait; a cache
+ways that its lease and intent make safe: its lease not had within the caller's
+``lease_wait`` ends the run (``Outcome.busy``), never a wait for a version change; a cache
 that cannot be decrypted fails for good; and tokens whose save failed are still refreshed
 when due, their intent (alive as long as this process) keeping the others off the token
 the cache holds.

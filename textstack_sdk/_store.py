@@ -1,7 +1,8 @@
 """The token store protocol: what the token manager needs from a store shared by processes.
 
-Values and a protocol only; no I/O. Two stores are meant to implement it: the file cache
-(one host) and :class:`~textstack_sdk._redis_store.RedisTokenStore` (a fleet of hosts).
+Values and a protocol only; no I/O. Three stores implement it: a manager's own cache
+(``_cache_store``, one host, the default), ``_file_store`` (one host's processes, passed
+explicitly) and :class:`~textstack_sdk._redis_store.RedisTokenStore` (a fleet of hosts).
 
 The record
     One record per store: a **version**, a **state** (``empty``, ``live``, ``tombstone``
@@ -40,21 +41,26 @@ Leases and intents
     - :meth:`TokenStore.commit` is a compare-and-swap on the version; a paused holder's late
       commit finds a newer version and is refused.
 
-How the file cache maps onto it (``_cache_store`` for a manager's own cache, with the
-flock as lease; ``_file_store`` keeps leases with a TTL in a state file instead)
-    The lease is the cache's ``flock`` on its lock file (taken with the same bounded wait;
-    the kernel ends it when the holder dies, so its TTL is the holder's life). The version is
-    a ``version`` field in the cache file, written with :func:`next_version` on every save
-    (the .NET tool ignores unknown fields). The intent is a small record written into the
-    lock file (or a sibling) under the flock before the refresh is sent, holding the owner
-    and :func:`fingerprint` of the refresh token, and cleared by the commit; a file system
-    has no replicas, so ``acknowledged`` is always true. The CAS is "re-read the version
-    under the flock, replace the file atomically only if it is unchanged". A tombstone is a
-    file ``{"state": "tombstone", "version": N}`` (no tokens, so the .NET tool sees "not
-    logged in"), and ``revoked`` likewise. :meth:`TokenStore.wait_for_change` polls the
-    file's signature, as the cache's readers already do. The pending sign-in is the
-    existing shared-flow file; :meth:`TokenStore.replace_pending` compares it with the
-    expected record under the flock before replacing it.
+How the file cache maps onto it
+    Two stores, two mappings (each module's docstring has the details):
+
+    - ``_cache_store.CacheStore``, a manager's own cache (the default, one host). The lease
+      is the cache's ``flock``, held for the whole refresh by the thread that took it (the
+      kernel ends it when the holder dies, so its TTL is the holder's life; a lease not had
+      within the caller's bounded wait ends the run, ``Outcome.busy``). The version is the
+      store's in-memory count of the distinct cache contents it has read, so it never goes
+      backwards and :meth:`TokenStore.republish` has nothing to heal; the CAS is "the file
+      has not changed since it was read". The intent is the spend record in the lock file
+      (``_spend_marker``: owner and :func:`fingerprint`), blanked with the lease unless a
+      save failed: then it stands while its owner lives and others see it as
+      :attr:`IntentInfo.unsaved` (fail at once; waiting cannot help). No file cache has
+      replicas, so ``acknowledged`` is always true. A logout or a refused refresh token
+      deletes the file (empty, for every reader and the .NET tool). It keeps no pending
+      sign-in (``offer_pending``/``replace_pending`` raise; the shared-flow file does that
+      job) and :meth:`TokenStore.wait_for_change` does not wait (nothing ever asks it to).
+    - ``_file_store.FileTokenStore``, passed explicitly, implements the whole protocol as
+      Redis does: a ``version`` field in the cache file, leases and intents with a TTL in a
+      state file beside it, each operation atomic under the ``flock``.
 """
 
 from __future__ import annotations
