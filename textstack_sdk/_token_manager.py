@@ -1071,9 +1071,12 @@ class TokenManager:
                     "if it fails over now, run `textstack logout` again"
                 )
         except StoreError as exc:
-            # Forgotten here all the same; the other hosts keep their tokens until the
-            # store is back and someone logs out again.
-            log.warning("could not log the fleet out: the token store failed (%s)", exc)
+            # Forgotten here all the same; the other hosts (or processes) keep their
+            # tokens until the store is back and someone logs out again.
+            if self._shared_store:
+                log.warning("could not log the fleet out: the token store failed (%s)", exc)
+            else:
+                log.warning("could not log out in the token cache (%s)", exc)
         self._held = Held(None, 0)
 
     def close(self) -> None:
