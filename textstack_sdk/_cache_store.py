@@ -1,8 +1,10 @@
-"""The token store protocol on a manager's own cache: one host, the default path.
+"""The refresh part of the store protocol on a manager's own cache: one host, the default.
 
 The manager drives every refresh through :class:`~textstack_sdk._fleet_refresher.FleetRefresher`;
-with no shared store configured, this store maps the protocol onto the cache (see the
-"How the file cache maps onto it" part of ``_store``):
+with no shared store configured, this store maps :class:`~textstack_sdk._store.RefreshStore`
+onto the cache (see the "How the file cache maps onto it" part of ``_store``). It keeps no
+pending sign-in: the cache's own shared-flow file does (``_shared_flow``), so it is not a
+:class:`~textstack_sdk._store.TokenStore`:
 
 - the **lease** is the cache's ``flock`` (``cache.lock``), held by the refreshing thread
   from before it re-reads the cache until after it saved the rotation. The kernel ends it
@@ -29,7 +31,7 @@ import contextlib
 import dataclasses
 import secrets
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import Any, ContextManager, Optional
 
 from ._clock import Clock
@@ -46,7 +48,7 @@ _UNREAD = object()
 
 
 class CacheStore:
-    """The store protocol over one token cache, for one host's processes. Thread-safe.
+    """The refresh store protocol over one token cache, for one host's processes. Thread-safe.
 
     Args:
         cache: The token cache (a ``FileTokenCache``, or any object with ``load``,
@@ -285,17 +287,6 @@ class CacheStore:
         if not _cleared(self._cache):
             raise StoreError("the token cache could not be cleared", retryable=True)
         return WriteResult(ok=True, version=self.load().version)
-
-    def offer_pending(self, record: Mapping[str, object]) -> bool:
-        raise StoreError("a token cache keeps its pending sign-in itself")
-
-    def replace_pending(
-        self, expected: Mapping[str, object], record: Optional[Mapping[str, object]]
-    ) -> bool:
-        raise StoreError("a token cache keeps its pending sign-in itself")
-
-    def clear_pending(self) -> None:
-        """The cache's shared sign-in is the device flows' business (``_shared_flow``)."""
 
     def after_fork(self) -> None:
         """In a forked child: no lease, and no unsaved tokens (the parent's stay its own)."""

@@ -40,7 +40,7 @@ from ._fleet_refresh import (
     on_response,
 )
 from ._models import TokenSet
-from ._store import Lease, RecordState, Snapshot, StoreError, TokenStore
+from ._store import Lease, RecordState, RefreshStore, Snapshot, StoreError
 
 __all__ = ["FleetRefresher", "Outcome", "default_owner"]
 
@@ -110,7 +110,7 @@ class FleetRefresher:
 
     def __init__(
         self,
-        store: TokenStore,
+        store: RefreshStore,
         *,
         owner: str,
         clock: Clock,
@@ -126,7 +126,7 @@ class FleetRefresher:
         self._ttl = lease_ttl if lease_ttl is not None else request_timeout * 2 + 2.0
 
     @property
-    def store(self) -> TokenStore:
+    def store(self) -> RefreshStore:
         return self._store
 
     def run(

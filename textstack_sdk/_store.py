@@ -87,6 +87,7 @@ __all__ = [
     "Lease",
     "LeaseTaking",
     "RecordState",
+    "RefreshStore",
     "Snapshot",
     "StoreError",
     "StoreUnavailable",
@@ -275,11 +276,15 @@ class WriteResult:
     acknowledged: bool = True
 
 
-class TokenStore(Protocol):
-    """A token record shared by processes. Implementations must be thread-safe.
+class RefreshStore(Protocol):
+    """What the one refresh path (``FleetRefresher``) needs from a store: the record, the
+    refresh lease, the intent and the writes. Implementations must be thread-safe.
 
     Every method that talks to the store raises :class:`StoreUnavailable` when it cannot
     reach it within its bounded time, and :class:`StoreError` for a record it cannot read.
+    One host's own cache (``_cache_store.CacheStore``) is a ``RefreshStore``: its pending
+    sign-in lives in the cache's own files. A store shared by hosts is a
+    :class:`TokenStore`, which keeps the fleet's pending sign-in too.
     """
 
     def load(self) -> Snapshot:
@@ -336,6 +341,25 @@ class TokenStore(Protocol):
         """Marks the record revoked, only if it still has ``expected_version``."""
         ...
 
+    def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
+        """Waits at most ``timeout`` seconds for a version other than ``version``.
+
+        Leases, intents and the pending sign-in do not change the version: a host that
+        watches a sign-in's outcome reads :meth:`load` for it.
+        """
+        ...
+
+    def close(self) -> None:
+        """Releases connections; safe to call twice."""
+        ...
+
+
+class TokenStore(RefreshStore, Protocol):
+    """A token record shared by hosts (Redis, or a file with expiring leases): a
+    :class:`RefreshStore` that also keeps the fleet's one pending sign-in. Implementations
+    must be thread-safe.
+    """
+
     def offer_pending(self, record: Mapping[str, object]) -> bool:
         """Stores a pending shared sign-in unless one is already open; True if stored."""
         ...
@@ -354,18 +378,6 @@ class TokenStore(Protocol):
 
     def clear_pending(self) -> None:
         """Drops the pending shared sign-in, whichever it is (a logout)."""
-        ...
-
-    def wait_for_change(self, version: int, *, timeout: float) -> Optional[Snapshot]:
-        """Waits at most ``timeout`` seconds for a version other than ``version``.
-
-        Leases, intents and the pending sign-in do not change the version: a host that
-        watches a sign-in's outcome reads :meth:`load` for it.
-        """
-        ...
-
-    def close(self) -> None:
-        """Releases connections; safe to call twice."""
         ...
 
 

@@ -68,7 +68,7 @@ from ._jwt import decode_exp, decode_subject
 from ._models import Authorized, Failed, Pending, TokenResult, TokenSet
 from ._settings import resolve_api_url, resolve_site_host, resolve_timeout
 from ._spend_marker import new_owner
-from ._store import ENV_TOKEN_STORE, Snapshot, StoreError, TokenStore
+from ._store import ENV_TOKEN_STORE, RefreshStore, Snapshot, StoreError, TokenStore
 
 __all__ = ["TokenManager", "TokenStatus"]
 
@@ -230,13 +230,14 @@ class TokenManager:
         else:
             raise ConfigurationError("prompt must be True, False or a callable")
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
-        fleet = self._fleet_from(store, env)
-        self._owns_store = isinstance(store, str) and fleet is not None
-        if cache is None and fleet is not None:
+        shared_store = self._store_from(store, env)
+        fleet = None if shared_store is None else self._fleet_over(shared_store)
+        self._owns_store = isinstance(store, str) and shared_store is not None
+        if cache is None and shared_store is not None:
             from ._store_signin import StoreSignIn
 
             # One pending sign-in for the fleet, kept in the store; tokens go there too.
-            cache = StoreSignIn(fleet.store, owner=default_owner(), clock=self._clock)
+            cache = StoreSignIn(shared_store, owner=default_owner(), clock=self._clock)
         if cache is None:
             from ._cache import FileTokenCache, default_cache_path
             from ._cipher import cipher_from_env
@@ -305,9 +306,9 @@ class TokenManager:
         self._init_process_state()
         _MANAGERS.add(self)
 
-    def _fleet_from(
+    def _store_from(
         self, store: Union[TokenStore, str, None], env: Mapping[str, str]
-    ) -> Optional[FleetRefresher]:
+    ) -> Optional[TokenStore]:
         if isinstance(store, str):
             if store != "env":
                 raise ConfigurationError('store must be a TokenStore, None or "env"')
@@ -320,11 +321,9 @@ class TokenManager:
             store = RedisTokenStore(
                 environ=env, clock=self._clock, cipher=cipher_from_env(environ=env)
             )
-        if store is None:
-            return None
-        return self._fleet_over(store)
+        return store
 
-    def _fleet_over(self, store: TokenStore) -> FleetRefresher:
+    def _fleet_over(self, store: RefreshStore) -> FleetRefresher:
         return FleetRefresher(
             store,
             owner=default_owner(),
