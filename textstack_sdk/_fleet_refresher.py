@@ -405,7 +405,10 @@ class _Run:
             if due:
                 return self.read(self.store.load())
             return Outcome("ok", self.held, refreshed=self.sent is not None, reason=d.reason)
-        return on_commit_refused(self.store.load(), expected=d.version, tokens=d.tokens)
+        spent = self.sent.refresh_token if self.sent is not None else None
+        return on_commit_refused(
+            self.store.load(), expected=d.version, tokens=d.tokens, spent=spent
+        )
 
     def due(self, held: Held) -> bool:
         """Whether held tokens need a refresh (their access token expired or was refused)."""

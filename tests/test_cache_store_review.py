@@ -1,0 +1,80 @@
+"""Review of the one refresh path on one host's cache (``_cache_store``): adversarial cases.
+
+Each test here failed against the merge of the one refresh path; the pre-change manager
+(which wrote a rotation over whatever the cache held) passed the same scenarios.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _tm_helpers import manager, seed
+
+from textstack_sdk import Authorized, FileTokenCache, TokenSet
+from textstack_sdk.testing import FakeClock, FakeTextStackServer
+
+pytestmark = pytest.mark.timeout(30)
+
+REFRESH = "POST /auth/refresh-mobile"
+
+
+def dotnet_write(path: Path, tokens: TokenSet) -> None:
+    """The .NET tool's save: no lock, PascalCase keys, no version field, in place."""
+    assert tokens.access_exp is not None
+    stamp = _dt.datetime.fromtimestamp(tokens.access_exp, _dt.timezone.utc).isoformat()
+    body = {
+        "AccessToken": tokens.access_token,
+        "RefreshToken": tokens.refresh_token,
+        "AccessExpiresAt": stamp,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, json.dumps(body, separators=(",", ":")).encode())
+    finally:
+        os.close(fd)
+
+
+def test_a_rewrite_of_the_spent_tokens_during_a_refresh_never_gets_them_presented_again(
+    server: FakeTextStackServer, clock: FakeClock, cache: FileTokenCache
+) -> None:
+    old = seed(server, cache)
+    clock.advance(1000)  # expired: the next call refreshes
+    with manager(server, clock, cache, background=False) as tm:
+        original: Any = tm._send_refresh
+
+        def racing_send(sent: TokenSet, *args: Any) -> Any:
+            outcome = original(sent, *args)
+            # Between our read and our compare-and-swap the .NET tool (which takes no
+            # lock) writes back the very tokens it read: the refresh token just spent.
+            dotnet_write(cache.path, old)
+            return outcome
+
+        tm._send_refresh = racing_send  # type: ignore[method-assign]
+        first = tm.get_token()
+        tm._send_refresh = original  # type: ignore[method-assign]
+        second = tm.get_token()
+        assert isinstance(first, Authorized) or isinstance(second, Authorized), (first, second)
+        assert server.refresh_reuses == 0  # the spent refresh token was never presented
+        final = tm.get_token()
+        assert isinstance(final, Authorized), final
+    stored = FileTokenCache(cache.path).load()
+    assert stored is not None and stored.refresh_token != old.refresh_token
+
+
+def test_a_refused_commit_never_adopts_a_record_holding_the_spent_refresh_token() -> None:
+    from textstack_sdk._fleet_refresh import Step, on_commit_refused
+    from textstack_sdk._store import RecordState, Snapshot
+
+    spent = TokenSet("access-1", "refresh-1", 100.0)
+    fresh = TokenSet("access-2", "refresh-2", 200.0)
+    rewritten = Snapshot(version=7, state=RecordState.LIVE, tokens=spent)
+    decision = on_commit_refused(rewritten, expected=6, tokens=fresh, spent="refresh-1")
+    assert decision.step is Step.COMMIT and decision.version == 7 and decision.tokens == fresh
+    sibling = Snapshot(version=7, state=RecordState.LIVE, tokens=TokenSet("a-3", "r-3", 300.0))
+    decision = on_commit_refused(sibling, expected=6, tokens=fresh, spent="refresh-1")
+    assert decision.step is Step.ADOPT and decision.tokens == sibling.tokens
