@@ -78,3 +78,48 @@ def test_a_refused_commit_never_adopts_a_record_holding_the_spent_refresh_token(
     sibling = Snapshot(version=7, state=RecordState.LIVE, tokens=TokenSet("a-3", "r-3", 300.0))
     decision = on_commit_refused(sibling, expected=6, tokens=fresh, spent="refresh-1")
     assert decision.step is Step.ADOPT and decision.tokens == sibling.tokens
+
+
+def test_unsaved_tokens_are_never_traded_for_the_spent_ones_a_rewrite_puts_back(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    class SaveFails(FileTokenCache):
+        def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
+            return False  # a full disk
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
+        first = tm.get_token()  # rotated; held in memory only
+        assert isinstance(first, Authorized) and first.access_token != old.access_token
+        dotnet_write(cache.path, old)  # the .NET tool writes back what it had read
+        clock.advance(1000)  # ours are due now
+        second = tm.get_token()
+        assert server.refresh_reuses == 0  # the spent token on disk was never presented
+        assert isinstance(second, Authorized), second
+        assert second.access_token != first.access_token
+    assert server.count(REFRESH) == 2
+
+
+def test_after_a_failed_save_a_rewrite_of_the_spent_generation_is_not_served(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    class SaveFails(FileTokenCache):
+        def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
+            return False
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)  # valid for 15 minutes
+    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
+        assert tm.get_token() == Authorized(old.access_token)
+        tm.invalidate(old.access_token)  # a 401: refreshed, the cache cannot take it
+        first = tm.get_token()
+        assert isinstance(first, Authorized) and first.access_token != old.access_token
+        dotnet_write(cache.path, old)
+        tm.invalidate(first.access_token)
+        second = tm.get_token()
+        assert isinstance(second, Authorized), second
+        # Neither the refused token nor one of the generation our refresh spent.
+        assert second.access_token not in (old.access_token, first.access_token)
+        assert server.refresh_reuses == 0

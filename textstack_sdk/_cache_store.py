@@ -14,7 +14,10 @@ with no shared store configured, this store maps the protocol onto the cache (se
   and the others are told so at once (:attr:`IntentInfo.unsaved`) rather than left waiting;
 - the **version** is this store's count of the distinct cache contents it has read: a
   version only this manager compares, so the cache can never look as if it went backwards,
-  and the compare-and-swap is "the file has not changed since it was read";
+  and the compare-and-swap is "the tokens have not changed since they were read". The
+  tokens, not the file: a writer outside the lock (the .NET tool) writing back what it
+  read, or a mere touch, is the same record, still holding the refresh token a refresh
+  just spent, never a newer one to adopt;
 - a **commit** is the cache's ``save`` (atomic temp + rename, as always); a save that fails
   raises a retryable :class:`StoreError` and leaves the spend record standing;
 - a missing cache file is no login (``empty``): another process logged out.
@@ -117,7 +120,6 @@ class CacheStore:
         return min(when, self._clock.time()) if isinstance(when, float) else None
 
     def load(self) -> Snapshot:
-        sig = self.signature()
         try:
             loaded = self._cache.load()
         except CacheDecryptionError as exc:
@@ -127,7 +129,7 @@ class CacheStore:
             loaded = None
         tokens = self._believed(loaded) if isinstance(loaded, TokenSet) else None
         with self._guard:
-            key = (sig, loaded)
+            key = loaded if isinstance(loaded, TokenSet) else None
             if key != self._key:
                 self._key = key
                 self._version += 1

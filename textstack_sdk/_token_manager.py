@@ -547,6 +547,8 @@ class TokenManager:
                 self._held = Held(None, 0)
             return
         assert record is not None
+        if self._held.unsaved and record.version <= self._held.version:
+            return  # rewritten, not replaced: still the generation our unsaved refresh spent
         if disk != self._tokens:
             self._install_locked(disk, source="cache", received_at=self._saved_at())
         if self._tokens is not None and not self._held.unsaved:
