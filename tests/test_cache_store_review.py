@@ -123,3 +123,32 @@ def test_after_a_failed_save_a_rewrite_of_the_spent_generation_is_not_served(
         # Neither the refused token nor one of the generation our refresh spent.
         assert second.access_token not in (old.access_token, first.access_token)
         assert server.refresh_reuses == 0
+
+
+def test_inside_the_margin_unsaved_tokens_cost_no_wait_on_a_busy_lock(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    import time
+
+    from textstack_sdk._filelock import InterProcessLock
+
+    class SaveFails(FileTokenCache):
+        def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
+            return False
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
+        assert tm.get_token() == Authorized(old.access_token)
+        tm.invalidate(old.access_token)
+        first = tm.get_token()  # rotated; the cache could not take it
+        assert isinstance(first, Authorized) and first.access_token != old.access_token
+        clock.advance(900 - 20)  # inside the skew margin: still valid
+        elsewhere = InterProcessLock(cache.lock_path)  # another process's lock
+        assert elsewhere.acquire(1)
+        try:
+            started = time.monotonic()
+            assert tm.get_token() == first
+            assert time.monotonic() - started < 0.5
+        finally:
+            elsewhere.release()

@@ -311,6 +311,8 @@ class _Run:
 
     def publish(self, d: Decision) -> Decision:
         assert d.tokens is not None
+        if not self.hold_local_lease():
+            return self.busy_lock()
         if d.step is Step.REPUBLISH:
             result = self.store.republish(d.version, d.tokens)
         else:
@@ -320,17 +322,32 @@ class _Run:
             self.held = Held(d.tokens, result.version, unsaved=not result.acknowledged)
         return self.read(self.store.load())
 
-    def take_lease(self) -> Decision:
+    def acquire_lease(self) -> Optional[Lease]:
         wait = min(max(0.0, self.left()), self.r._ttl)
         if self.lease_wait is not None:
             wait = min(wait, self.lease_wait)
-        self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+        return self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+
+    def hold_local_lease(self) -> bool:
+        """A local store writes under its lease (the cache's lock): within the caller's wait.
+
+        Its commit would otherwise wait for the lock on its own terms, which an advisory
+        refresh, whose caller waits for nothing, must not.
+        """
+        if self.local and self.lease is None:
+            self.lease = self.acquire_lease()
+            return self.lease is not None
+        return True
+
+    def busy_lock(self) -> Decision:
+        # Its holder is not in the record (a flock): taking it again cannot help now.
+        self.busy = True
+        return Decision(Step.FAIL, retryable=True, reason="another process holds the token lock")
+
+    def take_lease(self) -> Decision:
+        self.lease = self.acquire_lease()
         if self.lease is None and self.local:
-            # Its holder is not in the record (a flock): taking it again cannot help now.
-            self.busy = True
-            return Decision(
-                Step.FAIL, retryable=True, reason="another process holds the token lock"
-            )
+            return self.busy_lock()
         # Held or not, read again: another host may have refreshed while this one waited,
         # and the refresh token to spend is the one read NOW, never the one read before.
         return self.read(self.store.load())
@@ -388,6 +405,8 @@ class _Run:
 
     def commit(self, d: Decision) -> Decision | Outcome:
         assert d.tokens is not None
+        if not self.hold_local_lease():
+            return self.busy_lock()
         try:
             result = self.store.commit(d.version, d.tokens, now=self.clock.time())
         except StoreError:
@@ -425,19 +444,10 @@ class _Run:
         Its intent (the spend record) still names the token in the cache, and keeps every
         other process off it while this one lives; no other process has the token sent now.
         """
-        wait = min(max(0.0, self.left()), self.r._ttl)
-        if self.lease_wait is not None:
-            wait = min(wait, self.lease_wait)
-        self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
         if self.lease is None:
-            return Outcome(
-                "failed",
-                self.held,
-                reason="another process holds the token lock",
-                retryable=True,
-                seen=self.seen,
-                busy=True,
-            )
+            self.lease = self.acquire_lease()
+        if self.lease is None:
+            return self.busy_lock()
         refresh_unsaved = getattr(self.store, "refresh_unsaved", None)
         if refresh_unsaved is not None:
             refresh_unsaved()
