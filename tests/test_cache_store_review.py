@@ -23,6 +23,13 @@ pytestmark = pytest.mark.timeout(30)
 REFRESH = "POST /auth/refresh-mobile"
 
 
+class SaveFails(FileTokenCache):
+    """A cache on a full disk: every save fails."""
+
+    def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
+        return False
+
+
 def dotnet_write(path: Path, tokens: TokenSet) -> None:
     """The .NET tool's save: no lock, PascalCase keys, no version field, in place."""
     assert tokens.access_exp is not None
@@ -83,10 +90,6 @@ def test_a_refused_commit_never_adopts_a_record_holding_the_spent_refresh_token(
 def test_unsaved_tokens_are_never_traded_for_the_spent_ones_a_rewrite_puts_back(
     server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
 ) -> None:
-    class SaveFails(FileTokenCache):
-        def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
-            return False  # a full disk
-
     cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
     old = seed(server, cache)
     clock.advance(1000)
@@ -105,10 +108,6 @@ def test_unsaved_tokens_are_never_traded_for_the_spent_ones_a_rewrite_puts_back(
 def test_after_a_failed_save_a_rewrite_of_the_spent_generation_is_not_served(
     server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
 ) -> None:
-    class SaveFails(FileTokenCache):
-        def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
-            return False
-
     cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
     old = seed(server, cache)  # valid for 15 minutes
     with manager(server, clock, SaveFails(cache.path), background=False) as tm:
@@ -131,10 +130,6 @@ def test_inside_the_margin_unsaved_tokens_cost_no_wait_on_a_busy_lock(
     import time
 
     from textstack_sdk._filelock import InterProcessLock
-
-    class SaveFails(FileTokenCache):
-        def save(self, tokens: TokenSet, **kwargs: Any) -> bool:
-            return False
 
     cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
     old = seed(server, cache)
