@@ -147,3 +147,29 @@ def test_inside_the_margin_unsaved_tokens_cost_no_wait_on_a_busy_lock(
             assert time.monotonic() - started < 0.5
         finally:
             elsewhere.release()
+
+
+def test_a_manager_closed_mid_refresh_leaves_no_spend_record_when_the_save_fails(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    import threading
+
+    from _tm_helpers import wait_until
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    clock.advance(900 - 20)  # advisory window: the refresh runs in its own thread
+    release = threading.Event()
+    server.inject(REFRESH, delay=60, release=release)
+    try:
+        tm = manager(server, clock, SaveFails(cache.path), lock_timeout=0.1)
+        assert tm.get_token() == Authorized(old.access_token)
+        wait_until(lambda: server.count(REFRESH) == 1)
+        tm.close()  # its wait for the lock ends while the refresh still holds it
+        release.set()
+        wait_until(lambda: not any(t.name == "textstack-token" for t in threading.enumerate()))
+    finally:
+        release.set()
+    # The rotated pair died with the closed manager: no record may keep the others off.
+    assert not FileTokenCache(cache.path).spend_marker().spent_elsewhere(old.refresh_token)
+    assert tm is not None  # alive: a live owner's record would count

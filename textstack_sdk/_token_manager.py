@@ -787,6 +787,10 @@ class TokenManager:
             refused=refused,
             lease_wait=lease_wait,
         )
+        if self._closed and self._cache_store is not None:
+            # close() may have given up on the lock this run held: the rotated tokens a
+            # failed save left in memory die with the manager, so their record goes too.
+            self._cache_store.close()
         with self._lock:
             if self._closed or self._generation != generation:
                 return self._ended_while_refreshing_locked()
