@@ -173,3 +173,44 @@ def test_a_manager_closed_mid_refresh_leaves_no_spend_record_when_the_save_fails
     # The rotated pair died with the closed manager: no record may keep the others off.
     assert not FileTokenCache(cache.path).spend_marker().spent_elsewhere(old.refresh_token)
     assert tm is not None  # alive: a live owner's record would count
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_processes_times_threads_expiring_together_spend_the_token_once(
+    tmp_path: Path, method: str
+) -> None:
+    import multiprocessing
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _mp_workers as workers
+
+    from textstack_sdk._jwt import decode_exp
+
+    cache_path = str(tmp_path / "textstack" / "mcp-token.json")
+    with FakeTextStackServer(interval=0.05) as server:
+        _, refresh = server.issue_tokens()
+        expired = server.make_jwt({"sub": server.user_id, "exp": int(time.time()) - 10})
+        assert FileTokenCache(cache_path).save(TokenSet(expired, refresh, decode_exp(expired)))
+        server.inject(REFRESH, delay=0.3)  # a slow answer widens every race
+        ctx = multiprocessing.get_context(method)
+        barrier, out = ctx.Barrier(5), ctx.Queue()
+        args = (server.api_url, server.site_host, cache_path, barrier, 6, out)
+        procs = [
+            ctx.Process(target=workers.threads_get_token_together, args=args) for _ in range(5)
+        ]
+        for p in procs:
+            p.start()
+        try:
+            results = [out.get(timeout=40) for _ in procs]
+        finally:
+            for p in procs:
+                p.join(20)
+                if p.is_alive():
+                    p.kill()
+        tokens = {token for _, got in results for token in got}
+        assert len(tokens) == 1 and sum(len(got) for _, got in results) == 30, tokens
+        assert server.count(REFRESH) == 1
+        assert server.refresh_reuses == 0
