@@ -214,3 +214,40 @@ def test_processes_times_threads_expiring_together_spend_the_token_once(
         assert len(tokens) == 1 and sum(len(got) for _, got in results) == 30, tokens
         assert server.count(REFRESH) == 1
         assert server.refresh_reuses == 0
+
+
+def test_a_child_forked_after_a_failed_save_never_presents_the_spent_token(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from textstack_sdk import Failed, TokenManager
+    from textstack_sdk._jwt import decode_exp
+
+    cache_path = tmp_path / "textstack" / "mcp-token.json"
+    with FakeTextStackServer(interval=0.05) as server:
+        _, refresh = server.issue_tokens()
+        expired = server.make_jwt({"sub": server.user_id, "exp": int(time.time()) - 10})
+        assert FileTokenCache(cache_path).save(TokenSet(expired, refresh, decode_exp(expired)))
+        tm = TokenManager(
+            api_url=server.api_url,
+            site_host=server.site_host,
+            cache=SaveFails(cache_path),  # the disk is full
+            prompt=False,
+        )
+        first = tm.get_token()
+        assert isinstance(first, Authorized), first
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                result = tm.get_token()
+                # Not the parent's unsaved tokens, and not a refresh with the spent one.
+                code = 0 if isinstance(result, Failed) and result.retryable else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
+        assert tm.get_token() == first
+        tm.close()
