@@ -251,3 +251,65 @@ def test_a_child_forked_after_a_failed_save_never_presents_the_spent_token(
         assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
         assert tm.get_token() == first
         tm.close()
+
+
+def test_a_refresh_whose_spend_record_cannot_be_written_sends_nothing(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    from textstack_sdk import Failed
+    from textstack_sdk._spend_marker import SpendMarker
+
+    class NoRoom(SpendMarker):
+        def record(self, refresh_token: str, owner: str = "") -> bool:
+            return False  # ENOSPC: the lock file never held a record, so it needs room
+
+    class FullDisk(SaveFails):
+        def spend_marker(self) -> SpendMarker:
+            return NoRoom(self.lock_path)
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, FullDisk(cache.path), background=False) as spender:
+        result = spender.get_token()
+        # Unguarded, a rotation the cache cannot take would leave the spent token on disk.
+        assert isinstance(result, Failed) and result.retryable, result
+        assert server.count(REFRESH) == 0
+        with manager(server, clock, FileTokenCache(cache.path), background=False) as other:
+            assert isinstance(other.get_token(), Authorized)
+    assert server.refresh_reuses == 0
+    stored = cache.load()
+    assert stored is not None and stored.refresh_token != old.refresh_token
+
+
+def test_a_lease_makes_room_for_the_spend_record_and_keeps_one_that_stands(
+    tmp_path: Path,
+) -> None:
+    from textstack_sdk._cache_store import CacheStore
+    from textstack_sdk._clock import SYSTEM_CLOCK
+    from textstack_sdk._spend_marker import new_owner
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json", cipher=None)
+    assert cache.save(TokenSet("access-1", "refresh-1", 4e9))
+    with cache.lock(1):
+        pass  # the lock file exists, empty, as a sign-in leaves it
+    assert cache.lock_path.stat().st_size == 0
+
+    class Holder:
+        """Keeps the record's owner alive."""
+
+    holder = Holder()
+    store = CacheStore(
+        cache, owner=new_owner(holder), clock=SYSTEM_CLOCK, grace=90.0, close_wait=1.0
+    )
+    lease = store.acquire_lease("here", ttl=10.0, wait=1.0)
+    assert lease is not None
+    assert cache.lock_path.stat().st_size == 512  # a record now needs no free space
+    version = store.load().version
+    assert store.record_intent(lease, version=version, refresh_token="refresh-1").recorded
+    store.refresh_unsaved()
+    store.release_lease(lease)
+    again = store.acquire_lease("here", ttl=10.0, wait=1.0)
+    assert again is not None
+    store.release_lease(again)
+    assert cache.spend_marker().spent_elsewhere("refresh-1", new_owner(holder))

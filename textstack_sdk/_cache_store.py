@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import secrets
 import threading
 from collections.abc import Hashable, Mapping
@@ -177,6 +178,11 @@ class CacheStore:
         if not stack.enter_context(self._process_lock(wait)):
             stack.close()
             return None
+        marker = self._marker()
+        if marker is not None:
+            # Room for the spend record while there is some: writing it in place then
+            # needs none, even on the full disk a failed save finds.
+            marker.reserve()
         token = secrets.token_hex(8)
         with self._guard:
             self._leases[token] = stack
@@ -225,9 +231,19 @@ class CacheStore:
                 recorded=False, acknowledged=False, reason="intent", lease_deadline=deadline
             )
         marker = self._marker()
-        if marker is not None:
-            # Unwritable: the lock alone guards this refresh.
-            self._marked = marker.record(refresh_token, self._owner) or self._marked
+        if marker is not None and not marker.record(refresh_token, self._owner):
+            if os.name != "nt":  # no records there (see _spend_marker): the lock alone
+                # A rotation the cache then could not take (the same full disk) would leave
+                # the spent token on disk, unguarded: nothing is sent.
+                return IntentResult(
+                    recorded=True,
+                    acknowledged=False,
+                    reason="the spend record could not be written (is the disk full?)",
+                    lease_deadline=deadline,
+                    current_version=version,
+                )
+        elif marker is not None:
+            self._marked = True
         return IntentResult(
             recorded=True, acknowledged=True, lease_deadline=deadline, current_version=version
         )

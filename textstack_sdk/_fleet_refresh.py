@@ -276,12 +276,13 @@ def on_intent(result: IntentResult, *, mono_now: float, request_timeout: float) 
         # version / state / intent: the record moved on, or someone is mid-refresh.
         return Decision(Step.REREAD, release=True, reason=f"intent refused ({result.reason})")
     if not result.acknowledged:
+        why = result.reason or "no replica acknowledged the intent in time"
         return Decision(
             Step.FAIL,
             release=True,
             withdraw=True,
             retryable=True,
-            reason="no replica acknowledged the intent in time; nothing was sent",
+            reason=f"{why}; nothing was sent",
         )
     budget = result.request_budget(mono_now, request_timeout)
     if budget is None:
