@@ -313,3 +313,25 @@ def test_a_lease_makes_room_for_the_spend_record_and_keeps_one_that_stands(
     assert again is not None
     store.release_lease(again)
     assert cache.spend_marker().spent_elsewhere("refresh-1", new_owner(holder))
+
+
+def test_a_logout_outside_the_lock_during_a_refresh_wins(
+    server: FakeTextStackServer, clock: FakeClock, cache: FileTokenCache
+) -> None:
+    from textstack_sdk import Pending
+
+    seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, cache, background=False) as tm:
+        original: Any = tm._send_refresh
+
+        def racing_send(sent: TokenSet, *args: Any) -> Any:
+            outcome = original(sent, *args)
+            os.unlink(cache.path)  # the .NET tool's logout takes no lock
+            return outcome
+
+        tm._send_refresh = racing_send  # type: ignore[method-assign]
+        result = tm.get_token()
+        assert isinstance(result, Pending), result  # signed out: a new sign-in starts
+    assert FileTokenCache(cache.path).load() is None  # the login was not brought back
+    assert server.refresh_reuses == 0
