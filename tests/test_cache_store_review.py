@@ -335,3 +335,25 @@ def test_a_logout_outside_the_lock_during_a_refresh_wins(
         assert isinstance(result, Pending), result  # signed out: a new sign-in starts
     assert FileTokenCache(cache.path).load() is None  # the login was not brought back
     assert server.refresh_reuses == 0
+
+
+def test_unsaved_tokens_refused_never_bring_back_the_spent_ones_on_disk(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    from textstack_sdk import Pending
+
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
+        first = tm.get_token()  # rotated; held in memory only
+        assert isinstance(first, Authorized) and first.access_token != old.access_token
+        server.revoke_all()  # the family is revoked (by an administrator, say)
+        clock.advance(1000)
+        result = tm.get_token()
+        if not isinstance(result, Pending):
+            result = tm.get_token()
+        assert isinstance(result, Pending), result
+    # The token on disk is the one our refresh spent: never presented again.
+    assert server.count(REFRESH) == 2
+    assert server.refresh_reuses == 0

@@ -352,9 +352,15 @@ def on_commit_refused(
     return Decision(Step.FAIL, release=True, reason="not logged in: run `textstack login`")
 
 
-def on_refused(snap: Snapshot, *, spent: TokenSet, version: int) -> Decision:
-    """After ``invalid_grant`` for ``spent`` (recorded on ``version``), and a new read."""
+def on_refused(snap: Snapshot, *, spent: TokenSet, version: int, unsaved: bool = False) -> Decision:
+    """After ``invalid_grant`` for ``spent`` (recorded on ``version``), and a new read.
+
+    ``unsaved``: ``spent`` came from a refresh the store never took, so a record still at
+    ``version`` holds the older generation that refresh spent, not a sibling's rotation.
+    """
     if snap.state is RecordState.LIVE and snap.tokens is not None:
+        if unsaved and snap.version == version:
+            return Decision(Step.MARK_REVOKED, version=version, release=True, reason=_REVOKED)
         if snap.tokens.refresh_token != spent.refresh_token:
             return _adopt(snap, True, "a sibling rotated the refresh token")
         return Decision(Step.MARK_REVOKED, version=snap.version, release=True, reason=_REVOKED)

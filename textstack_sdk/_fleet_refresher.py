@@ -207,6 +207,7 @@ class _Run:
         self.lease: Optional[Lease] = None
         self.sent: Optional[TokenSet] = None
         self.intent_version = 0
+        self.spent_unsaved = False  # what was sent were tokens the store never took
         self.seen: Optional[Held] = None
         self.refused = refused
 
@@ -297,7 +298,12 @@ class _Run:
                     self.held = Held(None, 0)
                     return Outcome("dropped", self.held, reason=d.reason)
                 assert self.sent is not None
-                d = on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
+                d = on_refused(
+                    self.store.load(),
+                    spent=self.sent,
+                    version=self.intent_version,
+                    unsaved=self.spent_unsaved,
+                )
             else:  # Step.REREAD
                 d = self.read(self.store.load())
         self.release(withdraw=True)
@@ -394,7 +400,12 @@ class _Run:
             return on_response(Response.TOKENS, version=self.intent_version, tokens=fresh)
         if isinstance(outcome, wire.RefreshDead):
             on_response(Response.REFUSED, version=self.intent_version, tokens=None)
-            return on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
+            return on_refused(
+                self.store.load(),
+                spent=self.sent,
+                version=self.intent_version,
+                unsaved=self.spent_unsaved,
+            )
         if not self.local:  # a local store's record is blanked with its lease
             log.warning(
                 "token refresh failed (%s); the intent stays until it expires", outcome.reason
@@ -453,5 +464,6 @@ class _Run:
             refresh_unsaved()
         assert self.held.tokens is not None
         self.sent = self.held.tokens
+        self.spent_unsaved = True
         self.intent_version = version
         return self.send_refresh(Decision(Step.SEND, timeout=self.r._request))
