@@ -6,16 +6,17 @@ Each test here failed against the merge of the one refresh path; the pre-change 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from _tm_helpers import manager, seed
 
-from textstack_sdk import Authorized, FileTokenCache, TokenSet
+from textstack_sdk import Authorized, FileTokenCache, TokenManager, TokenSet
 from textstack_sdk.testing import FakeClock, FakeTextStackServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -44,6 +45,20 @@ def dotnet_write(path: Path, tokens: TokenSet) -> None:
         os.write(fd, json.dumps(body, separators=(",", ":")).encode())
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def rotated_unsaved(
+    server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
+) -> Iterator[tuple[TokenManager, TokenSet, Authorized]]:
+    """A manager that refreshed an expired login on a full disk: (it, the old pair, the new)."""
+    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
+    old = seed(server, cache)
+    clock.advance(1000)
+    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
+        first = tm.get_token()  # rotated; held in memory only
+        assert isinstance(first, Authorized) and first.access_token != old.access_token
+        yield tm, old, first
 
 
 def test_a_rewrite_of_the_spent_tokens_during_a_refresh_never_gets_them_presented_again(
@@ -90,13 +105,8 @@ def test_a_refused_commit_never_adopts_a_record_holding_the_spent_refresh_token(
 def test_unsaved_tokens_are_never_traded_for_the_spent_ones_a_rewrite_puts_back(
     server: FakeTextStackServer, clock: FakeClock, tmp_path: Path
 ) -> None:
-    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
-    old = seed(server, cache)
-    clock.advance(1000)
-    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
-        first = tm.get_token()  # rotated; held in memory only
-        assert isinstance(first, Authorized) and first.access_token != old.access_token
-        dotnet_write(cache.path, old)  # the .NET tool writes back what it had read
+    with rotated_unsaved(server, clock, tmp_path) as (tm, old, first):
+        dotnet_write(tm.cache.path, old)  # the .NET tool writes back what it had read
         clock.advance(1000)  # ours are due now
         second = tm.get_token()
         assert server.refresh_reuses == 0  # the spent token on disk was never presented
@@ -342,12 +352,7 @@ def test_unsaved_tokens_refused_never_bring_back_the_spent_ones_on_disk(
 ) -> None:
     from textstack_sdk import Pending
 
-    cache = FileTokenCache(tmp_path / "textstack" / "mcp-token.json")
-    old = seed(server, cache)
-    clock.advance(1000)
-    with manager(server, clock, SaveFails(cache.path), background=False) as tm:
-        first = tm.get_token()  # rotated; held in memory only
-        assert isinstance(first, Authorized) and first.access_token != old.access_token
+    with rotated_unsaved(server, clock, tmp_path) as (tm, _old, _first):
         server.revoke_all()  # the family is revoked (by an administrator, say)
         clock.advance(1000)
         result = tm.get_token()
