@@ -276,7 +276,9 @@ def on_intent(result: IntentResult, *, mono_now: float, request_timeout: float) 
         # version / state / intent: the record moved on, or someone is mid-refresh.
         return Decision(Step.REREAD, release=True, reason=f"intent refused ({result.reason})")
     if not result.acknowledged:
-        why = result.reason or "no replica acknowledged the intent in time"
+        why = result.reason
+        if why in ("", "replica"):
+            why = "no replica acknowledged the intent in time"
         return Decision(
             Step.FAIL,
             release=True,
