@@ -71,3 +71,29 @@ def poll_then_die(api_url: str, site_host: str, cache_path: str, out: Any) -> No
 
 if __name__ == "__main__":  # pragma: no cover - manual use
     sys.exit(0)
+
+
+def threads_get_token_together(
+    api_url: str, site_host: str, cache_path: str, barrier: Any, threads: int, out: Any
+) -> None:
+    """One manager, ``threads`` threads released together with every sibling process."""
+    import threading
+
+    from textstack_sdk import Authorized
+
+    with _manager(api_url, site_host, cache_path) as tm:
+        local = threading.Barrier(threads)
+        results: list[str] = []
+
+        def call() -> None:
+            local.wait(30)
+            result = tm.get_token()
+            results.append(result.access_token if isinstance(result, Authorized) else repr(result))
+
+        barrier.wait(30)
+        crowd = [threading.Thread(target=call) for _ in range(threads)]
+        for t in crowd:
+            t.start()
+        for t in crowd:
+            t.join(30)
+        out.put((os.getpid(), results))

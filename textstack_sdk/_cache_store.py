@@ -16,7 +16,10 @@ pending sign-in: the cache's own shared-flow file does (``_shared_flow``), so it
   and the others are told so at once (:attr:`IntentInfo.unsaved`) rather than left waiting;
 - the **version** is this store's count of the distinct cache contents it has read: a
   version only this manager compares, so the cache can never look as if it went backwards,
-  and the compare-and-swap is "the file has not changed since it was read";
+  and the compare-and-swap is "the tokens have not changed since they were read". The
+  tokens, not the file: a writer outside the lock (the .NET tool) writing back what it
+  read, or a mere touch, is the same record, still holding the refresh token a refresh
+  just spent, never a newer one to adopt;
 - a **commit** is the cache's ``save`` (atomic temp + rename, as always); a save that fails
   raises a retryable :class:`StoreError` and leaves the spend record standing;
 - a missing cache file is no login (``empty``): another process logged out.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import secrets
 import threading
 from collections.abc import Hashable
@@ -119,7 +123,6 @@ class CacheStore:
         return min(when, self._clock.time()) if isinstance(when, float) else None
 
     def load(self) -> Snapshot:
-        sig = self.signature()
         try:
             loaded = self._cache.load()
         except CacheDecryptionError as exc:
@@ -129,7 +132,7 @@ class CacheStore:
             loaded = None
         tokens = self._believed(loaded) if isinstance(loaded, TokenSet) else None
         with self._guard:
-            key = (sig, loaded)
+            key = loaded if isinstance(loaded, TokenSet) else None
             if key != self._key:
                 self._key = key
                 self._version += 1
@@ -177,6 +180,11 @@ class CacheStore:
         if not stack.enter_context(self._process_lock(wait)):
             stack.close()
             return None
+        marker = self._marker()
+        if marker is not None:
+            # Room for the spend record while there is some: writing it in place then
+            # needs none, even on the full disk a failed save finds.
+            marker.reserve()
         token = secrets.token_hex(8)
         with self._guard:
             self._leases[token] = stack
@@ -225,9 +233,19 @@ class CacheStore:
                 recorded=False, acknowledged=False, reason="intent", lease_deadline=deadline
             )
         marker = self._marker()
-        if marker is not None:
-            # Unwritable: the lock alone guards this refresh.
-            self._marked = marker.record(refresh_token, self._owner) or self._marked
+        if marker is not None and not marker.record(refresh_token, self._owner):
+            if os.name != "nt":  # no records there (see _spend_marker): the lock alone
+                # A rotation the cache then could not take (the same full disk) would leave
+                # the spent token on disk, unguarded: nothing is sent.
+                return IntentResult(
+                    recorded=True,
+                    acknowledged=False,
+                    reason="the spend record could not be written (is the disk full?)",
+                    lease_deadline=deadline,
+                    current_version=version,
+                )
+        elif marker is not None:
+            self._marked = True
         return IntentResult(
             recorded=True, acknowledged=True, lease_deadline=deadline, current_version=version
         )

@@ -26,7 +26,8 @@ The protocol, step by step (the caller's loop; each arrow is a call here):
    leave the intent to expire, so nobody presents that token within the grace.
 5. A refused commit → read again → :func:`on_commit_refused`: a newer record from another
    host wins (adopt it; this was a paused holder's late commit); a tombstone wins (drop);
-   a store that went backwards is healed with the new tokens.
+   a store that went backwards, or a newer record that still holds the refresh token
+   just spent, is overwritten with the new tokens.
 6. A refused refresh → :func:`on_refused`: the refresh token in the store changed, so a
    sibling rotated: adopt. Unchanged: mark the record revoked, once, by CAS on its
    version, so the other hosts stop without calling the auth server.
@@ -275,12 +276,15 @@ def on_intent(result: IntentResult, *, mono_now: float, request_timeout: float) 
         # version / state / intent: the record moved on, or someone is mid-refresh.
         return Decision(Step.REREAD, release=True, reason=f"intent refused ({result.reason})")
     if not result.acknowledged:
+        why = result.reason
+        if why in ("", "replica"):
+            why = "no replica acknowledged the intent in time"
         return Decision(
             Step.FAIL,
             release=True,
             withdraw=True,
             retryable=True,
-            reason="no replica acknowledged the intent in time; nothing was sent",
+            reason=f"{why}; nothing was sent",
         )
     budget = result.request_budget(mono_now, request_timeout)
     if budget is None:
@@ -317,8 +321,13 @@ def on_response(response: Response, *, version: int, tokens: Optional[TokenSet])
     )
 
 
-def on_commit_refused(snap: Snapshot, *, expected: int, tokens: TokenSet) -> Decision:
-    """After a refused commit of fresh ``tokens`` on ``expected``, and a new read ``snap``."""
+def on_commit_refused(
+    snap: Snapshot, *, expected: int, tokens: TokenSet, spent: Optional[str] = None
+) -> Decision:
+    """After a refused commit of fresh ``tokens`` on ``expected``, and a new read ``snap``.
+
+    ``spent`` is the refresh token the refresh that got ``tokens`` presented, when known.
+    """
     if snap.version < expected:
         # The store lost the record this refresh started from: the new tokens are the
         # newest truth there is, so they go in on whatever version it has now.
@@ -332,13 +341,28 @@ def on_commit_refused(snap: Snapshot, *, expected: int, tokens: TokenSet) -> Dec
     if ended is not None:
         return ended
     if snap.state is RecordState.LIVE and snap.tokens is not None:
+        if spent is not None and snap.tokens.refresh_token == spent:
+            # Newer only in name (a writer outside the lease wrote back what it had read):
+            # adopting it would present the spent token again and revoke the family.
+            return Decision(
+                Step.COMMIT,
+                tokens=tokens,
+                version=snap.version,
+                reason="the store holds the refresh token just spent; writing the new tokens",
+            )
         return _adopt(snap, True, "a newer record won (this commit came late)")
     return Decision(Step.FAIL, release=True, reason="not logged in: run `textstack login`")
 
 
-def on_refused(snap: Snapshot, *, spent: TokenSet, version: int) -> Decision:
-    """After ``invalid_grant`` for ``spent`` (recorded on ``version``), and a new read."""
+def on_refused(snap: Snapshot, *, spent: TokenSet, version: int, unsaved: bool = False) -> Decision:
+    """After ``invalid_grant`` for ``spent`` (recorded on ``version``), and a new read.
+
+    ``unsaved``: ``spent`` came from a refresh the store never took, so a record still at
+    ``version`` holds the older generation that refresh spent, not a sibling's rotation.
+    """
     if snap.state is RecordState.LIVE and snap.tokens is not None:
+        if unsaved and snap.version == version:
+            return Decision(Step.MARK_REVOKED, version=version, release=True, reason=_REVOKED)
         if snap.tokens.refresh_token != spent.refresh_token:
             return _adopt(snap, True, "a sibling rotated the refresh token")
         return Decision(Step.MARK_REVOKED, version=snap.version, release=True, reason=_REVOKED)

@@ -210,6 +210,7 @@ class _Run:
         self.lease: Optional[Lease] = None
         self.sent: Optional[TokenSet] = None
         self.intent_version = 0
+        self.spent_unsaved = False  # what was sent were tokens the store never took
         self.seen: Optional[Held] = None
         self.refused = refused
 
@@ -300,7 +301,12 @@ class _Run:
                     self.held = Held(None, 0)
                     return Outcome("dropped", self.held, reason=d.reason)
                 assert self.sent is not None
-                d = on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
+                d = on_refused(
+                    self.store.load(),
+                    spent=self.sent,
+                    version=self.intent_version,
+                    unsaved=self.spent_unsaved,
+                )
             else:  # Step.REREAD
                 d = self.read(self.store.load())
         self.release(withdraw=True)
@@ -314,6 +320,8 @@ class _Run:
 
     def publish(self, d: Decision) -> Decision:
         assert d.tokens is not None
+        if not self.hold_local_lease():
+            return self.busy_lock()
         if d.step is Step.REPUBLISH:
             result = self.store.republish(d.version, d.tokens)
         else:
@@ -323,17 +331,32 @@ class _Run:
             self.held = Held(d.tokens, result.version, unsaved=not result.acknowledged)
         return self.read(self.store.load())
 
-    def take_lease(self) -> Decision:
+    def acquire_lease(self) -> Optional[Lease]:
         wait = min(max(0.0, self.left()), self.r._ttl)
         if self.lease_wait is not None:
             wait = min(wait, self.lease_wait)
-        self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+        return self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
+
+    def hold_local_lease(self) -> bool:
+        """A local store writes under its lease (the cache's lock): within the caller's wait.
+
+        Its commit would otherwise wait for the lock on its own terms, which an advisory
+        refresh, whose caller waits for nothing, must not.
+        """
+        if self.local and self.lease is None:
+            self.lease = self.acquire_lease()
+            return self.lease is not None
+        return True
+
+    def busy_lock(self) -> Decision:
+        # Its holder is not in the record (a flock): taking it again cannot help now.
+        self.busy = True
+        return Decision(Step.FAIL, retryable=True, reason="another process holds the token lock")
+
+    def take_lease(self) -> Decision:
+        self.lease = self.acquire_lease()
         if self.lease is None and self.local:
-            # Its holder is not in the record (a flock): taking it again cannot help now.
-            self.busy = True
-            return Decision(
-                Step.FAIL, retryable=True, reason="another process holds the token lock"
-            )
+            return self.busy_lock()
         # Held or not, read again: another host may have refreshed while this one waited,
         # and the refresh token to spend is the one read NOW, never the one read before.
         return self.read(self.store.load())
@@ -380,7 +403,12 @@ class _Run:
             return on_response(Response.TOKENS, version=self.intent_version, tokens=fresh)
         if isinstance(outcome, wire.RefreshDead):
             on_response(Response.REFUSED, version=self.intent_version, tokens=None)
-            return on_refused(self.store.load(), spent=self.sent, version=self.intent_version)
+            return on_refused(
+                self.store.load(),
+                spent=self.sent,
+                version=self.intent_version,
+                unsaved=self.spent_unsaved,
+            )
         if not self.local:  # a local store's record is blanked with its lease
             log.warning(
                 "token refresh failed (%s); the intent stays until it expires", outcome.reason
@@ -391,6 +419,8 @@ class _Run:
 
     def commit(self, d: Decision) -> Decision | Outcome:
         assert d.tokens is not None
+        if not self.hold_local_lease():
+            return self.busy_lock()
         try:
             result = self.store.commit(d.version, d.tokens, now=self.clock.time())
         except StoreError:
@@ -408,7 +438,10 @@ class _Run:
             if due:
                 return self.read(self.store.load())
             return Outcome("ok", self.held, refreshed=self.sent is not None, reason=d.reason)
-        return on_commit_refused(self.store.load(), expected=d.version, tokens=d.tokens)
+        spent = self.sent.refresh_token if self.sent is not None else None
+        return on_commit_refused(
+            self.store.load(), expected=d.version, tokens=d.tokens, spent=spent
+        )
 
     def due(self, held: Held) -> bool:
         """Whether held tokens need a refresh (their access token expired or was refused)."""
@@ -425,23 +458,15 @@ class _Run:
         Its intent (the spend record) still names the token in the cache, and keeps every
         other process off it while this one lives; no other process has the token sent now.
         """
-        wait = min(max(0.0, self.left()), self.r._ttl)
-        if self.lease_wait is not None:
-            wait = min(wait, self.lease_wait)
-        self.lease = self.store.acquire_lease(self.r._owner, ttl=self.r._ttl, wait=wait)
         if self.lease is None:
-            return Outcome(
-                "failed",
-                self.held,
-                reason="another process holds the token lock",
-                retryable=True,
-                seen=self.seen,
-                busy=True,
-            )
+            self.lease = self.acquire_lease()
+        if self.lease is None:
+            return self.busy_lock()
         refresh_unsaved = getattr(self.store, "refresh_unsaved", None)
         if refresh_unsaved is not None:
             refresh_unsaved()
         assert self.held.tokens is not None
         self.sent = self.held.tokens
+        self.spent_unsaved = True
         self.intent_version = version
         return self.send_refresh(Decision(Step.SEND, timeout=self.r._request))

@@ -143,6 +143,24 @@ class SpendMarker:
                 return True  # not ours (any more): leave it standing
         return self._write(_BLANK)
 
+    def reserve(self) -> bool:
+        """Gives an empty lock file a blank record's room; False if it could not.
+
+        Callers hold the lock. A record already there is left as it is.
+        """
+        fd = self._open()
+        if fd is None:
+            return False
+        try:
+            if os.fstat(fd).st_size >= _SIZE:
+                return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        # Shorter than any record (each is written whole, padded): empty, or a torn blank.
+        return self._write(_BLANK)
+
     def spent_elsewhere(self, refresh_token: str, owner: str = "") -> bool:
         """True when someone alive other than ``owner`` spent ``refresh_token``.
 

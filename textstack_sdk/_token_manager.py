@@ -546,6 +546,8 @@ class TokenManager:
                 self._held = Held(None, 0)
             return
         assert record is not None
+        if self._held.unsaved and record.version <= self._held.version:
+            return  # rewritten, not replaced: still the generation our unsaved refresh spent
         if disk != self._tokens:
             self._install_locked(disk, source="cache", received_at=self._saved_at())
         if self._tokens is not None and not self._held.unsaved:
@@ -784,6 +786,10 @@ class TokenManager:
             refused=refused,
             lease_wait=lease_wait,
         )
+        if self._closed and self._cache_store is not None:
+            # close() may have given up on the lock this run held: the rotated tokens a
+            # failed save left in memory die with the manager, so their record goes too.
+            self._cache_store.close()
         with self._lock:
             if self._closed or self._generation != generation:
                 return self._ended_while_refreshing_locked()
