@@ -8,6 +8,7 @@ tokens expire when the test says), while monotonic time and waits stay real.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any, Callable, Optional
 import pytest
 from _redis_harness import RedisProcess
 
+from textstack_sdk import TokenManager
 from textstack_sdk import _wire as wire
 from textstack_sdk._auth_endpoints import AuthEndpoints
 from textstack_sdk._cache import FileTokenCache
@@ -137,6 +139,50 @@ def login(server: FakeTextStackServer, store: TokenStore, clock: OffsetClock) ->
     tokens = TokenSet(access, refresh, decode_exp(access))
     assert store.commit(store.load().version, tokens, now=clock.time()).ok
     return tokens
+
+
+def fleet_manager(
+    server: FakeTextStackServer, store: Any, clock: OffsetClock, **options: Any
+) -> TokenManager:
+    """A host's token manager over ``store``: 2 s requests, no prompt."""
+    options.setdefault("timeout", 2)
+    return TokenManager(
+        api_url=server.api_url,
+        site_host=server.site_host,
+        store=store,
+        clock=clock,
+        prompt=False,
+        **options,
+    )
+
+
+class Counting:
+    """A store that counts the calls made to it."""
+
+    def __init__(self, inner: TokenStore) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def spread_over(managers: list[TokenManager]) -> Any:
+    """A run_threads target that sends its callers to the managers in turn."""
+    turns = itertools.count()
+
+    def call() -> object:
+        return managers[next(turns) % len(managers)].get_token()
+
+    return call
 
 
 def hosts(

@@ -6,84 +6,43 @@ and the strict local auth server (a spent refresh token revokes the whole family
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from _fleet_helpers import MakeStore, OffsetClock, make_store, store_kind  # noqa: F401
+from _fleet_helpers import (  # noqa: F401 - fixtures
+    LIFETIME,
+    Counting,
+    MakeStore,
+    OffsetClock,
+    clock,
+    fleet_manager,
+    login,
+    make_store,
+    server,
+    spread_over,
+    store_kind,
+)
 from _redis_harness import RedisFleet, RedisProcess, redis_binary, redis_fleet, shared_redis  # noqa: F401
-from _tm_helpers import run_threads
+from _tm_helpers import run_threads, wait_until
 
 from textstack_sdk import Authorized, Failed, Pending, TokenManager, TokenSet
-from textstack_sdk._jwt import decode_exp
 from textstack_sdk._redis_store import RedisTokenStore
 from textstack_sdk._store import RecordState, TokenStore, WriteResult
 from textstack_sdk.testing import FakeTextStackServer
 
 pytestmark = pytest.mark.timeout(120)
 
-LIFETIME = 600.0
 REFRESH = "POST /auth/refresh-mobile"
-
-
-def login(server: FakeTextStackServer, store: TokenStore, now: float) -> TokenSet:
-    access, refresh = server.issue_tokens()
-    tokens = TokenSet(access, refresh, decode_exp(access))
-    assert store.commit(store.load().version, tokens, now=now).ok
-    return tokens
-
-
-class Counting:
-    """A store that counts the calls made to it."""
-
-    def __init__(self, inner: TokenStore) -> None:
-        self.inner = inner
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            return attr(*args, **kwargs)
-
-        return call
-
-
-@pytest.fixture
-def clock() -> OffsetClock:
-    return OffsetClock()
-
-
-@pytest.fixture
-def server(clock: OffsetClock) -> Iterator[FakeTextStackServer]:
-    with FakeTextStackServer(clock=clock, access_token_lifetime=LIFETIME) as srv:
-        yield srv
-
-
-def manager(server: FakeTextStackServer, store: Any, clock: OffsetClock) -> TokenManager:
-    return TokenManager(
-        api_url=server.api_url,
-        site_host=server.site_host,
-        store=store,
-        clock=clock,
-        timeout=2,
-        prompt=False,
-    )
 
 
 def test_the_hot_path_makes_no_store_call(
     shared_redis: RedisProcess, server: FakeTextStackServer, clock: OffsetClock
 ) -> None:
     store = Counting(RedisTokenStore(shared_redis.url, namespace=uuid.uuid4().hex[:8]))
-    login(server, store.inner, clock.time())
-    with manager(server, store, clock) as tm:
+    login(server, store.inner, clock)
+    with fleet_manager(server, store, clock) as tm:
         first = tm.get_token()
         assert isinstance(first, Authorized)
         calls = store.calls
@@ -100,8 +59,8 @@ def test_logout_on_one_host_logs_out_the_fleet(
     namespace = uuid.uuid4().hex[:8]
     one = RedisTokenStore(shared_redis.url, namespace=namespace)
     two = RedisTokenStore(shared_redis.url, namespace=namespace)
-    login(server, one, clock.time())
-    with manager(server, one, clock) as a, manager(server, two, clock) as b:
+    login(server, one, clock)
+    with fleet_manager(server, one, clock) as a, fleet_manager(server, two, clock) as b:
         assert isinstance(a.get_token(), Authorized)
         assert isinstance(b.get_token(), Authorized)
         a.logout()
@@ -127,7 +86,7 @@ def test_the_environment_names_the_store(
         "TEXTSTACK_SITE_HOST": server.site_host,
         "HOME": "/nonexistent-home-for-the-test",
     }
-    tokens = login(server, store, time.time())
+    tokens = login(server, store, OffsetClock())
     provider = provider_from_env(env)
     assert isinstance(provider, TokenManager)
     try:
@@ -147,10 +106,10 @@ def test_waiting_callers_are_not_held_up_past_the_bound(
 ) -> None:
     namespace = uuid.uuid4().hex[:8]
     holder = RedisTokenStore(shared_redis.url, namespace=namespace)
-    login(server, holder, clock.time())
+    login(server, holder, clock)
     clock.advance(LIFETIME)
     assert holder.acquire_lease("stuck-host", ttl=30, wait=0) is not None
-    with manager(server, RedisTokenStore(shared_redis.url, namespace=namespace), clock) as tm:
+    with fleet_manager(server, RedisTokenStore(shared_redis.url, namespace=namespace), clock) as tm:
         started = time.monotonic()
         result = tm.get_token()
         assert isinstance(result, Failed) and result.retryable, result
@@ -167,7 +126,7 @@ def test_the_environments_cache_key_seals_the_store(
 
     key = base64.urlsafe_b64encode(b"k" * 32).decode()
     sealed = RedisTokenStore(shared_redis.url, cipher=AesGcmCipher(key))
-    tokens = login(server, sealed, time.time())
+    tokens = login(server, sealed, OffsetClock())
     env = {
         "TEXTSTACK_TOKEN_STORE": shared_redis.url,
         "TEXTSTACK_CACHE_KEY": key,
@@ -195,8 +154,8 @@ def test_a_refresh_costs_six_store_calls(
     # README's figure (one round trip each; with a replica, the intent's and the commit's
     # WAIT add two).
     store = Counting(RedisTokenStore(shared_redis.url, namespace=uuid.uuid4().hex[:8]))
-    login(server, store.inner, clock.time())
-    with manager(server, store, clock) as tm:
+    login(server, store.inner, clock)
+    with fleet_manager(server, store, clock) as tm:
         assert isinstance(tm.get_token(), Authorized)
         clock.advance(LIFETIME)
         before = store.calls
@@ -227,8 +186,8 @@ def test_tokens_no_replica_acknowledged_are_written_again_in_the_background(
     store = FirstCommitUnacknowledged(
         RedisTokenStore(shared_redis.url, namespace=uuid.uuid4().hex[:8])
     )
-    login(server, store.inner, clock.time())
-    with manager(server, store, clock) as tm:
+    login(server, store.inner, clock)
+    with fleet_manager(server, store, clock) as tm:
         assert isinstance(tm.get_token(), Authorized)
         clock.advance(LIFETIME)
         rotated = tm.get_token()
@@ -286,8 +245,8 @@ def test_managers_on_either_store_refresh_once_per_rotation(
 ) -> None:
     # The same manager code path over the file store and the Redis store: four "hosts"
     # (each its own manager and store object), four callers each, five rotations.
-    login(server, make_store(), clock.time())
-    managers = [manager(server, make_store(), clock) for _ in range(4)]
+    login(server, make_store(), clock)
+    managers = [fleet_manager(server, make_store(), clock) for _ in range(4)]
     try:
         for rotation in range(5):
             clock.advance(LIFETIME)
@@ -302,25 +261,15 @@ def test_managers_on_either_store_refresh_once_per_rotation(
             tm.close()
 
 
-def spread_over(managers: list[TokenManager]) -> Any:
-    """A run_threads target that sends its callers to the managers in turn."""
-    turns = itertools.count()
-
-    def call() -> object:
-        return managers[next(turns) % len(managers)].get_token()
-
-    return call
-
-
 def test_a_new_host_serves_the_stores_valid_token_when_the_refresh_fails(
     make_store: MakeStore, server: FakeTextStackServer, clock: OffsetClock
 ) -> None:
     # The store's access token is due for refresh (inside the margin) but still valid,
     # and the auth server answers 503: a host that just started serves that token.
-    tokens = login(server, make_store(), clock.time())
+    tokens = login(server, make_store(), clock)
     clock.advance(LIFETIME - 10)
     server.inject(REFRESH, status=503, json={}, times=3)
-    with manager(server, make_store(), clock) as tm:
+    with fleet_manager(server, make_store(), clock) as tm:
         assert tm.get_token() == Authorized(tokens.access_token)
         assert tm.get_token() == Authorized(tokens.access_token)  # the refresh failed
     assert server.count("POST /auth/device/code") == 0
@@ -331,27 +280,20 @@ def test_a_new_host_never_waits_for_a_slow_refresh_of_a_valid_token(
 ) -> None:
     # The auth server holds the refresh until released; the token is still valid, so
     # no caller of a host that just started waits for it.
-    tokens = login(server, make_store(), clock.time())
+    tokens = login(server, make_store(), clock)
     clock.advance(LIFETIME - 10)
     release = threading.Event()
     server.inject(REFRESH, delay=30, release=release)
-    with manager(server, make_store(), clock) as tm:
+    with fleet_manager(server, make_store(), clock) as tm:
         try:
             started = time.monotonic()
             got = run_threads(8, tm.get_token)
             assert time.monotonic() - started < 1.0
             assert got == [Authorized(tokens.access_token)] * 8
             # The next call starts the refresh in the background, and is not held up.
-            wait_for(lambda: tm.get_token() == got[0] and server.count(REFRESH) == 1)
+            wait_until(lambda: tm.get_token() == got[0] and server.count(REFRESH) == 1)
         finally:
             release.set()
-        wait_for(lambda: tm.get_token() != Authorized(tokens.access_token))
+        wait_until(lambda: tm.get_token() != Authorized(tokens.access_token))
         assert isinstance(tm.get_token(), Authorized)
     assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
-
-
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)

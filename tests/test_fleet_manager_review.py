@@ -6,7 +6,6 @@ what it may serve from the store, and what it must never serve again."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -15,14 +14,15 @@ from _fleet_helpers import (  # noqa: F401 - fixtures
     MakeStore,
     OffsetClock,
     clock,
+    fleet_manager,
     login,
     make_store,
     server,
+    spread_over,
     store_kind,
 )
 from _redis_harness import RedisProcess, redis_binary, shared_redis  # noqa: F401
-from _tm_helpers import run_threads
-from test_fleet_manager import spread_over
+from _tm_helpers import run_threads, wait_until
 
 from textstack_sdk import Authorized, Failed, TokenManager, TokenSet
 from textstack_sdk._jwt import decode_exp
@@ -32,18 +32,6 @@ from textstack_sdk.testing import FakeTextStackServer
 pytestmark = pytest.mark.timeout(120)
 
 REFRESH = "POST /auth/refresh-mobile"
-
-
-def manager(server: FakeTextStackServer, store: Any, clock: OffsetClock, **kw: Any) -> TokenManager:
-    kw.setdefault("timeout", 2)
-    return TokenManager(
-        api_url=server.api_url,
-        site_host=server.site_host,
-        store=store,
-        clock=clock,
-        prompt=False,
-        **kw,
-    )
 
 
 class Gated:
@@ -74,13 +62,6 @@ class Gated:
         return call
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def idle(tm: TokenManager) -> bool:
     return tm._refresh_flight is None
 
@@ -91,7 +72,7 @@ def test_a_refused_access_token_is_refreshed_though_the_store_calls_it_fresh(
     # A 401 for a token the store still calls fresh: the next call refreshes once (as
     # without a store), and never hands the refused token out again.
     tokens = login(server, make_store(), clock)
-    with manager(server, make_store(), clock) as tm:
+    with fleet_manager(server, make_store(), clock) as tm:
         assert tm.get_token() == Authorized(tokens.access_token)
         tm.invalidate(tokens.access_token)
         again = tm.get_token()
@@ -99,7 +80,7 @@ def test_a_refused_access_token_is_refreshed_though_the_store_calls_it_fresh(
         assert server.count(REFRESH) == 1 and server.refresh_reuses == 0
         assert tm.get_token() == again
     # Another host refused the same token later: it adopts the new one, no refresh.
-    with manager(server, make_store(), clock) as other:
+    with fleet_manager(server, make_store(), clock) as other:
         assert other.get_token() == again
     assert server.count(REFRESH) == 1
 
@@ -114,7 +95,7 @@ def test_a_failed_refresh_never_brings_back_a_refused_older_token(
     access2, refresh2 = server.issue_tokens()
     clock.advance(5)
     t1 = login(server, store, clock)
-    with manager(server, make_store(), clock) as tm:
+    with fleet_manager(server, make_store(), clock) as tm:
         assert tm.get_token() == Authorized(t1.access_token)
         t2 = TokenSet(access2, refresh2, decode_exp(access2))
         assert store.commit(store.load().version, t2, now=clock.time()).ok
@@ -123,7 +104,7 @@ def test_a_failed_refresh_never_brings_back_a_refused_older_token(
         assert tm.get_token() == Authorized(t2.access_token)
         server.inject(REFRESH, status=503, json={}, times=5)
         assert tm.get_token() == Authorized(t2.access_token)  # starts the advisory refresh
-        wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
+        wait_until(lambda: server.count(REFRESH) == 1 and idle(tm))
         for _ in range(3):
             assert tm.get_token() == Authorized(t2.access_token)
 
@@ -136,12 +117,12 @@ def test_a_failed_save_never_serves_the_older_token_the_store_still_has(
     # T1 is an older generation than what this host holds, never served.
     t1 = login(server, make_store(), clock)
     store = Gated(make_store())
-    with manager(server, store, clock) as tm:
+    with fleet_manager(server, store, clock) as tm:
         assert tm.get_token() == Authorized(t1.access_token)
         clock.advance(LIFETIME - 10)
         store.fail.add("commit")
         assert tm.get_token() == Authorized(t1.access_token)  # the advisory refresh
-        wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
+        wait_until(lambda: server.count(REFRESH) == 1 and idle(tm))
         t2 = tm.get_token()
         assert isinstance(t2, Authorized) and t2.access_token != t1.access_token
         tm.invalidate(t2.access_token)
@@ -159,7 +140,7 @@ def test_close_during_a_store_read_serves_nothing_after(
     # and get_token() after close() answers "closed".
     tokens = login(server, make_store(), clock)
     store = Gated(make_store())
-    tm = manager(server, store, clock)
+    tm = fleet_manager(server, store, clock)
     if when == "refresh":
         assert tm.get_token() == Authorized(tokens.access_token)
         clock.advance(LIFETIME + 1)
@@ -173,7 +154,7 @@ def test_close_during_a_store_read_serves_nothing_after(
     tm.close()
     store.gate.set()
     caller.join(10)
-    wait_for(lambda: idle(tm))
+    wait_until(lambda: idle(tm))
     after = tm.get_token()
     assert isinstance(after, Failed) and "closed" in after.message, after
 
@@ -191,10 +172,10 @@ def test_a_failed_refresh_never_stretches_a_served_token_past_its_jwt_exp(
     assert store.commit(0, TokenSet(access, refresh, jwt_exp + 10), now=clock.time()).ok
     clock.advance(LIFETIME - 20)  # 20 s left by the JWT, 30 by the record: in the margin
     server.inject(REFRESH, status=503, json={}, times=5)
-    with manager(server, make_store(), clock) as tm:
+    with fleet_manager(server, make_store(), clock) as tm:
         assert tm.get_token() == Authorized(access)
         assert tm.get_token() == Authorized(access)  # starts the advisory refresh
-        wait_for(lambda: server.count(REFRESH) == 1 and idle(tm))
+        wait_until(lambda: server.count(REFRESH) == 1 and idle(tm))
         clock.advance(25)  # past the JWT's exp, not the record's
         assert not isinstance(tm.get_token(), Authorized)
 
@@ -205,7 +186,7 @@ def test_a_401_on_every_host_costs_one_refresh(
     # The same fresh token refused on four hosts at once (the API rotated its keys, say):
     # one host refreshes, the others adopt its tokens; no refresh token is spent twice.
     tokens = login(server, make_store(), clock)
-    managers = [manager(server, make_store(), clock) for _ in range(4)]
+    managers = [fleet_manager(server, make_store(), clock) for _ in range(4)]
     try:
         for tm in managers:
             assert tm.get_token() == Authorized(tokens.access_token)

@@ -23,6 +23,8 @@ from _fleet_helpers import (  # noqa: F401 - fixtures
     OffsetClock,
     clock,
     endpoints,
+    fleet_manager,
+    login,
     server,
 )
 from _redis_harness import (  # noqa: F401 - fixtures
@@ -39,12 +41,10 @@ from _redis_harness import (  # noqa: F401 - fixtures
     wait_until,
 )
 
-from textstack_sdk import Authorized, Failed, TokenManager, TokenSet
+from textstack_sdk import Authorized, Failed, TokenSet
 from textstack_sdk import _wire as wire
 from textstack_sdk._auth_endpoints import AuthEndpoints
-from textstack_sdk._jwt import decode_exp
 from textstack_sdk._redis_store import RedisTokenStore
-from textstack_sdk._store import TokenStore
 from textstack_sdk.testing import FakeTextStackServer
 
 from . import _budget
@@ -83,24 +83,6 @@ SIGNIN = scenario(
 )
 
 
-def login(server: FakeTextStackServer, store: TokenStore, now: float) -> TokenSet:
-    access, refresh = server.issue_tokens()
-    tokens = TokenSet(access, refresh, decode_exp(access))
-    assert store.commit(store.load().version, tokens, now=now).ok
-    return tokens
-
-
-def manager(server: FakeTextStackServer, store: Any, clock: OffsetClock) -> TokenManager:
-    return TokenManager(
-        api_url=server.api_url,
-        site_host=server.site_host,
-        store=store,
-        clock=clock,
-        timeout=2,
-        prompt=False,
-    )
-
-
 def test_three_host_processes_eight_threads_one_refresh_per_rotation(
     shared_redis: RedisProcess,
 ) -> None:
@@ -113,7 +95,7 @@ def test_three_host_processes_eight_threads_one_refresh_per_rotation(
     out: Any = ctx.Queue()
     with FakeTextStackServer(clock=clock, access_token_lifetime=LIFETIME) as server:
         store = RedisTokenStore(shared_redis.url, namespace=namespace)
-        login(server, store, clock.time())
+        login(server, store, clock)
         args = (server.api_url, server.site_host, shared_redis.url, namespace, offset)
         procs = [
             ctx.Process(
@@ -161,8 +143,8 @@ def test_redis_down_serves_valid_tokens_fails_closed_and_recovers(
 ) -> None:
     redis = redis_fleet.server()
     store = RedisTokenStore(redis.url, socket_timeout=0.3, connect_timeout=0.3)
-    login(server, store, clock.time())
-    with manager(server, store, clock) as tm:
+    login(server, store, clock)
+    with fleet_manager(server, store, clock) as tm:
         first = tm.get_token()
         assert isinstance(first, Authorized)
         redis.stop()
