@@ -23,7 +23,6 @@ Thread-safety: callers hold the cross-process lock while writing; reading needs 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,8 @@ import socket
 import stat
 import weakref
 from typing import Optional
+
+from ._store import fingerprint as store_fingerprint
 
 __all__ = ["SpendMarker", "fingerprint", "new_owner"]
 
@@ -53,8 +54,9 @@ def new_owner(holder: object) -> str:
 
 
 def fingerprint(refresh_token: str) -> str:
-    """A secret-free identifier of a refresh token (64 bits of its SHA-256)."""
-    return hashlib.sha256(refresh_token.encode("utf-8")).hexdigest()[:16]
+    """A secret-free identifier of a refresh token: the store's, cut to 64 bits to fit
+    the record's fixed size (the on-disk format of the spend record)."""
+    return store_fingerprint(refresh_token)[:16]
 
 
 def _host() -> str:
