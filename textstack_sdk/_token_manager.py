@@ -881,9 +881,15 @@ class TokenManager:
             # The record our unsaved refresh started from: its tokens are older than ours.
             return False
         tokens = seen.tokens
-        exp = decode_exp(tokens.access_token)
-        exp = tokens.access_exp if exp is None else min(exp, tokens.access_exp or exp)
-        if exp is None or self._time() >= exp or tokens.access_token == self._refused:
+        now = self._time()
+        # A store's stated expiry is believed as a cache file's is (see trusted_exp).
+        exp = trusted_exp(
+            decode_exp(tokens.access_token),
+            tokens.access_exp,
+            now,
+            grace=self._min_refresh_interval + self._skew,
+        )
+        if exp is None or now >= exp or tokens.access_token == self._refused:
             return False
         held_exp = None if self._tokens is None else self._tokens.access_exp
         if held_exp is not None and held_exp >= exp and self._snapshot is not None:
